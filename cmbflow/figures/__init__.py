@@ -1,0 +1,1 @@
+"""Figures: QC overviews and, later, the evaluation figures of the paper."""

@@ -1,0 +1,1 @@
+"""Reading and checking the inputs: NIfTI volumes, BIDS discovery, phase units, annotations."""

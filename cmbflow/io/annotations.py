@@ -1,0 +1,46 @@
+"""CMB annotations: instance masks and marker tables (world mm RAS+ of the image)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from cmbflow.io.nifti import InputError
+
+MARKER_COLUMNS = ("x", "y", "z")
+FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
+
+
+def instance_labels(mask: np.ndarray) -> np.ndarray:
+    """Integer instance labels (int32) from a mask: a binary mask is split into connected
+    components (26-connectivity); an integer-labelled mask is kept as it is."""
+    values = np.unique(mask)
+    if np.all(np.isin(values, (0, 1))):
+        labels, _ = ndimage.label(mask > 0, structure=FULL_CONNECTIVITY)
+        return labels.astype(np.int32)
+    return np.rint(mask).astype(np.int32)
+
+
+def read_markers(path: str | Path) -> pd.DataFrame:
+    """Read a markers TSV with columns ``x y z`` (world mm RAS+) and optional ``radius_mm``, ``region``."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: markers file is empty. Write at least the header line 'x\\ty\\tz' (a subject with no CMB is valid).") from None
+    except Exception as error:
+        raise InputError(f"{path}: cannot be read as a tab-separated table ({error}).") from error
+    missing = [c for c in MARKER_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: markers table lacks column(s) {missing}; found {list(table.columns)}. "
+                         "Columns must be tab-separated 'x y z' in world mm (RAS+), optional 'radius_mm', 'region'.")
+    numeric = MARKER_COLUMNS + (("radius_mm",) if "radius_mm" in table.columns else ())
+    if table.empty:  # a header-only file: a subject without CMBs
+        return table.astype({column: float for column in numeric})
+    for column in numeric:
+        if not pd.api.types.is_numeric_dtype(table[column]) or not np.all(np.isfinite(table[column])):
+            raise InputError(f"{path}: column '{column}' must hold finite numbers (world mm).")
+    return table

@@ -1,0 +1,47 @@
+"""NIfTI reading and writing (nibabel). Arrays are indexed by voxel; affines map voxel ->
+world mm RAS+."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+
+class InputError(ValueError):
+    """A problem with a user's input file; the message names the file and the fix."""
+
+
+def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Read a 3-D volume ``(array, affine)``; trailing singleton axes (x,y,z,1) are dropped.
+
+    Raises :class:`InputError` for an empty, unreadable or non-3-D file.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found. Check the dataset's bids_dir and file patterns.")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: file is empty (0 bytes). Re-export or re-copy it.")
+    try:
+        image = nib.load(str(path))
+        data = np.asanyarray(image.dataobj)
+    except Exception as error:  # nibabel raises many types for corrupt files
+        raise InputError(f"{path}: cannot be read as NIfTI ({error}). Re-export it as .nii or .nii.gz.") from error
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise InputError(f"{path}: image has shape {data.shape}, expected a 3-D volume. Split 4-D series (e.g. multi-echo) into one 3-D file per image.")
+    return data.astype(dtype, copy=False), image.affine
+
+
+def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, dtype=None) -> None:
+    """Write ``data`` with ``affine`` (voxel -> world mm RAS+) as NIfTI, sform and qform set."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    array = np.asarray(data, dtype=dtype) if dtype is not None else np.asarray(data)
+    image = nib.Nifti1Image(array, affine)
+    image.set_sform(affine, code=1)
+    image.set_qform(affine, code=1)
+    nib.save(image, str(path))

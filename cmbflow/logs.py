@@ -1,0 +1,29 @@
+"""Logging set-up and switchable progress bars shared by the CLI and the rule scripts."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
+    """Send cmbflow's log records to ``log_file`` (a rule's ``log:``) or to stderr."""
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)
+
+
+def progress(items: Iterable[T], enabled: bool, desc: str, total: int | None = None) -> Iterable[T]:
+    """Wrap ``items`` in a tqdm bar when ``enabled`` (config ``progress_bars`` / CLI ``--progress``)."""
+    return tqdm(items, desc=desc, total=total, disable=not enabled, file=sys.stderr, leave=False)

@@ -1,0 +1,116 @@
+"""Writing the synthetic cohort in the input contract's layout (BIDS + cmb_labels derivatives)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cmbflow import paths
+from cmbflow.atlas import load_template
+from cmbflow.io.nifti import load_volume, save_volume
+from cmbflow.synth.site import SiteParams
+from cmbflow.synth.subject import Geometry, SyntheticSubject, Simulator
+from cmbflow.synth.tissue import build_tissue_maps
+from cmbflow.synth.warp import SubjectWarp
+
+log = logging.getLogger(__name__)
+
+MAGNITUDE_INT16_GAIN = 4000.0  # scanner-like integer magnitude: WM near 2000
+
+
+def subject_rng(seed: int, site: str, subject: str) -> np.random.Generator:
+    """Independent, reproducible stream per (seed, site, subject), whatever the job order."""
+    digest = int.from_bytes(hashlib.sha256(f"{site}/{subject}".encode()).digest()[:8], "little")
+    return np.random.default_rng(np.random.SeedSequence([seed, digest]))
+
+
+def make_simulator(atlas_path: str | Path, workers: int = 1) -> Simulator:
+    """Simulator over the ICBM template, with the MARS atlas written by the atlas rule."""
+    template = load_template()
+    regions, _ = load_volume(atlas_path, dtype=np.uint8)
+    return Simulator(build_tissue_maps(template), regions, workers=workers)
+
+
+def store_phase(phase: np.ndarray, storage: str) -> np.ndarray:
+    """Phase as the site stores it: float32 radians, or signed scanner codes -4096..4095 (int16)."""
+    if storage == "radians":
+        return phase.astype(np.float32)
+    codes = np.floor((phase + np.pi) / (2 * np.pi) * 8192) - 4096
+    return np.clip(codes, -4096, 4095).astype(np.int16)
+
+
+def store_magnitude(magnitude: np.ndarray, storage: str) -> np.ndarray:
+    """Magnitude as float32, or scanner-like int16 (fixed gain, clipped)."""
+    if storage == "float32":
+        return magnitude.astype(np.float32)
+    return np.clip(np.rint(magnitude * MAGNITUDE_INT16_GAIN), 0, 32767).astype(np.int16)
+
+
+def write_subject(subject: SyntheticSubject, site: SiteParams, outputs: dict[str, str]) -> None:
+    """Write one simulated subject to the paths of :func:`cmbflow.paths.synth_subject_files`."""
+    save_volume(outputs["magnitude"], store_magnitude(subject.swi, site.magnitude_storage), subject.affine)
+    save_volume(outputs["phase"], store_phase(subject.phase, site.phase_storage), subject.affine)
+    save_volume(outputs["mask"], subject.cmb_labels, subject.affine, dtype=np.int16)
+    save_volume(outputs["regions"], subject.regions, subject.affine, dtype=np.uint8)
+    save_volume(outputs["brainmask"], subject.brain_mask, subject.affine, dtype=np.uint8)
+    for key, table in (("markers", subject.markers), ("mimics", subject.mimics)):
+        Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(outputs[key], sep="\t", index=False, float_format="%.3f")
+
+
+def synthesize_subject(site: SiteParams, subject: str, seed: int, atlas_path: str, outputs: dict[str, str],
+                       simulator: Simulator | None = None, workers: int = 1) -> SyntheticSubject:
+    """Simulate and write one subject; returns the simulated subject."""
+    simulator = simulator or make_simulator(atlas_path, workers)
+    simulated = simulator.simulate(site, subject_rng(seed, site.name, subject))
+    write_subject(simulated, site, outputs)
+    log.info("site %s sub-%s: %d CMBs, %d calcifications, %d vein points; grid %s at %s mm",
+             site.name, subject, len(simulated.markers), int((simulated.mimics["kind"] == "calcification").sum()),
+             int(simulated.mimics["kind"].str.endswith("vein").sum()), simulated.swi.shape, site.voxel_mm)
+    return simulated
+
+
+def synthesize_template(site: SiteParams, atlas_path: str, outputs: dict[str, str], workers: int = 1) -> None:
+    """The canonical (un-warped) SWI-like template on the ICBM grid: no lesions, no noise.
+
+    ``outputs`` holds paths for ``swi``, ``phase``, ``brainmask`` and ``regions``.
+    """
+    simulator = make_simulator(atlas_path, workers)
+    template = simulator.tissue
+    geometry = Geometry(template.affine, template.m0.shape, (1, 1, 1))
+    warp = SubjectWarp.identity(simulator.template_centre)
+    simulated = simulator.simulate(site, np.random.default_rng(0), warp=warp, geometry=geometry,
+                                   with_sources=False, with_noise=False)
+    save_volume(outputs["swi"], simulated.swi, template.affine, dtype=np.float32)
+    save_volume(outputs["phase"], simulated.phase, template.affine, dtype=np.float32)
+    save_volume(outputs["brainmask"], simulated.brain_mask, template.affine, dtype=np.uint8)
+    save_volume(outputs["regions"], simulated.regions, template.affine, dtype=np.uint8)
+
+
+def write_dataset_files(site: SiteParams, root: str | Path, marker_files: list[str]) -> None:
+    """``dataset_description.json`` and ``participants.tsv`` (with CMB counts) of a site."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    description = {
+        "Name": f"cmbflow synthetic SWI cohort, site {site.name}",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "raw",
+        "GeneratedBy": [{"Name": "cmbflow synth", "Description": "physics-based SWI simulation"}],
+        "Acquisition": {"VoxelSizeMm": list(site.voxel_mm), "EchoTimeMs": site.te_ms, "FieldStrengthT": site.b0_tesla,
+                        "SNR": site.snr, "Orientation": site.orientation, "ObliqueDeg": site.oblique_deg,
+                        "PhaseStorage": site.phase_storage, "PhaseSign": site.phase_sign},
+    }
+    (root / "dataset_description.json").write_text(json.dumps(description, indent=2) + "\n")
+    rows = []
+    for path in marker_files:
+        markers = pd.read_csv(path, sep="\t")
+        subject = Path(path).name.split("_")[0]
+        counts = markers["region"].value_counts() if len(markers) else pd.Series(dtype=int)
+        rows.append({"participant_id": subject, "n_cmb": len(markers),
+                     **{f"n_{r}": int(counts.get(r, 0)) for r in ("lobar", "deep", "infratentorial")}})
+    pd.DataFrame(rows).to_csv(root / "participants.tsv", sep="\t", index=False)

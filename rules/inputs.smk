@@ -1,0 +1,47 @@
+# The input contract: every dataset is validated before anything heavy, then split.
+
+
+rule validate_dataset:
+    input:
+        dataset_input_files,
+    output:
+        report(
+            paths.output("inputs", "{dataset}", suffix="manifest", ext=".tsv"),
+            caption="../report/manifest.rst",
+            category="QC",
+            subcategory="Inputs",
+            labels={"dataset": "{dataset}"},
+        ),
+    params:
+        dataset=lambda wildcards: dataset_settings(wildcards.dataset),
+        tolerance_mm=config["validation"]["affine_tolerance_mm"],
+    log:
+        paths.log("inputs", "validate_{dataset}"),
+    threads: 1
+    resources:
+        mem_mb=2000,  # one subject's volumes at a time
+        runtime=15,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/validate_dataset.py"
+
+
+rule split_dataset:
+    input:
+        paths.output("inputs", "{dataset}", suffix="manifest", ext=".tsv"),
+    output:
+        paths.output("inputs", "{dataset}", suffix="split", ext=".tsv"),
+    params:
+        test_fraction=config["split"]["test_fraction"],
+        seed=config["split"]["seed"],
+    log:
+        paths.log("inputs", "split_{dataset}"),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/split_dataset.py"

@@ -1,0 +1,117 @@
+# The built-in physics-based synthetic cohort: atlas, canonical template, one job per subject.
+
+
+rule build_region_atlas:
+    output:
+        paths.region_atlas(),
+    params:
+        lobar_wm_mm=config["synth"].get("atlas", {}).get("lobar_wm_mm", 10.0),
+        deep_wm_mm=config["synth"].get("atlas", {}).get("deep_wm_mm", 6.0),
+    log:
+        paths.log("atlas", "build_region_atlas"),
+    threads: 1
+    resources:
+        mem_mb=2500,  # three distance transforms of the 1 mm template (8.5 M voxels)
+        runtime=10,
+    conda:
+        "../envs/synth.yaml"
+    script:
+        "../scripts/build_region_atlas.py"
+
+
+rule synthesize_template:
+    input:
+        atlas=paths.region_atlas(),
+    output:
+        **{name: paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")},
+    params:
+        site=lambda wildcards: site_config(config["synth"]["template_site"]),
+        site_name=config["synth"]["template_site"],
+    log:
+        paths.log("synth", "template"),
+    benchmark:
+        paths.benchmark("synth", "template")
+    threads: 1
+    resources:
+        mem_mb=3000,  # whole 1 mm template grid with FFT padding
+        runtime=10,
+    conda:
+        "../envs/synth.yaml"
+    script:
+        "../scripts/synthesize_template.py"
+
+
+rule synthesize_subject:
+    input:
+        atlas=paths.region_atlas(),
+    output:
+        **synth_subject_outputs("{site}", "{subject}"),
+    params:
+        site=lambda wildcards: site_config(wildcards.site),
+        seed=config["synth"]["seed"],
+        progress=config["progress_bars"],
+    log:
+        paths.log("synth", "site-{site}_sub-{subject}"),
+    benchmark:
+        paths.benchmark("synth", "site-{site}_sub-{subject}")
+    threads: 1  # one subject per core parallelizes better than threaded FFTs
+    resources:
+        mem_mb=2500,  # template maps + 1 mm simulation grid (measured ~1.3 GB at default scale)
+        runtime=10,
+    conda:
+        "../envs/synth.yaml"
+    script:
+        "../scripts/synthesize_subject.py"
+
+
+rule synthesize_site:
+    input:
+        markers=lambda wildcards: [
+            synth_subject_outputs(wildcards.site, subject)["markers"]
+            for subject in site_subjects(wildcards.site)
+        ],
+    output:
+        description=f"{paths.synth_root('{site}')}/dataset_description.json",
+        participants=f"{paths.synth_root('{site}')}/participants.tsv",
+    params:
+        site=lambda wildcards: site_config(wildcards.site),
+    log:
+        paths.log("synth", "site-{site}"),
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/synth.yaml"
+    script:
+        "../scripts/synthesize_site.py"
+
+
+rule synth_overview:
+    input:
+        lambda wildcards: [
+            path
+            for subject in site_subjects(wildcards.site)[:4]
+            for path in synth_subject_outputs(wildcards.site, subject).values()
+        ],
+    output:
+        report(
+            paths.output("qc", "synth_{site}", suffix="overview", ext=".png"),
+            caption="../report/synth_overview.rst",
+            category="QC",
+            subcategory="Synthetic cohort",
+            labels={"site": "{site}"},
+        ),
+    params:
+        site=lambda wildcards: wildcards.site,
+        subjects=lambda wildcards: site_subjects(wildcards.site)[:4],
+    log:
+        paths.log("qc", "synth_{site}_overview"),
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=5,
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/synth_overview.py"

@@ -1,0 +1,10 @@
+"""Rule build_region_atlas: MARS region atlas on the ICBM 2009c grid."""
+
+from cmbflow.atlas import build_region_atlas, load_template
+from cmbflow.io.nifti import save_volume
+from cmbflow.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+template = load_template()
+regions = build_region_atlas(template, snakemake.params.lobar_wm_mm, snakemake.params.deep_wm_mm)
+save_volume(snakemake.output[0], regions, template.affine, dtype="uint8")
