@@ -1,6 +1,8 @@
 # cmbflow: cerebral microbleed detection, anatomical localization and evaluation.
 # See README.md; configuration in config.yaml, validated by schemas/config.schema.yaml.
 
+import os
+
 from snakemake.utils import min_version, validate
 
 from cmbflow.config import check_config, datasets_from_cli
@@ -8,7 +10,8 @@ from cmbflow.config import check_config, datasets_from_cli
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# Defaults live beside this Snakefile, so `snakemake -d WORKDIR` still finds them.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 # A `datasets:` mapping passed with --configfile replaces the synthetic cohort (see README).

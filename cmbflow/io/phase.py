@@ -40,7 +40,7 @@ def phase_to_radians(phase: np.ndarray, units: str = "auto", code_range: tuple[f
         raise ValueError(f"phase units must be auto, radians or scanner, not {units!r}")
     detected = detect_phase_units(phase) if units == "auto" else units
     if detected == "radians":
-        radians = np.angle(np.exp(1j * phase.astype(np.float64))).astype(np.float32)
+        radians = (np.mod(phase.astype(np.float64) + np.pi, 2 * np.pi) - np.pi).astype(np.float32)
         note = "phase in radians" + (" (detected)" if units == "auto" else " (forced by config)")
     else:
         lo, hi = code_range if code_range is not None else scanner_code_range(phase)

@@ -1,0 +1,183 @@
+"""Every check of the input contract fires, with a message naming the file and the fix."""
+
+from __future__ import annotations
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from cmbflow.io.bids import discover_subjects
+from cmbflow.io.nifti import InputError, save_volume
+from cmbflow.io.validate import validate_dataset
+from tests.conftest import AFFINE, SHAPE, write_subject
+
+
+def run(root, role="internal", **extra):
+    return validate_dataset("demo", {"bids_dir": str(root), "role": role, **extra})
+
+
+def expect_problem(root, *fragments, **kwargs):
+    with pytest.raises(InputError) as caught:
+        run(root, **kwargs)
+    message = str(caught.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_valid_dataset_gives_manifest_with_cmb_counts(bids):
+    root, _ = bids
+    manifest = run(root)
+    assert list(manifest["key"]) == ["01", "02"]
+    assert list(manifest["n_cmb"]) == [2, 0]  # a subject with zero CMBs is valid
+    assert set(manifest["orientation"]) == {"LAS"}
+    assert manifest["phase_units"].str.contains("radians").all()
+
+
+def test_sessions_are_discovered_as_separate_keys(tmp_path):
+    root = tmp_path / "bids"
+    write_subject(root, "01", session="a")
+    write_subject(root, "01", session="b")
+    assert [s.key for s in discover_subjects("demo", {"bids_dir": str(root)})] == ["01_ses-a", "01_ses-b"]
+
+
+def test_custom_patterns(tmp_path):
+    root = tmp_path / "flat"
+    root.mkdir()
+    save_volume(root / "P7_mag.nii", np.ones(SHAPE, np.float32), AFFINE)
+    save_volume(root / "P7_pha.nii", np.zeros(SHAPE, np.float32), AFFINE)
+    manifest = run(root, role="external", patterns={"magnitude": "{subject}_mag.nii", "phase": "{subject}_pha.nii"})
+    assert list(manifest["key"]) == ["P7"]
+
+
+def test_missing_phase(bids):
+    root, files = bids
+    files["01"]["phase"].unlink()
+    expect_problem(root, str(files["01"]["magnitude"]), "no phase image", str(files["01"]["phase"]), "patterns.phase")
+
+
+def test_shape_mismatch(bids):
+    root, files = bids
+    save_volume(files["01"]["phase"], np.zeros((12, 14, 9), np.float32), AFFINE)
+    expect_problem(root, str(files["01"]["phase"]), "shape (12, 14, 9)", "resample")
+
+
+def test_affine_mismatch_beyond_tolerance_only(bids):
+    root, files = bids
+    shifted = AFFINE.copy()
+    shifted[0, 3] += 0.005
+    save_volume(files["01"]["phase"], np.zeros(SHAPE, np.float32), shifted)
+    run(root)  # 0.005 mm is within the default 0.01 mm tolerance
+    shifted[0, 3] += 0.5
+    save_volume(files["01"]["phase"], np.zeros(SHAPE, np.float32), shifted)
+    expect_problem(root, str(files["01"]["phase"]), "affine differs", "affine_tolerance_mm")
+
+
+def test_not_3d(bids):
+    root, files = bids
+    save_volume(files["02"]["magnitude"], np.ones((*SHAPE, 3), np.float32), AFFINE)
+    expect_problem(root, str(files["02"]["magnitude"]), "expected a 3-D volume")
+
+
+def test_trailing_singleton_axis_is_accepted(bids):
+    root, files = bids
+    save_volume(files["02"]["magnitude"], np.ones((*SHAPE, 1), np.float32), AFFINE)
+    run(root)
+
+
+def test_nan_and_inf(bids):
+    root, files = bids
+    data = np.ones(SHAPE, np.float32)
+    data[0, 0, 0], data[1, 1, 1] = np.nan, np.inf
+    save_volume(files["02"]["magnitude"], data, AFFINE)
+    expect_problem(root, str(files["02"]["magnitude"]), "2 voxel(s) are NaN or Inf")
+
+
+def test_empty_file(bids):
+    root, files = bids
+    files["01"]["phase"].write_bytes(b"")
+    expect_problem(root, str(files["01"]["phase"]), "file is empty")
+
+
+def test_unreadable_file(bids):
+    root, files = bids
+    with gzip.open(files["01"]["magnitude"], "wb") as handle:
+        handle.write(b"this is not a nifti header")
+    expect_problem(root, str(files["01"]["magnitude"]), "cannot be read as NIfTI")
+
+
+def test_mask_on_other_grid(bids):
+    root, files = bids
+    save_volume(files["01"]["mask"], np.zeros((6, 7, 5), np.int16), AFFINE @ np.diag([2, 2, 2, 1]))
+    expect_problem(root, str(files["01"]["mask"]), "CMB mask has shape")
+
+
+def test_mask_must_be_integer(bids):
+    root, files = bids
+    save_volume(files["01"]["mask"], np.full(SHAPE, 0.5, np.float32), AFFINE)
+    expect_problem(root, str(files["01"]["mask"]), "non-negative integers")
+
+
+def test_binary_mask_is_split_into_components(tmp_path):
+    root = tmp_path / "bids"
+    files = write_subject(root, "01", n_cmb=0, markers=False)
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[2:4, 2:4, 2:4] = 1
+    mask[8:10, 8:10, 6:8] = 1
+    save_volume(files["mask"], mask, AFFINE)
+    assert list(run(root)["n_cmb"]) == [2]
+
+
+def test_marker_outside_image(bids):
+    root, files = bids
+    files["01"]["markers"].write_text("x\ty\tz\n0\t0\t0\n500\t0\t0\n")
+    message = expect_problem(root, str(files["01"]["markers"]), "row 2 at (500, 0, 0) mm lies outside", "RAS+")
+    assert "row 1" not in message
+
+
+def test_markers_need_xyz_columns(bids):
+    root, files = bids
+    files["01"]["markers"].write_text("i\tj\tk\n1\t2\t3\n")
+    expect_problem(root, str(files["01"]["markers"]), "lacks column(s) ['x', 'y', 'z']")
+
+
+def test_duplicate_subject_ids(bids):
+    root, files = bids
+    other = files["01"]["magnitude"].with_name("sub-01_acq-b_part-mag_swi.nii.gz")
+    other.write_bytes(files["01"]["magnitude"].read_bytes())
+    with pytest.raises(InputError, match="duplicate subject ids.*sub-01"):
+        run(root, patterns={"magnitude": "sub-{subject}/anat/sub-{subject}*_part-mag_swi.nii.gz"})
+
+
+def test_dataset_without_subjects(tmp_path):
+    (tmp_path / "empty").mkdir()
+    expect_problem(tmp_path / "empty", "no subjects found", "patterns.magnitude")
+
+
+def test_missing_bids_dir(tmp_path):
+    expect_problem(tmp_path / "nowhere", "does not exist", "bids_dir")
+
+
+def test_internal_dataset_needs_annotations_external_does_not(tmp_path):
+    root = tmp_path / "bids"
+    files = write_subject(root, "01", markers=False, mask=False)
+    assert len(run(root, role="external")) == 1
+    expect_problem(root, str(files["magnitude"]), "no CMB annotation", role="internal")
+
+
+def test_all_problems_reported_together(bids):
+    root, files = bids
+    files["01"]["phase"].unlink()
+    files["02"]["phase"].write_bytes(b"")
+    message = expect_problem(root, "2 input problem(s)")
+    assert str(files["01"]["magnitude"]) in message and str(files["02"]["phase"]) in message
+
+
+def test_inputs_are_not_modified(bids):
+    root, files = bids
+    before = {p: p.read_bytes() for f in files.values() for p in f.values()}
+    run(root)
+    assert all(p.read_bytes() == content for p, content in before.items())
+    assert nib.load(str(files["01"]["magnitude"])).shape == SHAPE

@@ -1,0 +1,68 @@
+"""A small subject through the real generator: ground truth agrees with the images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cmbflow.atlas import REGION_NAMES, build_region_atlas, load_template
+from cmbflow.io.coords import world_to_voxel
+from cmbflow.synth.cohort import store_phase, subject_rng
+from cmbflow.synth.site import SiteParams
+from cmbflow.synth.subject import Simulator
+from cmbflow.synth.tissue import build_tissue_maps
+
+TINY = dict(voxel_mm=(2.0, 2.0, 3.0), sim_voxel_mm=2.0, cmb_count_max=6, cmb_free_fraction=0.0, medullary_veins=10,
+            pial_veins=10, cmb_diameter_mm=(4.0, 8.0), calcifications_max=2)
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    template = load_template()
+    return Simulator(build_tissue_maps(template), build_region_atlas(template))
+
+
+@pytest.fixture(scope="module")
+def subject(simulator):
+    return simulator.simulate(SiteParams.from_config("tiny", dict(TINY, orientation="LAS", oblique_deg=10.0)),
+                              subject_rng(7, "tiny", "001"))
+
+
+def test_markers_match_instance_mask_and_regions(subject):
+    assert len(subject.markers) >= 1
+    assert sorted(subject.markers["label"]) == sorted(set(np.unique(subject.cmb_labels)) - {0})
+    ijk = np.rint(world_to_voxel(subject.affine, subject.markers[["x", "y", "z"]].to_numpy())).astype(int)
+    for (i, j, k), label, region in zip(ijk, subject.markers["label"], subject.markers["region"]):
+        assert subject.cmb_labels[i, j, k] == label  # the marker lies on its own instance
+        assert REGION_NAMES[int(subject.regions[i, j, k])] == region
+        assert region in ("lobar", "deep", "infratentorial")
+
+
+def test_cmbs_are_dark_on_swi(subject):
+    brain = subject.swi[subject.brain_mask > 0]
+    for label in subject.markers["label"]:
+        assert subject.swi[subject.cmb_labels == label].mean() < 0.5 * np.median(brain)
+
+
+def test_same_seed_same_subject_other_seed_differs(simulator):
+    site = SiteParams.from_config("tiny", TINY)
+    a = simulator.simulate(site, subject_rng(3, "tiny", "001"))
+    b = simulator.simulate(site, subject_rng(3, "tiny", "001"))
+    c = simulator.simulate(site, subject_rng(3, "tiny", "002"))
+    np.testing.assert_array_equal(a.swi, b.swi)
+    assert not np.array_equal(a.swi, c.swi)
+
+
+def test_site_orientation_and_phase_storage():
+    site = SiteParams.from_config("x", dict(voxel_mm=[1, 1, 3], orientation="LAS", oblique_deg=12.0))
+    affine = site.affine()
+    assert affine[0, 0] < 0  # first axis runs to the left
+    assert np.allclose(np.linalg.norm(affine[:3, :3], axis=0), [1, 1, 3])
+    np.testing.assert_allclose(affine[:3, :3] @ ((np.array(site.shape) - 1) / 2) + affine[:3, 3], 0, atol=1e-9)
+    codes = store_phase(np.array([-np.pi, 0.0, np.pi - 1e-6]), "scanner")
+    assert codes.dtype == np.int16 and list(codes) == [-4096, 0, 4095]
+
+
+def test_unknown_site_key_is_rejected():
+    with pytest.raises(ValueError, match="unknown keys \\['voxels'\\]"):
+        SiteParams.from_config("x", {"voxels": [1, 1, 1]})
