@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmbflow import paths
 from cmbflow.atlas import load_template
 from cmbflow.io.nifti import load_volume, save_volume
 from cmbflow.synth.site import SiteParams

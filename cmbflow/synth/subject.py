@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from cmbflow.atlas import DEEP, INFRATENTORIAL, LOBAR, OUTSIDE, REGION_NAMES
+from cmbflow.atlas import DEEP, REGION_NAMES
 from cmbflow.io.coords import direction_cosines, grid_world_coordinates, world_to_voxel
 from cmbflow.synth import physics
 from cmbflow.synth.site import SiteParams
@@ -204,12 +204,12 @@ class Simulator:
         candidates = {}
         foci: list[Focus] = []
 
-        def try_place(make, target_mask_key, target_region, radius_hint):
-            if target_mask_key not in candidates:
-                code = target_region if target_region is not None else None
-                mask = parenchyma & (region == code) if code is not None else (tissue_class == 4)
-                candidates[target_mask_key] = np.flatnonzero(mask)
-            pool = candidates[target_mask_key]
+        def try_place(make, pool_name, target_region):
+            """Place one focus from ``make(centre)`` in ``target_region`` (None: deep grey nuclei)."""
+            if pool_name not in candidates:
+                mask = parenchyma & (region == target_region) if target_region is not None else (tissue_class == 4)
+                candidates[pool_name] = np.flatnonzero(mask)
+            pool = candidates[pool_name]
             if len(pool) == 0:
                 return
             for _ in range(60):
@@ -231,9 +231,9 @@ class Simulator:
         for _ in range(n_cmb):
             name = names[rng.choice(len(names), p=weights / weights.sum())]
             code = REGION_CODES[name]
-            try_place(lambda c, code=code: random_cmb(rng, c, site.cmb_diameter_mm, code), name, code, None)
+            try_place(lambda c, code=code: random_cmb(rng, c, site.cmb_diameter_mm, code), name, code)
         for _ in range(int(rng.integers(0, site.calcifications_max + 1))):
-            try_place(lambda c: random_calcification(rng, c, DEEP), "deep_nuclei", None, None)
+            try_place(lambda c: random_calcification(rng, c, DEEP), "deep_nuclei", None)
         for focus in foci:
             focus.region = int(self._lookup(region, geometry, focus.centre)[0])
         return foci
