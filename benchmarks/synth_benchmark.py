@@ -13,11 +13,8 @@ import time
 
 import yaml
 
-from cmbflow.atlas import build_region_atlas, load_template
-from cmbflow.synth.cohort import subject_rng
+from cmbflow.synth.cohort import make_simulator, subject_rng
 from cmbflow.synth.site import SiteParams
-from cmbflow.synth.subject import Simulator
-from cmbflow.synth.tissue import build_tissue_maps
 
 
 def main() -> None:
@@ -27,8 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     synth = yaml.safe_load(open(args.config))["synth"]
     start = time.perf_counter()
-    template = load_template()
-    simulator = Simulator(build_tissue_maps(template), build_region_atlas(template))
+    simulator = make_simulator(**synth.get("atlas", {}))
     print(f"template + atlas + tissue maps: {time.perf_counter() - start:.1f} s")
     for name, values in synth["sites"].items():
         site = SiteParams.from_config(name, values)

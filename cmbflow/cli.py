@@ -26,11 +26,8 @@ def _load_config(path: str | None) -> dict:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from cmbflow.atlas import build_region_atlas, load_template
-    from cmbflow.synth.cohort import synthesize_subject, write_dataset_files
+    from cmbflow.synth.cohort import make_simulator, synthesize_subject, write_dataset_files
     from cmbflow.synth.site import SiteParams
-    from cmbflow.synth.subject import Simulator
-    from cmbflow.synth.tissue import build_tissue_maps
 
     config = _load_config(args.config)
     synth = config.get("synth", {})
@@ -39,16 +36,13 @@ def cmd_synth(args: argparse.Namespace) -> int:
         site_values["n_subjects"] = args.n_subjects
     site = SiteParams.from_config(args.site, site_values)
     seed = args.seed if args.seed is not None else synth.get("seed", 0)
-    atlas = synth.get("atlas", {})
-    template = load_template()
-    regions = build_region_atlas(template, atlas.get("lobar_wm_mm", 10.0), atlas.get("deep_wm_mm", 6.0))
-    simulator = Simulator(build_tissue_maps(template), regions, workers=args.threads)
+    simulator = make_simulator(workers=args.threads, **synth.get("atlas", {}))
     out = Path(args.out)
     marker_files = []
     for subject in progress(paths.synth_subject_ids(site.n_subjects), args.progress, f"site {site.name}"):
         outputs = {k: str(out / Path(v).relative_to(paths.synth_root(site.name)))
                    for k, v in paths.synth_subject_files(site.name, subject).items()}
-        synthesize_subject(site, subject, seed, "", outputs, simulator=simulator)
+        synthesize_subject(simulator, site, subject, seed, outputs)
         marker_files.append(outputs["markers"])
     write_dataset_files(site, out, marker_files)
     log.info("wrote %d subjects of site '%s' to %s", site.n_subjects, site.name, out)

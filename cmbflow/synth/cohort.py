@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmbflow.atlas import load_template
+from cmbflow.atlas import build_region_atlas, load_template
 from cmbflow.io.nifti import load_volume, save_volume
 from cmbflow.synth.site import SiteParams
 from cmbflow.synth.subject import Geometry, SyntheticSubject, Simulator
@@ -28,10 +28,15 @@ def subject_rng(seed: int, site: str, subject: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, digest]))
 
 
-def make_simulator(atlas_path: str | Path, workers: int = 1) -> Simulator:
-    """Simulator over the ICBM template, with the MARS atlas written by the atlas rule."""
+def make_simulator(atlas_path: str | Path | None = None, workers: int = 1, **atlas_options) -> Simulator:
+    """Simulator over the ICBM template with a MARS atlas: the one written by the atlas rule
+    (``atlas_path``), or built in memory with ``atlas_options`` of
+    :func:`cmbflow.atlas.build_region_atlas` when no path is given."""
     template = load_template()
-    regions, _ = load_volume(atlas_path, dtype=np.uint8)
+    if atlas_path is None:
+        regions = build_region_atlas(template, **atlas_options)
+    else:
+        regions, _ = load_volume(atlas_path, dtype=np.uint8)
     return Simulator(build_tissue_maps(template), regions, workers=workers)
 
 
@@ -62,10 +67,9 @@ def write_subject(subject: SyntheticSubject, site: SiteParams, outputs: dict[str
         table.to_csv(outputs[key], sep="\t", index=False, float_format="%.3f")
 
 
-def synthesize_subject(site: SiteParams, subject: str, seed: int, atlas_path: str, outputs: dict[str, str],
-                       simulator: Simulator | None = None, workers: int = 1) -> SyntheticSubject:
+def synthesize_subject(simulator: Simulator, site: SiteParams, subject: str, seed: int,
+                       outputs: dict[str, str]) -> SyntheticSubject:
     """Simulate and write one subject; returns the simulated subject."""
-    simulator = simulator or make_simulator(atlas_path, workers)
     simulated = simulator.simulate(site, subject_rng(seed, site.name, subject))
     write_subject(simulated, site, outputs)
     log.info("site %s sub-%s: %d CMBs, %d calcifications, %d vein points; grid %s at %s mm",

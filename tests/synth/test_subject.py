@@ -5,12 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cmbflow.atlas import REGION_NAMES, build_region_atlas, load_template
+from cmbflow.atlas import REGION_NAMES
 from cmbflow.io.coords import world_to_voxel
-from cmbflow.synth.cohort import store_phase, subject_rng
+from cmbflow.synth.cohort import make_simulator, store_phase, subject_rng
 from cmbflow.synth.site import SiteParams
-from cmbflow.synth.subject import Simulator
-from cmbflow.synth.tissue import build_tissue_maps
 
 TINY = dict(voxel_mm=(2.0, 2.0, 3.0), sim_voxel_mm=2.0, cmb_count_max=6, cmb_free_fraction=0.0, medullary_veins=10,
             pial_veins=10, cmb_diameter_mm=(4.0, 8.0), calcifications_max=2)
@@ -18,8 +16,7 @@ TINY = dict(voxel_mm=(2.0, 2.0, 3.0), sim_voxel_mm=2.0, cmb_count_max=6, cmb_fre
 
 @pytest.fixture(scope="module")
 def simulator():
-    template = load_template()
-    return Simulator(build_tissue_maps(template), build_region_atlas(template))
+    return make_simulator()
 
 
 @pytest.fixture(scope="module")
