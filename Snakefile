@@ -25,8 +25,10 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
+include: "rules/atlas.smk"
 include: "rules/synth.smk"
 include: "rules/inputs.smk"
+include: "rules/preproc.smk"
 
 
 rule all:

@@ -24,7 +24,7 @@ def main() -> None:
     args = parser.parse_args()
     synth = yaml.safe_load(open(args.config))["synth"]
     start = time.perf_counter()
-    simulator = make_simulator(**synth.get("atlas", {}))
+    simulator = make_simulator(**yaml.safe_load(open(args.config)).get("atlas", {}))
     print(f"template + atlas + tissue maps: {time.perf_counter() - start:.1f} s")
     for name, values in synth["sites"].items():
         site = SiteParams.from_config(name, values)

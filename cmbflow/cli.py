@@ -36,7 +36,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
         site_values["n_subjects"] = args.n_subjects
     site = SiteParams.from_config(args.site, site_values)
     seed = args.seed if args.seed is not None else synth.get("seed", 0)
-    simulator = make_simulator(workers=args.threads, **synth.get("atlas", {}))
+    simulator = make_simulator(workers=args.threads, **config.get("atlas", {}))
     out = Path(args.out)
     marker_files = []
     for subject in progress(paths.synth_subject_ids(site.n_subjects), args.progress, f"site {site.name}"):

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import yaml
 
 from cmbflow import paths
 from cmbflow.io.bids import discover_subjects
+from cmbflow.io.coords import world_axis_spacing
 from cmbflow.synth.site import SiteParams
+
+log = logging.getLogger(__name__)
 
 
 def datasets_from_cli(configfiles) -> dict | None:
@@ -33,6 +38,12 @@ def check_config(config: dict) -> None:
         site = dataset.get("synthetic_site")
         if site is not None and site not in sites:
             raise ValueError(f"datasets.{name}.synthetic_site is '{site}', but synth.sites has only {sorted(sites)}.")
+    template = config.get("preprocessing", {}).get("template", "synthetic")
+    if isinstance(template, dict):
+        for key, path in template.items():
+            if not Path(path).is_file():
+                raise ValueError(f"preprocessing.template.{key}: file {path} not found. Give the path of your template "
+                                 "image, its MARS region map (0 outside, 1 lobar, 2 deep, 3 infratentorial) and brain mask.")
     template_site = config["synth"].get("template_site")
     if template_site is not None and template_site not in sites:
         raise ValueError(f"synth.template_site is '{template_site}', but synth.sites has only {sorted(sites)}.")
@@ -44,12 +55,18 @@ def bids_dir(dataset: dict) -> str:
     return paths.synth_root(site) if site is not None else dataset["bids_dir"]
 
 
-def subject_keys(name: str, dataset: dict, config: dict) -> list[str]:
-    """Subject keys of a dataset: known from config for a synthetic site, discovered for real data."""
+INPUT_KINDS = ("magnitude", "phase", "mask", "markers")
+
+
+def subject_inputs(name: str, dataset: dict, config: dict) -> dict[str, dict[str, str]]:
+    """Input files per subject key (``magnitude``, ``phase``, ``mask``, ``markers``; an absent
+    annotation is ``""``): known from config for a synthetic site, discovered for real data."""
     site = dataset.get("synthetic_site")
     if site is not None:
-        return paths.synth_subject_ids(SiteParams.from_config(site, config["synth"]["sites"][site]).n_subjects)
-    return [files.key for files in discover_subjects(name, dataset)]
+        keys = paths.synth_subject_ids(SiteParams.from_config(site, config["synth"]["sites"][site]).n_subjects)
+        return {key: {kind: paths.synth_subject_files(site, key)[kind] for kind in INPUT_KINDS} for key in keys}
+    return {files.key: {kind: str(getattr(files, kind) or "") for kind in INPUT_KINDS}
+            for files in discover_subjects(name, dataset)}
 
 
 def split_subjects(keys: list[str], test_fraction: float, seed: int) -> dict[str, str]:
@@ -61,3 +78,34 @@ def split_subjects(keys: list[str], test_fraction: float, seed: int) -> dict[str
     n_test = min(max(n_test, 1), len(ordered) - 1) if len(ordered) > 1 else 0
     test = {ordered[i] for i in order[:n_test]}
     return {key: "test" if key in test else "train" for key in ordered}
+
+
+def registration_template(config: dict) -> dict[str, str]:
+    """Files of the registration template chosen by ``preprocessing.template``: ``image``,
+    ``regions`` (MARS atlas on the image's grid) and ``brainmask``."""
+    choice = config.get("preprocessing", {}).get("template", "synthetic")
+    if isinstance(choice, dict):
+        return {"image": choice["image"], "regions": choice["regions"], "brainmask": choice["brain_mask"]}
+    if choice == "icbm_t1":
+        return {"image": paths.icbm_template("t1w"), "regions": paths.icbm_template("regions"),
+                "brainmask": paths.icbm_template("brainmask")}
+    return {"image": paths.synth_template("swi"), "regions": paths.synth_template("regions"),
+            "brainmask": paths.synth_template("brainmask")}
+
+
+def target_spacing(config: dict) -> list[float]:
+    """Voxel size (world x, y, z, mm) of the model-ready grid: ``preprocessing.target_spacing_mm``,
+    else that of the first internal dataset (its synthetic site's, or its first subject's
+    header), else of the first dataset."""
+    explicit = config.get("preprocessing", {}).get("target_spacing_mm")
+    if explicit:
+        return [float(v) for v in explicit]
+    datasets = sorted(config["datasets"].items(), key=lambda item: item[1]["role"] != "internal")
+    name, dataset = datasets[0]
+    site = dataset.get("synthetic_site")
+    if site is not None:
+        spacing = world_axis_spacing(SiteParams.from_config(site, config["synth"]["sites"][site]).affine())
+    else:
+        first = discover_subjects(name, dataset)[0].magnitude
+        spacing = world_axis_spacing(nib.load(str(first)).affine)
+    return [round(float(v), 4) for v in spacing]

@@ -12,12 +12,26 @@ RESULTS = "results"
 TRUTH = "derivatives/synth_truth/sub-{subject}/anat/sub-{subject}"
 
 
+# BIDS entity order after sub/ses (``from_`` stands for ``from``, a Python keyword).
+ENTITY_ORDER = ("from_", "to", "mode", "part", "space", "desc")
+
+
 def output(stage: str, dataset: str, subject: str | None = None, desc: str | None = None,
-           suffix: str = "", ext: str = ".nii.gz") -> str:
-    """``results/<stage>/<dataset>[/sub-<subject>]/[sub-<subject>_][desc-<desc>_]<suffix><ext>``."""
+           suffix: str = "", ext: str = ".nii.gz", **entities: str | None) -> str:
+    """``results/<stage>/<dataset>[/sub-<subject>]/[sub-<subject>_][<key>-<value>_...]<suffix><ext>``.
+
+    ``entities`` are any of :data:`ENTITY_ORDER` (``from_``, ``to``, ``mode``, ``part``,
+    ``space``), written in that order before ``desc``.
+    """
+    unknown = set(entities) - set(ENTITY_ORDER)
+    if unknown:
+        raise ValueError(f"unknown entities {sorted(unknown)}; known: {ENTITY_ORDER}")
+    entities["desc"] = desc
     folder = f"{RESULTS}/{stage}/{dataset}" + (f"/sub-{subject}" if subject is not None else "")
-    entities = ([f"sub-{subject}"] if subject is not None else []) + ([f"desc-{desc}"] if desc else []) + ([suffix] if suffix else [])
-    return f"{folder}/{'_'.join(entities)}{ext}"
+    parts = [f"sub-{subject}"] if subject is not None else []
+    parts += [f"{key.rstrip('_')}-{entities[key]}" for key in ENTITY_ORDER if entities.get(key)]
+    parts += [suffix] if suffix else []
+    return f"{folder}/{'_'.join(parts)}{ext}"
 
 
 def log(stage: str, name: str) -> str:
@@ -44,6 +58,42 @@ def synth_template(name: str) -> str:
 def region_atlas() -> str:
     """MARS region atlas on the ICBM 2009c grid."""
     return f"{RESULTS}/atlas/tpl-ICBM2009c_desc-mars_dseg.nii.gz"
+
+
+def icbm_template(name: str) -> str:
+    """ICBM 2009c files written beside the atlas: ``t1w`` (brain-extracted), ``brainmask``, ``regions``."""
+    if name == "regions":
+        return region_atlas()
+    suffixes = {"t1w": "desc-brain_T1w", "brainmask": "desc-brain_mask"}
+    return f"{RESULTS}/atlas/tpl-ICBM2009c_{suffixes[name]}.nii.gz"
+
+
+def preproc_subject_files(dataset: str, subject: str) -> dict[str, str]:
+    """Every file the preprocessing of one subject writes (``results/preproc/<dataset>/sub-<subject>/``).
+
+    ``space-norm``: the model-ready grid (world-aligned RAS+, target spacing, cropped to the
+    head); ``space-native``: the subject's original grid. The ``from-template_to-native``
+    transform resamples template images into the subject (and maps subject points to the
+    template); ``from-native_to-template`` is its inverse.
+    """
+    def out(suffix, ext=".nii.gz", **entities):
+        return output("preproc", dataset, subject, suffix=suffix, ext=ext, **entities)
+
+    return {
+        "swi": out("swi", part="mag", space="norm", desc="preproc"),
+        "phase": out("swi", part="phase", space="norm", desc="preproc"),
+        "brainmask": out("mask", space="norm", desc="brain"),
+        "regions": out("dseg", space="norm", desc="mars"),
+        "cmb_mask": out("mask", space="norm", desc="cmb"),
+        "markers": out("markers", ".tsv", space="norm", desc="cmb"),
+        "sidecar": out("swi", ".json", space="norm", desc="preproc"),
+        "native_brainmask": out("mask", space="native", desc="brain"),
+        "native_regions": out("dseg", space="native", desc="mars"),
+        "xfm_to_native": out("xfm", ".h5", from_="template", to="native", mode="image"),
+        "xfm_to_template": out("xfm", ".h5", from_="native", to="template", mode="image"),
+        "quality": out("quality", ".tsv", desc="registration"),
+        "qc": out("qc", ".png", desc="registration"),
+    }
 
 
 def synth_subject_files(site: str, subject: str) -> dict[str, str]:

@@ -1,10 +1,12 @@
 # Helpers shared by all rules: subject lists, input functions, wildcard constraints.
 # Every output path comes from cmbflow.paths.
 
+import os
+
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import bids_dir, subject_keys
+from cmbflow.config import bids_dir, registration_template, subject_inputs, target_spacing
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
 from cmbflow.synth.site import SiteParams
@@ -16,14 +18,17 @@ wildcard_constraints:
     subject=SUBJECT_KEY,
 
 
-def _subjects_of(name):
+def _inputs_of(name):
     try:
-        return subject_keys(name, config["datasets"][name], config)
+        return subject_inputs(name, config["datasets"][name], config)
     except InputError as error:
         raise WorkflowError(str(error)) from None
 
 
-SUBJECTS = {name: _subjects_of(name) for name in config["datasets"]}
+SUBJECT_INPUTS = {name: _inputs_of(name) for name in config["datasets"]}  # dataset -> key -> files
+SUBJECTS = {name: list(inputs) for name, inputs in SUBJECT_INPUTS.items()}
+TEMPLATE = registration_template(config)
+TARGET_SPACING = target_spacing(config)
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
 
 
@@ -54,6 +59,26 @@ def dataset_input_files(wildcards):
     return files
 
 
+def subject_files(wildcards):
+    """The input images and annotations of one subject. Files of real data that do not exist
+    are left out here, so that validation (which every subject job waits for) reports them
+    with their fix instead of Snakemake's bare MissingInputException."""
+    synthetic = "synthetic_site" in config["datasets"][wildcards.dataset]
+    files = SUBJECT_INPUTS[wildcards.dataset][wildcards.subject].values()
+    return [path for path in files if path and (synthetic or os.path.exists(path))]
+
+
+def truth_regions(wildcards):
+    """The generator's true region map of a synthetic subject (none for real data)."""
+    site = config["datasets"][wildcards.dataset].get("synthetic_site")
+    return [paths.synth_subject_files(site, wildcards.subject)["regions"]] if site else []
+
+
+def preproc_files(dataset, subject):
+    """Outputs of preprocess_subject except the QC figure (declared with report())."""
+    return {k: v for k, v in paths.preproc_subject_files(dataset, subject).items() if k != "qc"}
+
+
 def dataset_settings(name):
     """Dataset config with bids_dir resolved (synthetic sites live under results/)."""
     return {**config["datasets"][name], "bids_dir": bids_dir(config["datasets"][name])}
@@ -64,6 +89,8 @@ def final_outputs():
     targets += [paths.output("inputs", name, suffix="split", ext=".tsv")
                 for name, d in config["datasets"].items() if d["role"] == "internal"]
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
+    targets += [paths.output("preproc", name, suffix="quality", ext=".tsv", desc="registration") for name in config["datasets"]]
+    targets += [paths.preproc_subject_files(name, key)["qc"] for name, keys in SUBJECTS.items() for key in keys]
     if SYNTH_SITES:
         targets += [paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")]
     return targets

@@ -1,22 +1,4 @@
-# The built-in physics-based synthetic cohort: atlas, canonical template, one job per subject.
-
-
-rule build_region_atlas:
-    output:
-        paths.region_atlas(),
-    params:
-        lobar_wm_mm=config["synth"].get("atlas", {}).get("lobar_wm_mm", 10.0),
-        deep_wm_mm=config["synth"].get("atlas", {}).get("deep_wm_mm", 6.0),
-    log:
-        paths.log("atlas", "build_region_atlas"),
-    threads: 1
-    resources:
-        mem_mb=2500,  # three distance transforms of the 1 mm template (8.5 M voxels)
-        runtime=10,
-    conda:
-        "../envs/synth.yaml"
-    script:
-        "../scripts/build_region_atlas.py"
+# The built-in physics-based synthetic cohort: canonical template, one job per subject.
 
 
 rule synthesize_template:

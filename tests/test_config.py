@@ -1,6 +1,10 @@
 import pytest
 
-from cmbflow.config import check_config, datasets_from_cli, split_subjects
+from cmbflow import paths
+from cmbflow.config import check_config, datasets_from_cli, registration_template, split_subjects, target_spacing
+from tests.conftest import write_subject
+
+SITES = {"internal": {"voxel_mm": [1.0, 1.0, 2.0]}, "external": {"voxel_mm": [1.0, 1.0, 3.0], "orientation": "LAS"}}
 
 
 def test_split_is_seeded_sized_and_order_independent():
@@ -27,4 +31,33 @@ def test_user_configfile_datasets_replace_defaults(tmp_path):
 def test_unknown_synthetic_site_is_reported():
     config = {"datasets": {"d": {"synthetic_site": "nope", "role": "internal"}}, "synth": {"sites": {"internal": {}}}}
     with pytest.raises(ValueError, match="synthetic_site is 'nope'"):
+        check_config(config)
+
+
+def test_target_spacing_defaults_to_the_first_internal_dataset(tmp_path):
+    synth = {"sites": SITES}
+    config = {"datasets": {"ext": {"synthetic_site": "external", "role": "external"},
+                           "int": {"synthetic_site": "internal", "role": "internal"}}, "synth": synth}
+    assert target_spacing(config) == [1.0, 1.0, 2.0]
+    config["preprocessing"] = {"target_spacing_mm": [0.8, 0.8, 1.5]}
+    assert target_spacing(config) == [0.8, 0.8, 1.5]
+    write_subject(tmp_path / "bids", "01")  # LAS, 1 x 1 x 2 mm
+    real = {"datasets": {"mine": {"bids_dir": str(tmp_path / "bids"), "role": "internal"}}, "synth": synth}
+    assert target_spacing(real) == [1.0, 1.0, 2.0]
+
+
+def test_registration_template_choices(tmp_path):
+    assert registration_template({})["image"] == paths.synth_template("swi")
+    icbm = registration_template({"preprocessing": {"template": "icbm_t1"}})
+    assert icbm == {"image": paths.icbm_template("t1w"), "regions": paths.region_atlas(),
+                    "brainmask": paths.icbm_template("brainmask")}
+    own = {"image": "t.nii.gz", "regions": "r.nii.gz", "brain_mask": "m.nii.gz"}
+    assert registration_template({"preprocessing": {"template": own}})["brainmask"] == "m.nii.gz"
+
+
+def test_missing_user_template_is_reported_with_its_key(tmp_path):
+    (tmp_path / "t.nii.gz").write_bytes(b"x")
+    own = {"image": str(tmp_path / "t.nii.gz"), "regions": str(tmp_path / "none.nii.gz"), "brain_mask": str(tmp_path / "t.nii.gz")}
+    config = {"datasets": {}, "synth": {"sites": SITES}, "preprocessing": {"template": own}}
+    with pytest.raises(ValueError, match=r"preprocessing.template.regions: file .*none.nii.gz not found"):
         check_config(config)

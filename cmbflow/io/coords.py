@@ -39,9 +39,37 @@ def lps_to_ras(xyz: np.ndarray) -> np.ndarray:
     return np.atleast_2d(np.asarray(xyz, dtype=float)) @ _RAS_TO_LPS
 
 
+def ants_geometry(affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ITK/ANTs image geometry of a NIfTI ``affine`` (voxel index -> world mm RAS+).
+
+    Returns ``(origin, spacing, direction)``: world mm LPS+ of voxel (0, 0, 0), voxel sizes
+    in mm ``(3,)``, and the LPS+ direction of each voxel axis as the columns of ``(3, 3)``.
+    This is what ITK itself does when it reads the NIfTI header.
+    """
+    spacing = voxel_sizes(affine)
+    origin = ras_to_lps(affine[:3, 3])[0]
+    direction = _RAS_TO_LPS @ direction_cosines(affine)
+    return origin, spacing, direction
+
+
+def affine_from_ants_geometry(origin, spacing, direction) -> np.ndarray:
+    """Inverse of :func:`ants_geometry`: NIfTI affine (voxel index -> world mm RAS+)."""
+    affine = np.eye(4)
+    affine[:3, :3] = _RAS_TO_LPS @ np.asarray(direction, float) * np.asarray(spacing, float)
+    affine[:3, 3] = lps_to_ras(np.asarray(origin, float))[0]
+    return affine
+
+
 def voxel_sizes(affine: np.ndarray) -> np.ndarray:
     """Voxel edge lengths in mm, ``(3,)``, from the columns of the affine."""
     return np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+
+
+def world_axis_spacing(affine: np.ndarray) -> np.ndarray:
+    """Voxel size along world x, y, z ``(3,)`` mm: each world axis takes the size of the
+    array axis closest to it (LAS, permuted or oblique storage alike)."""
+    closest = np.abs(direction_cosines(affine)).argmax(axis=1)  # array axis nearest to each world axis
+    return voxel_sizes(affine)[closest]
 
 
 def direction_cosines(affine: np.ndarray) -> np.ndarray:

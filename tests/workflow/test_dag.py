@@ -7,13 +7,23 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+
+import nibabel as nib
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
+from cmbflow import paths
+
 REPO = Path(__file__).resolve().parents[2]
-TINY_SITE = {"n_subjects": 3, "voxel_mm": [3.0, 3.0, 4.0], "sim_voxel_mm": 2.0, "medullary_veins": 5, "pial_veins": 5,
+# 1 mm simulation grid: coarser simulated anatomy is too blocky to register like a real head.
+TINY_SITE = {"n_subjects": 3, "voxel_mm": [2.0, 2.0, 3.0], "sim_voxel_mm": 1.0, "medullary_veins": 5, "pial_veins": 5,
              "cmb_free_fraction": 0.0, "cmb_diameter_mm": [3.0, 8.0]}
+
+# Quicker registration for 2 x 2 x 3 mm subjects.
+TINY_PREPROCESSING = {"registration": {"spacing_mm": 3.0, "syn_iterations": [30, 20]}}
 
 pytestmark = pytest.mark.workflow
 
@@ -32,8 +42,8 @@ def user_bids(tmp_path_factory):
     """A user's dataset: two subjects written by `cmbflow synth` (oblique LAS, scanner phase)."""
     out = tmp_path_factory.mktemp("user") / "bids"
     config = tmp_path_factory.mktemp("cfg") / "synth.yaml"
-    config.write_text(yaml.safe_dump({"synth": {"seed": 3, "sites": {"scan": dict(TINY_SITE, orientation="LAS", oblique_deg=10.0,
-                                                                                    phase_storage="scanner", n_subjects=2)}}}))
+    scan = dict(TINY_SITE, orientation="LAS", oblique_deg=10.0, phase_storage="scanner", phase_sign=-1, n_subjects=2)
+    config.write_text(yaml.safe_dump({"synth": {"seed": 3, "sites": {"scan": scan}}}))
     subprocess.run([sys.executable, "-m", "cmbflow.cli", "synth", "--site", "scan", "--out", str(out), "--config", str(config),
                     "--no-progress"], check=True, timeout=300)
     return out
@@ -43,8 +53,9 @@ def user_bids(tmp_path_factory):
 def tiny_run(tmp_path_factory, user_bids):
     workdir = tmp_path_factory.mktemp("run")
     config = {"datasets": {"tiny_internal": {"synthetic_site": "tiny", "role": "internal"},
-                           "user_scans": {"bids_dir": str(user_bids), "role": "external"}},
-              "synth": {"seed": 11, "template_site": "tiny", "sites": {"tiny": TINY_SITE}}}
+                           "user_scans": {"bids_dir": str(user_bids), "role": "external", "phase_sign": -1}},
+              "synth": {"seed": 11, "template_site": "tiny", "sites": {"tiny": TINY_SITE}},
+              "preprocessing": TINY_PREPROCESSING}
     before = sorted(p.relative_to(user_bids) for p in user_bids.rglob("*"))
     result = snakemake(workdir, config)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -74,6 +85,61 @@ def test_user_dataset_validated_in_place_and_untouched(tiny_run):
     assert manifest["phase_units"].str.contains("scanner units -4096..4095").all()
     assert set(manifest["orientation"]) == {"LAS"}
     assert sorted(p.relative_to(user_bids) for p in user_bids.rglob("*")) == before
+
+
+def test_preprocessing_writes_every_output_in_the_model_ready_frame(tiny_run):
+    workdir, _, _, _ = tiny_run
+    for dataset, keys in (("tiny_internal", ["001", "002", "003"]), ("user_scans", ["001", "002"])):
+        quality = pd.read_csv(workdir / paths.output("preproc", dataset, suffix="quality", ext=".tsv", desc="registration"),
+                              sep="\t", dtype={"subject": str})
+        assert list(quality["subject"]) == keys
+        for key in keys:
+            files = {k: workdir / v for k, v in paths.preproc_subject_files(dataset, key).items()}
+            assert all(path.exists() for path in files.values())
+            assert files["qc"].stat().st_size > 10_000
+            sidecar = json.loads(files["sidecar"].read_text())
+            assert sidecar["Grid"]["SpacingMm"] == pytest.approx([2.0, 2.0, 3.0])  # the internal site's spacing
+            swi = nib.load(files["swi"])
+            np.testing.assert_allclose(swi.affine[:3, :3], np.diag([2.0, 2.0, 3.0]))  # RAS+-aligned, even for oblique LAS input
+            brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
+            data = swi.get_fdata()
+            assert 0.3 < np.median(data[brain]) < 0.9 and data.min() >= -1 and data.max() <= 2
+            phase = nib.load(files["phase"]).get_fdata()
+            assert phase.min() >= -1 and phase.max() <= 1
+
+
+def test_warped_atlas_matches_the_true_regions_of_every_subject(tiny_run):
+    workdir, _, _, _ = tiny_run
+    quality = pd.read_csv(workdir / "results/preproc/tiny_internal/desc-registration_quality.tsv", sep="\t")
+    assert (quality[["dice_lobar", "dice_deep"]] >= 0.85).all().all(), quality
+    assert (quality["dice_infratentorial"] >= 0.80).all(), quality
+    markers = pd.concat([pd.read_csv(workdir / paths.preproc_subject_files("tiny_internal", key)["markers"], sep="\t")
+                         for key in ("001", "002", "003")])
+    assert len(markers) >= 3
+    assert (markers["region"] == markers["atlas_region"]).mean() >= 0.95
+
+
+def test_annotations_land_on_their_lesions_and_keep_world_coordinates(tiny_run):
+    workdir, user_bids, _, _ = tiny_run
+    for key in ("001", "002"):
+        files = paths.preproc_subject_files("user_scans", key)
+        table = pd.read_csv(workdir / files["markers"], sep="\t")
+        original = pd.read_csv(user_bids / f"derivatives/cmb_labels/sub-{key}/anat/sub-{key}_desc-cmb_markers.tsv", sep="\t")
+        np.testing.assert_allclose(table[["x", "y", "z"]], original[["x", "y", "z"]], atol=1e-3)  # world mm of the user's scan
+        labels = np.asarray(nib.load(workdir / files["cmb_mask"]).dataobj)
+        ijk = np.rint(table[["i", "j", "k"]].to_numpy()).astype(int)
+        assert list(table["label"]) == list(table["id"])  # the generator numbers mask instances like its markers
+        assert [labels[tuple(v)] for v in ijk] == list(table["label"])
+
+
+def test_phase_sign_gives_cmbs_one_sign_at_every_site(tiny_run):
+    """The user's scans store phase with the opposite handedness (phase_sign -1): after
+    normalization, the B0 lobes of paramagnetic CMBs are negative at both sites."""
+    workdir, _, _, _ = tiny_run
+    lobes = {dataset: pd.read_csv(workdir / f"results/preproc/{dataset}/desc-registration_quality.tsv", sep="\t")["cmb_phase_lobe"]
+             for dataset in ("tiny_internal", "user_scans")}
+    for dataset, values in lobes.items():
+        assert (values.dropna() < 0).all(), (dataset, values)
 
 
 def test_rerun_has_nothing_to_do(tiny_run):

@@ -1,0 +1,1 @@
+"""Per-subject preprocessing: bias correction, template registration, normalization."""
