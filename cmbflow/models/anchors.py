@@ -1,0 +1,47 @@
+"""Anchors of the RPN: cubes of a few diameters (mm) at every voxel of the output map.
+
+Boxes here are in **voxel index space of the model-ready grid**, MONAI's ``xyzxyz``
+(StandardMode) layout over the array axes ``(i, j, k)``: ``(i0, j0, k0, i1, j1, k1)`` with the
+voxel centre at integer indices and a voxel spanning ``[n - 0.5, n + 0.5]``. A lesion of
+diameter ``d`` mm spans ``d / spacing`` voxels along each axis (anisotropic voxels give
+anisotropic boxes).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def anchor_extents(diameters_mm, spacing_mm) -> torch.Tensor:
+    """Extents in voxels ``(K, 3)`` of anchors of ``diameters_mm`` (K,) on a grid of ``spacing_mm`` (3,)."""
+    diameters = torch.as_tensor(diameters_mm, dtype=torch.float32)
+    spacing = torch.as_tensor(spacing_mm, dtype=torch.float32)
+    if diameters.ndim != 1 or spacing.shape != (3,):
+        raise ValueError(f"need diameters (K,) and spacing (3,), got {tuple(diameters.shape)} and {tuple(spacing.shape)}")
+    return diameters[:, None] / spacing[None, :]
+
+
+def make_anchors(shape: tuple[int, int, int], extents: torch.Tensor) -> torch.Tensor:
+    """All anchors of a ``shape`` (D, H, W) map: ``(D * H * W * K, 6)`` boxes, location-major
+    (index ``((i * H + j) * W + k) * K + a``), matching ``logits.permute(0, 2, 3, 4, 1)``."""
+    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij")
+    centres = torch.stack(grids, dim=-1).reshape(-1, 1, 3)  # (L, 1, 3)
+    half = extents.reshape(1, -1, 3) / 2  # (1, K, 3)
+    return torch.cat([centres - half, centres + half], dim=-1).reshape(-1, 6)
+
+
+def boxes_from_centres(centres: torch.Tensor, diameters_mm: torch.Tensor, spacing_mm) -> torch.Tensor:
+    """Boxes ``(N, 6)`` around voxel centres ``(N, 3)`` for lesions of ``diameters_mm`` (N,)."""
+    half = diameters_mm.reshape(-1, 1) / torch.as_tensor(spacing_mm, dtype=torch.float32).reshape(1, 3) / 2
+    return torch.cat([centres - half, centres + half], dim=-1)
+
+
+def box_centres(boxes: torch.Tensor) -> torch.Tensor:
+    """Voxel-index centres ``(N, 3)`` of boxes ``(N, 6)``."""
+    return (boxes[:, :3] + boxes[:, 3:]) / 2
+
+
+def box_diameters_mm(boxes: torch.Tensor, spacing_mm) -> torch.Tensor:
+    """Diameter in mm ``(N,)`` of boxes ``(N, 6)``: the mean of their extents in mm."""
+    extent_mm = (boxes[:, 3:] - boxes[:, :3]) * torch.as_tensor(spacing_mm, dtype=boxes.dtype).reshape(1, 3)
+    return extent_mm.mean(dim=1)
