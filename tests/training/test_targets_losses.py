@@ -1,0 +1,72 @@
+import pytest
+import torch
+
+from cmbflow.models.anchors import anchor_extents, box_centres, boxes_from_centres, make_anchors
+from cmbflow.models.detector import CMBDetector
+from cmbflow.models.postprocess import box_coder
+from cmbflow.models.prototypes import CLASSES, Prototypes
+from cmbflow.training.losses import detection_loss, sample_locations
+from cmbflow.training.targets import IGNORED, NEGATIVE, POSITIVE, assign_targets
+
+SPACING = (1.0, 1.0, 2.0)
+SHAPE = (16, 16, 8)
+
+
+def _anchors():
+    return make_anchors(SHAPE, anchor_extents([2.5, 5.0, 9.0], SPACING))
+
+
+def test_a_lesion_gets_its_matching_anchor_and_far_anchors_are_negative():
+    anchors = _anchors()
+    lesion = boxes_from_centres(torch.tensor([[5.0, 6.0, 3.0]]), torch.tensor([5.0]), SPACING)
+    targets = assign_targets(anchors, lesion)
+    positive = torch.nonzero(targets.labels == POSITIVE).flatten()
+    assert positive.numel() >= 1
+    assert [5.0, 6.0, 3.0] in box_centres(anchors[positive]).tolist()
+    decoded = box_coder().decode_single(targets.codes[positive], anchors[positive])
+    torch.testing.assert_close(decoded, lesion.expand(positive.numel(), 6), atol=1e-4, rtol=0)
+    far = box_centres(anchors)[:, 0] > 12
+    assert (targets.labels[far] == NEGATIVE).all()
+    assert (targets.labels == IGNORED).any()
+    assert set(targets.matched[positive].tolist()) == {0}
+
+
+def test_a_tiny_off_grid_lesion_still_gets_one_positive_anchor():
+    lesion = boxes_from_centres(torch.tensor([[7.4, 7.6, 2.5]]), torch.tensor([1.2]), SPACING)
+    targets = assign_targets(_anchors(), lesion)
+    assert int((targets.labels == POSITIVE).sum()) >= 1
+
+
+def test_without_lesions_every_anchor_is_negative():
+    targets = assign_targets(_anchors(), torch.zeros(0, 6))
+    assert (targets.labels == NEGATIVE).all() and (targets.matched == -1).all()
+
+
+def test_hard_samples_are_the_highest_scoring_negatives():
+    labels = torch.tensor([0, 0, 1, 0, 0, 0, 0, 0])  # 4 locations x 2 anchors; location 1 holds a CMB
+    scores = torch.tensor([0.1, 0.2, 0.9, 0.1, 0.8, 0.3, 0.05, 0.0])
+    locations, classes = sample_locations(labels, scores, n_anchors=2, n_hard=1, n_background=5)
+    assert dict(zip(locations.tolist(), classes.tolist())) == {1: CLASSES["cmb"], 2: CLASSES["mimic"], 0: CLASSES["background"],
+                                                               3: CLASSES["background"]}
+
+
+@pytest.mark.parametrize("weight_con", [0.0, 0.1])
+def test_a_few_steps_on_one_patch_lower_the_loss(weight_con):
+    torch.manual_seed(0)
+    model = CMBDetector(channels=(4, 8, 8, 16), feature_dim=8, fuse_levels=True)
+    prototypes = Prototypes(8)
+    image = torch.randn(1, 2, *SHAPE) * 0.1
+    image[0, 0, 4:7, 5:8, 2:4] = -2.0  # a dark blob
+    lesion = boxes_from_centres(torch.tensor([[5.0, 6.0, 2.5]]), torch.tensor([4.0]), SPACING)
+    targets = [assign_targets(_anchors(), lesion)]
+    optimizer = torch.optim.Adam([*model.parameters(), *prototypes.parameters()], lr=3e-3)
+    losses = []
+    for _ in range(15):
+        out = model(image)
+        parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes, weight_con)
+        optimizer.zero_grad()
+        parts.total.backward()
+        optimizer.step()
+        losses.append(float(parts.total))
+    assert losses[-1] < 0.5 * losses[0]
+    assert (parts.con > 0) == (weight_con > 0)
