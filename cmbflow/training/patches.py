@@ -1,0 +1,136 @@
+"""Training patches from preprocessed subjects, with MONAI augmentation.
+
+A subject is its model-ready images (``image (2, D, H, W)``: SWI, phase), the CMB instance
+labels ``(D, H, W)`` and one lesion table (instance label -> diameter in mm). A patch centre
+is, with probability ``cmb_fraction``, a random CMB (shifted by up to a quarter patch, so
+lesions are not always central), else a uniform voxel of the brain; CMB-free subjects and
+patches are used as they come, never dropped. Lesion boxes are taken **after** augmentation
+from the transformed instance labels (their centres of mass), so flips and rotations move
+boxes and images together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from monai import transforms as mt
+from scipy import ndimage
+
+from cmbflow.models.anchors import boxes_from_centres
+
+DEFAULT_DIAMETER_MM = 4.0  # a lesion annotated without a size
+
+
+@dataclass
+class SubjectVolumes:
+    """One preprocessed subject on its model-ready grid (voxel index space)."""
+
+    key: str
+    image: np.ndarray  # (2, D, H, W) float32
+    labels: np.ndarray  # (D, H, W) int32 CMB instances
+    brain: np.ndarray  # (D, H, W) bool
+    diameters: dict[int, float]  # instance label -> diameter mm
+    spacing: tuple[float, float, float]
+
+
+def load_subject(key: str, files: dict[str, str]) -> SubjectVolumes:
+    """Read the ``swi``, ``phase``, ``brainmask``, ``cmb_mask`` and ``markers`` files of
+    :func:`cmbflow.paths.preproc_subject_files`."""
+    swi = nib.load(files["swi"])
+    image = np.stack([np.asarray(swi.dataobj, np.float32), np.asarray(nib.load(files["phase"]).dataobj, np.float32)])
+    labels = np.asarray(nib.load(files["cmb_mask"]).dataobj).astype(np.int32)
+    brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
+    markers = pd.read_csv(files["markers"], sep="\t")
+    diameters = {int(row.label): (2 * float(row.radius_mm) if np.isfinite(row.radius_mm) else DEFAULT_DIAMETER_MM)
+                 for row in markers.itertuples() if row.label > 0}
+    for label in np.unique(labels):
+        if label > 0 and int(label) not in diameters:
+            diameters[int(label)] = DEFAULT_DIAMETER_MM
+    spacing = tuple(float(v) for v in swi.header.get_zooms()[:3])
+    return SubjectVolumes(key, image, labels, brain, diameters, spacing)
+
+
+def augmentation(seed: int) -> mt.Compose:
+    """Flips on every axis, small rotations (about the slice axis +-15 deg, others +-5 deg) and
+    scaling (+-10 %), intensity scaling and noise; nearest-neighbour for labels."""
+    keys = ["image", "label"]
+    compose = mt.Compose([
+        mt.RandFlipd(keys, prob=0.5, spatial_axis=0),
+        mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
+        mt.RandFlipd(keys, prob=0.5, spatial_axis=2),
+        mt.RandAffined(keys, prob=0.5, rotate_range=(0.09, 0.09, 0.26), scale_range=0.1, mode=("bilinear", "nearest"),
+                       padding_mode="zeros"),
+        mt.RandScaleIntensityd("image", factors=0.1, prob=0.5),
+        mt.RandGaussianNoised("image", std=0.02, prob=0.3),
+    ])
+    compose.set_random_state(seed=seed)
+    return compose
+
+
+class PatchSampler:
+    """Draws augmented patches ``(image (2, *size), label (*size))`` and their lesion boxes."""
+
+    def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True):
+        if not subjects:
+            raise ValueError("no training subjects")
+        self.subjects = subjects
+        self.size = np.asarray(patch_size, int)
+        self.cmb_fraction = cmb_fraction
+        self.rng = np.random.default_rng(seed)
+        self.transform = augmentation(seed) if augment else None
+        self.lesions = [(n, label) for n, s in enumerate(subjects) for label in s.diameters]
+
+    def _centre(self) -> tuple[SubjectVolumes, np.ndarray]:
+        if self.lesions and self.rng.random() < self.cmb_fraction:
+            n, label = self.lesions[self.rng.integers(len(self.lesions))]
+            subject = self.subjects[n]
+            voxels = np.argwhere(subject.labels == label)
+            centre = voxels[self.rng.integers(len(voxels))] + self.rng.integers(-self.size // 4, self.size // 4 + 1)
+            return subject, centre
+        subject = self.subjects[self.rng.integers(len(self.subjects))]
+        voxels = np.argwhere(subject.brain)
+        return subject, voxels[self.rng.integers(len(voxels))]
+
+    def sample(self) -> dict:
+        """One patch: ``image`` (2, *size) float tensor, ``label`` (*size) int tensor,
+        ``boxes`` (G, 6) voxel boxes of the patch, ``key`` of its subject."""
+        subject, centre = self._centre()
+        start = centre - self.size // 2
+        image = _crop(subject.image, start, self.size)
+        label = _crop(subject.labels[None], start, self.size)
+        item = {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))}
+        if self.transform is not None:
+            item = self.transform(item)
+        image = torch.as_tensor(item["image"]).float()
+        label = torch.as_tensor(item["label"])[0].round().long()
+        return {"image": image, "label": label, "boxes": lesion_boxes(label, subject.diameters, subject.spacing),
+                "key": subject.key}
+
+
+def _crop(volume: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """``volume (C, D, H, W)`` cropped at ``start`` to ``size``, zero outside the volume."""
+    out = np.zeros((volume.shape[0], *size), volume.dtype)
+    lo = np.maximum(start, 0)
+    hi = np.minimum(start + size, volume.shape[1:])
+    if np.any(hi <= lo):
+        return out
+    src = tuple(slice(a, b) for a, b in zip(lo, hi))
+    dst = tuple(slice(a - s, b - s) for a, b, s in zip(lo, hi, start))
+    out[(slice(None), *dst)] = volume[(slice(None), *src)]
+    return out
+
+
+def lesion_boxes(label: torch.Tensor, diameters: dict[int, float], spacing) -> torch.Tensor:
+    """Voxel boxes ``(G, 6)`` of the lesions present in a label patch: centre of mass of each
+    instance, diameter from ``diameters`` (mm)."""
+    array = label.numpy()
+    ids = [int(v) for v in np.unique(array) if v > 0]
+    if not ids:
+        return torch.zeros(0, 6)
+    centres = torch.tensor(np.array(ndimage.center_of_mass(array > 0, array, ids)), dtype=torch.float32).reshape(-1, 3)
+    sizes = torch.tensor([diameters.get(i, DEFAULT_DIAMETER_MM) for i in ids], dtype=torch.float32)
+    return boxes_from_centres(centres, sizes, spacing)

@@ -1,0 +1,79 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cmbflow.io.nifti import save_volume
+from cmbflow.models.anchors import box_centres
+from cmbflow.training.patches import PatchSampler, SubjectVolumes, _crop, lesion_boxes, load_subject
+
+SHAPE = (40, 40, 20)
+SPACING = (1.0, 1.0, 2.0)
+
+
+def _subject(key="a", lesion=(20, 12, 10)):
+    image = np.ones((2, *SHAPE), np.float32) * 0.6
+    labels = np.zeros(SHAPE, np.int32)
+    diameters = {}
+    if lesion is not None:
+        i, j, k = lesion
+        labels[i - 2 : i + 3, j - 2 : j + 3, k - 1 : k + 2] = 7
+        image[0][labels == 7] = -1.0  # dark on SWI
+        diameters = {7: 5.0}
+    brain = np.zeros(SHAPE, bool)
+    brain[5:35, 5:35, 3:17] = True
+    return SubjectVolumes(key, image, labels, brain, diameters, SPACING)
+
+
+def test_lesion_patches_carry_their_box_and_augmentation_moves_both_together():
+    sampler = PatchSampler([_subject()], (16, 16, 8), cmb_fraction=1.0, seed=3, augment=True)
+    with_lesion = 0
+    for _ in range(8):
+        patch = sampler.sample()
+        assert patch["image"].shape == (2, 16, 16, 8) and patch["label"].shape == (16, 16, 8)
+        if patch["boxes"].shape[0] == 0:
+            continue  # the lesion was shifted or rotated out of the patch
+        with_lesion += 1
+        centre = np.clip(np.rint(box_centres(patch["boxes"])[0].numpy()).astype(int), 0, np.array((16, 16, 8)) - 1)
+        assert patch["label"][tuple(centre)] == 7
+        assert patch["image"][0][tuple(centre)] < 0  # the box sits on the dark lesion of the image
+        torch.testing.assert_close(patch["boxes"][0, 3:] - patch["boxes"][0, :3], torch.tensor([5.0, 5.0, 2.5]))
+    assert with_lesion >= 5
+
+
+def test_cmb_free_subjects_are_sampled_too():
+    sampler = PatchSampler([_subject("free", lesion=None)], (16, 16, 8), cmb_fraction=0.5, seed=0, augment=False)
+    patch = sampler.sample()
+    assert patch["key"] == "free" and patch["boxes"].shape == (0, 6) and not patch["label"].any()
+    with pytest.raises(ValueError, match="no training subjects"):
+        PatchSampler([], (16, 16, 8), 0.5, 0)
+
+
+def test_crop_pads_with_zeros_outside_the_volume():
+    volume = np.arange(2 * 4 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 4) + 1
+    patch = _crop(volume, np.array([-2, 1, 2]), np.array([4, 4, 4]))
+    assert (patch[:, :2] == 0).all() and (patch[:, 2:, :3, :2] == volume[:, :2, 1:, 2:]).all()
+    assert (patch[:, 2:, :, 2:] == 0).all() and (patch[:, :, 3:] == 0).all()
+
+
+def test_lesion_boxes_use_centres_of_mass_and_annotated_diameters():
+    label = torch.zeros(10, 10, 6, dtype=torch.long)
+    label[2:5, 2:5, 1:4] = 3
+    boxes = lesion_boxes(label, {3: 6.0}, SPACING)
+    assert box_centres(boxes).tolist() == [[3.0, 3.0, 2.0]]
+    assert (boxes[0, 3:] - boxes[0, :3]).tolist() == [6.0, 6.0, 3.0]
+
+
+def test_load_subject_reads_the_preprocessed_files(tmp_path):
+    affine = np.diag([*SPACING, 1.0])
+    subject = _subject()
+    files = {name: str(tmp_path / f"{name}.nii.gz") for name in ("swi", "phase", "brainmask", "cmb_mask")}
+    save_volume(files["swi"], subject.image[0], affine)
+    save_volume(files["phase"], subject.image[1], affine)
+    save_volume(files["brainmask"], subject.brain.astype(np.uint8), affine)
+    save_volume(files["cmb_mask"], subject.labels.astype(np.int16), affine)
+    files["markers"] = str(tmp_path / "markers.tsv")
+    pd.DataFrame({"id": [1], "label": [7], "radius_mm": [2.5]}).to_csv(files["markers"], sep="\t", index=False)
+    loaded = load_subject("a", files)
+    np.testing.assert_array_equal(loaded.image, subject.image)
+    assert loaded.diameters == {7: 5.0} and loaded.spacing == SPACING and loaded.brain.sum() == subject.brain.sum()
