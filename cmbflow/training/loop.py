@@ -1,0 +1,176 @@
+"""The training loop of one detector variant: patches, loss, validation, checkpoints, curves.
+
+* Deterministic on CPU for a fixed seed (torch, numpy and MONAI seeded; deterministic
+  algorithms). A resumed run continues from the checkpoint's weights and optimizer state,
+  with the patch stream re-seeded from ``(seed, iteration)``.
+* CUDA is used when present, with mixed precision (``torch.autocast`` + ``GradScaler``).
+* Validation: a fixed set of un-augmented patches from the held-back training subjects,
+  drawn once with the seed; its loss is logged with the training loss (the curves).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from monai.utils import set_determinism
+
+from cmbflow.logs import progress
+from cmbflow.models.anchors import anchor_extents, make_anchors
+from cmbflow.models.detector import CMBDetector
+from cmbflow.models.prototypes import Prototypes
+from cmbflow.training.losses import detection_loss
+from cmbflow.training.patches import PatchSampler, SubjectVolumes
+from cmbflow.training.targets import assign_targets
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training parameters of one variant (config ``detector``; see config.yaml)."""
+
+    fuse_levels: bool = True
+    hspl: bool = True
+    anchors_mm: tuple[float, ...] = (3.0, 5.0, 8.0)
+    channels: tuple[int, ...] = (16, 32, 64, 128)
+    strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2))
+    feature_dim: int = 32
+    patch_size: tuple[int, int, int] = (64, 64, 32)
+    batch_size: int = 2
+    iterations: int = 600
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    cmb_fraction: float = 0.6
+    weight_con: float = 0.1
+    n_hard: int = 8
+    n_background: int = 16
+    positive_iou: float = 0.35
+    negative_iou: float = 0.15
+    validation_every: int = 50
+    validation_patches: int = 16
+    checkpoint_every: int = 50
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, options: dict) -> "TrainSettings":
+        def tuples(value):
+            return tuple(tuples(v) for v in value) if isinstance(value, list) else value
+        known = set(cls.__dataclass_fields__) - {"extra"}
+        return cls(**{k: tuples(v) for k, v in options.items() if k in known})
+
+
+def build_model(settings: TrainSettings) -> CMBDetector:
+    """The detector of a variant, untrained."""
+    return CMBDetector(channels=settings.channels, strides=settings.strides, n_anchors=len(settings.anchors_mm),
+                       feature_dim=settings.feature_dim, fuse_levels=settings.fuse_levels)
+
+
+def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):
+    images = torch.stack([s["image"] for s in samples]).to(device)
+    targets = [assign_targets(anchors, s["boxes"], settings.positive_iou, settings.negative_iou) for s in samples]
+    targets = [type(t)(t.labels.to(device), t.codes.to(device), t.matched.to(device)) for t in targets]
+    return images, targets
+
+
+def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes], settings: TrainSettings,
+                   checkpoint: str | Path, show_progress: bool = False) -> tuple[dict, pd.DataFrame]:
+    """Train one variant; returns ``(state, curves)`` where ``state`` holds the ``detector``
+    and (HSPL) ``prototypes`` state_dicts. ``checkpoint``: a file outside the job's outputs,
+    written every ``checkpoint_every`` iterations and resumed from when present."""
+    set_determinism(seed=settings.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    amp = device.type == "cuda"
+    spacing = train[0].spacing
+    anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, spacing)).to(device)
+    model = build_model(settings).to(device)
+    prototypes = Prototypes(settings.feature_dim, seed=settings.seed).to(device) if settings.hspl else None
+    parameters = [*model.parameters(), *(prototypes.parameters() if prototypes is not None else [])]
+    optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    start, rows = 0, []
+    checkpoint = Path(checkpoint)
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+        model.load_state_dict(saved["detector"])
+        if prototypes is not None:
+            prototypes.load_state_dict(saved["prototypes"])
+        optimizer.load_state_dict(saved["optimizer"])
+        start, rows = int(saved["iteration"]), pd.DataFrame(saved["curves"]).to_dict("records")
+        log.info("resumed from %s at iteration %d", checkpoint, start)
+    sampler = PatchSampler(train, settings.patch_size, settings.cmb_fraction, seed=settings.seed * 100_003 + start)
+    validation_samples = (PatchSampler(validation, settings.patch_size, settings.cmb_fraction, seed=settings.seed + 1,
+                                       augment=False) if validation else None)
+    fixed_validation = [validation_samples.sample() for _ in range(settings.validation_patches)] if validation_samples else []
+    generator = torch.Generator().manual_seed(settings.seed)
+    running = []
+    log.info("training on %s: %d subjects (%d lesions), %d validation subjects, %d iterations from %d",
+             device, len(train), len(sampler.lesions), len(validation), settings.iterations, start)
+    for iteration in progress(range(start, settings.iterations), show_progress, "training"):
+        model.train()
+        images, targets = _batch([sampler.sample() for _ in range(settings.batch_size)], anchors, settings, device)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            out = model(images)
+        parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes,
+                               settings.weight_con if settings.hspl else 0.0, settings.n_hard, settings.n_background, generator)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(parts.total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        running.append((float(parts.total.detach()), parts.cls, parts.reg, parts.con))
+        done = iteration + 1
+        if done % settings.validation_every == 0 or done == settings.iterations:
+            mean = np.mean(running, axis=0)
+            rows.append({"iteration": done, "train_loss": mean[0], "train_cls": mean[1], "train_reg": mean[2],
+                         "train_con": mean[3], "validation_loss": _validation_loss(model, prototypes, fixed_validation,
+                                                                                   anchors, settings, device, amp)})
+            running = []
+            log.info("iteration %d: train %.4f, validation %.4f", done, rows[-1]["train_loss"], rows[-1]["validation_loss"])
+        if done % settings.checkpoint_every == 0 and done < settings.iterations:
+            _save_checkpoint(checkpoint, model, prototypes, optimizer, done, rows)
+    state = {"detector": model.state_dict()}
+    if prototypes is not None:
+        state["prototypes"] = prototypes.state_dict()
+    return {k: {n: t.detach().cpu() for n, t in v.items()} for k, v in state.items()}, pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def _validation_loss(model, prototypes, samples, anchors, settings, device, amp) -> float:
+    if not samples:
+        return float("nan")
+    model.eval()
+    losses = []
+    for start in range(0, len(samples), settings.batch_size):
+        images, targets = _batch(samples[start : start + settings.batch_size], anchors, settings, device)
+        with torch.autocast(device_type=device.type, enabled=amp):
+            out = model(images)
+        parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes,
+                               settings.weight_con if settings.hspl else 0.0, settings.n_hard, settings.n_background,
+                               torch.Generator().manual_seed(0))
+        losses.append(float(parts.total))
+    return float(np.mean(losses))
+
+
+def _save_checkpoint(path: Path, model, prototypes, optimizer, iteration: int, rows: list) -> None:
+    """Atomic checkpoint (write then rename): a job killed mid-write leaves the previous one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"detector": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
+             "curves": pd.DataFrame(rows).to_dict("list")}
+    if prototypes is not None:
+        state["prototypes"] = prototypes.state_dict()
+    temporary = path.with_suffix(".tmp")
+    torch.save(state, temporary)
+    os.replace(temporary, path)
+
+
+def settings_record(settings: TrainSettings) -> dict:
+    """Settings as plain JSON-able values (for the model card)."""
+    return {k: v for k, v in asdict(settings).items() if k != "extra"}
