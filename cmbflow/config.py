@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -13,8 +12,6 @@ from cmbflow import paths
 from cmbflow.io.bids import discover_subjects
 from cmbflow.io.coords import world_axis_spacing
 from cmbflow.synth.site import SiteParams
-
-log = logging.getLogger(__name__)
 
 
 def datasets_from_cli(configfiles) -> dict | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,14 +56,12 @@ class TrainSettings:
     validation_patches: int = 16
     checkpoint_every: int = 50
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, options: dict) -> "TrainSettings":
         def tuples(value):
             return tuple(tuples(v) for v in value) if isinstance(value, list) else value
-        known = set(cls.__dataclass_fields__) - {"extra"}
-        return cls(**{k: tuples(v) for k, v in options.items() if k in known})
+        return cls(**{k: tuples(v) for k, v in options.items() if k in cls.__dataclass_fields__})
 
 
 def build_model(settings: TrainSettings) -> CMBDetector:
@@ -173,4 +171,4 @@ def _save_checkpoint(path: Path, model, prototypes, optimizer, iteration: int, r
 
 def settings_record(settings: TrainSettings) -> dict:
     """Settings as plain JSON-able values (for the model card)."""
-    return {k: v for k, v in asdict(settings).items() if k != "extra"}
+    return asdict(settings)
