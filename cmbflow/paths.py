@@ -96,6 +96,11 @@ def preproc_subject_files(dataset: str, subject: str) -> dict[str, str]:
     }
 
 
+def registration_quality(dataset: str) -> str:
+    """Per-dataset registration quality table (one row per subject)."""
+    return output("preproc", dataset, suffix="quality", ext=".tsv", desc="registration")
+
+
 def synth_subject_files(site: str, subject: str) -> dict[str, str]:
     """Every file the generator writes for one subject (subject label without ``sub-``)."""
     root = synth_root(site)

@@ -53,9 +53,8 @@ def dataset_input_files(wildcards):
     if site is None:
         return []
     files = [f"{paths.synth_root(site)}/participants.tsv"]
-    for subject in SUBJECTS[wildcards.dataset]:
-        outputs = synth_subject_outputs(site, subject)
-        files += [outputs[kind] for kind in ("magnitude", "phase", "mask", "markers")]
+    for inputs in SUBJECT_INPUTS[wildcards.dataset].values():
+        files += list(inputs.values())
     return files
 
 
@@ -89,7 +88,7 @@ def final_outputs():
     targets += [paths.output("inputs", name, suffix="split", ext=".tsv")
                 for name, d in config["datasets"].items() if d["role"] == "internal"]
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
-    targets += [paths.output("preproc", name, suffix="quality", ext=".tsv", desc="registration") for name in config["datasets"]]
+    targets += [paths.registration_quality(name) for name in config["datasets"]]
     targets += [paths.preproc_subject_files(name, key)["qc"] for name, keys in SUBJECTS.items() for key in keys]
     if SYNTH_SITES:
         targets += [paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")]

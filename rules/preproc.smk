@@ -44,7 +44,7 @@ rule registration_quality:
         ],
     output:
         report(
-            paths.output("preproc", "{dataset}", suffix="quality", ext=".tsv", desc="registration"),
+            paths.registration_quality("{dataset}"),
             caption="../report/registration_quality.rst",
             category="Registration QC",
             subcategory="{dataset}",

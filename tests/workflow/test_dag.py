@@ -90,7 +90,7 @@ def test_user_dataset_validated_in_place_and_untouched(tiny_run):
 def test_preprocessing_writes_every_output_in_the_model_ready_frame(tiny_run):
     workdir, _, _, _ = tiny_run
     for dataset, keys in (("tiny_internal", ["001", "002", "003"]), ("user_scans", ["001", "002"])):
-        quality = pd.read_csv(workdir / paths.output("preproc", dataset, suffix="quality", ext=".tsv", desc="registration"),
+        quality = pd.read_csv(workdir / paths.registration_quality(dataset),
                               sep="\t", dtype={"subject": str})
         assert list(quality["subject"]) == keys
         for key in keys:
