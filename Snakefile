@@ -5,7 +5,7 @@ import os
 
 from snakemake.utils import min_version, validate
 
-from cmbflow.config import check_config, datasets_from_cli
+from cmbflow.config import apply_replaced, check_config, replaced_from_cli
 
 min_version("9.0")
 
@@ -14,9 +14,8 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
-# A `datasets:` mapping passed with --configfile replaces the synthetic cohort (see README).
-if (user_datasets := datasets_from_cli(workflow.overwrite_configfiles)) is not None:
-    config["datasets"] = user_datasets
+# `datasets:` and `detector.variants:` passed with --configfile replace the defaults (see README).
+apply_replaced(config, replaced_from_cli(workflow.overwrite_configfiles))
 validate(config, "schemas/config.schema.yaml")
 check_config(config)
 
@@ -29,6 +28,7 @@ include: "rules/atlas.smk"
 include: "rules/synth.smk"
 include: "rules/inputs.smk"
 include: "rules/preproc.smk"
+include: "rules/detector.smk"
 
 
 rule all:

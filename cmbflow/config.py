@@ -14,18 +14,36 @@ from cmbflow.io.coords import world_axis_spacing
 from cmbflow.synth.site import SiteParams
 
 
-def datasets_from_cli(configfiles) -> dict | None:
-    """The ``datasets`` mapping of the last ``--configfile`` that sets one, else None.
+# Mappings whose entries are a list of things to run: a user's file replaces them whole.
+REPLACED_MAPPINGS = (("datasets",), ("detector", "variants"))
+
+
+def replaced_from_cli(configfiles) -> dict[tuple[str, ...], dict]:
+    """The mappings of :data:`REPLACED_MAPPINGS` set by ``--configfile`` files (the last wins).
 
     Snakemake merges ``--configfile`` into config.yaml key by key; for ``datasets`` that
-    would add the user's data to the synthetic cohort, so the user's mapping replaces it.
+    would add the user's data to the synthetic cohort, and for ``detector.variants`` it would
+    train the default variants besides the one a user lists. These mappings are replaced.
     """
-    chosen = None
+    chosen = {}
     for path in configfiles or []:
         content = yaml.safe_load(Path(path).read_text()) or {}
-        if "datasets" in content:
-            chosen = content["datasets"]
+        for keys in REPLACED_MAPPINGS:
+            value = content
+            for key in keys:
+                value = value.get(key) if isinstance(value, dict) else None
+            if value is not None:
+                chosen[keys] = value
     return chosen
+
+
+def apply_replaced(config: dict, replaced: dict[tuple[str, ...], dict]) -> None:
+    """Put the user's mappings of :func:`replaced_from_cli` into ``config`` (in place)."""
+    for keys, value in replaced.items():
+        parent = config
+        for key in keys[:-1]:
+            parent = parent.setdefault(key, {})
+        parent[keys[-1]] = value
 
 
 def check_config(config: dict) -> None:

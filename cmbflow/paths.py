@@ -123,3 +123,39 @@ def synth_subject_files(site: str, subject: str) -> dict[str, str]:
 def synth_subject_ids(n_subjects: int) -> list[str]:
     """Subject labels of a synthetic site: ``001``, ``002``, ..."""
     return [f"{i:03d}" for i in range(1, n_subjects + 1)]
+
+
+def model_files(variant: str) -> dict[str, str]:
+    """A trained detector, one folder per variant (``results/models/<variant>/``): ``weights``
+    (state_dicts, for ``torch.load(weights_only=True)``), ``card`` (model card JSON),
+    ``curves`` (training curves TSV) and ``curves_png``."""
+    folder = f"{RESULTS}/models/{variant}"
+    return {"weights": f"{folder}/model.pt", "card": f"{folder}/model_card.json",
+            "curves": f"{folder}/curves.tsv", "curves_png": f"{folder}/curves.png"}
+
+
+def training_checkpoint(variant: str) -> str:
+    """Resume point of a training job, outside its outputs (Snakemake deletes the outputs of
+    a failed job, not this)."""
+    return f"{RESULTS}/checkpoints/{variant}/checkpoint.pt"
+
+
+def candidate_files(variant: str, dataset: str) -> dict[str, str]:
+    """Detector candidates of one variant on one dataset (``results/candidates/<variant>/<dataset>/``):
+    ``table`` (TSV, all subjects), ``features`` (``.npy``, one row per row of the table) and
+    ``subjects``, the folder of per-subject tables and probability maps."""
+    folder = f"{RESULTS}/candidates/{variant}/{dataset}"
+    return {"table": f"{folder}/candidates.tsv", "features": f"{folder}/features.npy", "subjects": f"{folder}/subjects"}
+
+
+def subject_candidates(variant: str, dataset: str, subject: str, kind: str = "table") -> str:
+    """Per-subject outputs of inference, in ``candidate_files(...)["subjects"]``: ``table``
+    (candidates TSV) or ``probability`` (CMB probability map on the original image grid)."""
+    folder = candidate_files(variant, dataset)["subjects"]
+    return {"table": f"{folder}/sub-{subject}_candidates.tsv",
+            "probability": f"{folder}/sub-{subject}_desc-cmb_probseg.nii.gz"}[kind]
+
+
+def detection_sensitivity() -> str:
+    """Sensitivity at fixed false positives per subject, every variant x dataset."""
+    return f"{RESULTS}/evaluation/detection_sensitivity.tsv"

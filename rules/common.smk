@@ -6,7 +6,7 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import bids_dir, registration_template, subject_inputs, target_spacing
+from cmbflow.config import bids_dir, registration_template, split_subjects, subject_inputs, target_spacing
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
 from cmbflow.synth.site import SiteParams
@@ -16,6 +16,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9]+(_[A-Za-z0-9]+)*",
     site=r"[A-Za-z0-9]+",
     subject=SUBJECT_KEY,
+    variant=r"[A-Za-z0-9]+(_[A-Za-z0-9]+)*",
 
 
 def _inputs_of(name):
@@ -29,6 +30,24 @@ SUBJECT_INPUTS = {name: _inputs_of(name) for name in config["datasets"]}  # data
 SUBJECTS = {name: list(inputs) for name, inputs in SUBJECT_INPUTS.items()}
 TEMPLATE = registration_template(config)
 TARGET_SPACING = target_spacing(config)
+INTERNAL_DATASETS = [name for name, d in config["datasets"].items() if d["role"] == "internal"]
+VARIANTS = list(config["detector"]["variants"])
+
+
+def _test_subjects(name):
+    """Subjects a detector is run on: the test split of an internal dataset (the same seeded
+    split that rule split_dataset writes), every subject of an external one."""
+    if name not in INTERNAL_DATASETS:
+        return SUBJECTS[name]
+    split = split_subjects(SUBJECTS[name], config["split"]["test_fraction"], config["split"]["seed"])
+    return [key for key in SUBJECTS[name] if split[key] == "test"]
+
+
+TEST_SUBJECTS = {name: _test_subjects(name) for name in config["datasets"]}
+TRAIN_SUBJECTS = {name: [key for key in SUBJECTS[name] if key not in TEST_SUBJECTS[name]] for name in INTERNAL_DATASETS}
+# Datasets scored against their CMB masks: those whose test subjects all have one.
+EVALUATED_DATASETS = [name for name in config["datasets"]
+                      if TEST_SUBJECTS[name] and all(SUBJECT_INPUTS[name][key]["mask"] for key in TEST_SUBJECTS[name])]
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
 
 
@@ -78,6 +97,38 @@ def preproc_files(dataset, subject):
     return {k: v for k, v in paths.preproc_subject_files(dataset, subject).items() if k != "qc"}
 
 
+MODEL_INPUTS = ("swi", "phase", "brainmask", "cmb_mask", "markers")  # preprocessed files a detector reads
+
+
+def training_subjects():
+    """``<dataset>/<key>`` -> preprocessed files, for the training subjects of every internal dataset."""
+    return {f"{name}/{key}": {kind: paths.preproc_subject_files(name, key)[kind] for kind in MODEL_INPUTS}
+            for name, keys in TRAIN_SUBJECTS.items() for key in keys}
+
+
+def training_files(wildcards):
+    return [path for files in training_subjects().values() for path in files.values()]
+
+
+def detection_subjects(name):
+    """Test subject key -> its preprocessed files and original magnitude (whose grid the
+    candidates' voxel indices refer to)."""
+    return {key: {"files": {kind: paths.preproc_subject_files(name, key)[kind] for kind in ("swi", "phase", "brainmask")},
+                  "original": SUBJECT_INPUTS[name][key]["magnitude"]} for key in TEST_SUBJECTS[name]}
+
+
+def detection_files(wildcards):
+    subjects = detection_subjects(wildcards.dataset).values()
+    return [path for subject in subjects for path in [*subject["files"].values(), subject["original"]]]
+
+
+def model_config():
+    """The resolved config a model is trained with (and its card records): everything but the
+    inference and display options, which must not retrain a model when changed."""
+    detector = {k: v for k, v in config["detector"].items() if k != "inference"}
+    return {**{k: v for k, v in config.items() if k != "progress_bars"}, "detector": detector}
+
+
 def dataset_settings(name):
     """Dataset config with bids_dir resolved (synthetic sites live under results/)."""
     return {**config["datasets"][name], "bids_dir": bids_dir(config["datasets"][name])}
@@ -89,6 +140,12 @@ def final_outputs():
                 for name, d in config["datasets"].items() if d["role"] == "internal"]
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
     targets += [paths.registration_quality(name) for name in config["datasets"]]
+    if INTERNAL_DATASETS:
+        targets += [paths.model_files(variant)[kind] for variant in VARIANTS for kind in ("weights", "card", "curves_png")]
+        targets += [paths.candidate_files(variant, name)["table"] for variant in VARIANTS for name in config["datasets"]
+                    if TEST_SUBJECTS[name]]
+    if EVALUATED_DATASETS and INTERNAL_DATASETS:
+        targets.append(paths.detection_sensitivity())
     targets += [paths.preproc_subject_files(name, key)["qc"] for name, keys in SUBJECTS.items() for key in keys]
     if SYNTH_SITES:
         targets += [paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")]

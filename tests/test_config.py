@@ -1,7 +1,7 @@
 import pytest
 
 from cmbflow import paths
-from cmbflow.config import check_config, datasets_from_cli, registration_template, split_subjects, target_spacing
+from cmbflow.config import apply_replaced, check_config, registration_template, replaced_from_cli, split_subjects, target_spacing
 from tests.conftest import write_subject
 
 SITES = {"internal": {"voxel_mm": [1.0, 1.0, 2.0]}, "external": {"voxel_mm": [1.0, 1.0, 3.0], "orientation": "LAS"}}
@@ -19,13 +19,17 @@ def test_split_keeps_one_of_each_for_tiny_datasets():
     assert sorted(split_subjects(["a", "b"], 0.05, seed=0).values()) == ["test", "train"]
 
 
-def test_user_configfile_datasets_replace_defaults(tmp_path):
+def test_user_configfile_datasets_and_variants_replace_defaults(tmp_path):
     first = tmp_path / "a.yaml"
-    first.write_text("split: {seed: 3}\n")
+    first.write_text("split: {seed: 3}\ndetector: {anchors_mm: [4.0]}\n")
     second = tmp_path / "b.yaml"
-    second.write_text("datasets:\n  mine: {bids_dir: /data, role: external}\n")
-    assert datasets_from_cli([first]) is None
-    assert datasets_from_cli([first, second]) == {"mine": {"bids_dir": "/data", "role": "external"}}
+    second.write_text("datasets:\n  mine: {bids_dir: /data, role: external}\ndetector:\n  variants: {rpn: {fuse_levels: false, hspl: false}}\n")
+    assert replaced_from_cli([first]) == {}
+    replaced = replaced_from_cli([first, second])
+    config = {"datasets": {"synth_internal": {}}, "detector": {"variants": {"rpn": {}, "rpn_ffm": {}}, "anchors_mm": [4.0]}}
+    apply_replaced(config, replaced)
+    assert config["datasets"] == {"mine": {"bids_dir": "/data", "role": "external"}}
+    assert config["detector"] == {"variants": {"rpn": {"fuse_levels": False, "hspl": False}}, "anchors_mm": [4.0]}
 
 
 def test_unknown_synthetic_site_is_reported():

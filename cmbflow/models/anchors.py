@@ -24,10 +24,19 @@ def anchor_extents(diameters_mm, spacing_mm) -> torch.Tensor:
 def make_anchors(shape: tuple[int, int, int], extents: torch.Tensor) -> torch.Tensor:
     """All anchors of a ``shape`` (D, H, W) map: ``(D * H * W * K, 6)`` boxes, location-major
     (index ``((i * H + j) * W + k) * K + a``), matching ``logits.permute(0, 2, 3, 4, 1)``."""
-    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float32) for n in shape], indexing="ij")
-    centres = torch.stack(grids, dim=-1).reshape(-1, 1, 3)  # (L, 1, 3)
-    half = extents.reshape(1, -1, 3) / 2  # (1, K, 3)
-    return torch.cat([centres - half, centres + half], dim=-1).reshape(-1, 6)
+    n_anchors = int(extents.shape[0]) * int(torch.tensor(shape).prod())
+    return anchors_at(torch.arange(n_anchors), shape, extents)
+
+
+def anchors_at(indices: torch.Tensor, shape: tuple[int, int, int], extents: torch.Tensor) -> torch.Tensor:
+    """The anchors ``(N, 6)`` at flat anchor ``indices`` (N,) of :func:`make_anchors`, without
+    building all of them (a whole volume has tens of millions)."""
+    n_kinds = extents.shape[0]
+    location, kind = indices // n_kinds, indices % n_kinds
+    d, h, w = shape
+    centres = torch.stack([location // (h * w), (location // w) % h, location % w], dim=1).float()
+    half = extents.float()[kind] / 2
+    return torch.cat([centres - half, centres + half], dim=1)
 
 
 def boxes_from_centres(centres: torch.Tensor, diameters_mm: torch.Tensor, spacing_mm) -> torch.Tensor:

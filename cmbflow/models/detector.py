@@ -23,7 +23,10 @@ import torch.nn.functional as F
 from monai.networks.blocks.dynunet_block import UnetResBlock, UnetUpBlock
 from torch import nn
 
-NORM = ("instance", {"affine": True})
+# Batch norm: in eval mode a fixed per-channel affine map, so a voxel's output does not depend
+# on the window around it (instance norm would normalize 48-voxel training patches and
+# 160-voxel inference windows differently), and cheap at inference.
+NORM = "batch"
 FUSED_LEVELS = 3
 
 
@@ -42,8 +45,8 @@ class CMBDetector(nn.Module):
     ``(si, sj, sk)`` each, e.g. ``(2, 2, 1)`` to pool in-plane only while slices are thick.
     """
 
-    def __init__(self, in_channels: int = 2, channels=(16, 32, 64, 128), strides=((1, 1, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2)),
-                 n_anchors: int = 3, feature_dim: int = 32, fuse_levels: bool = True):
+    def __init__(self, in_channels: int = 2, channels=(8, 16, 32, 64), strides=((1, 1, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2)),
+                 n_anchors: int = 3, feature_dim: int = 16, fuse_levels: bool = True):
         super().__init__()
         if len(channels) != len(strides) or len(channels) < FUSED_LEVELS + 1:
             raise ValueError(f"need one stride per level and at least {FUSED_LEVELS + 1} levels; got channels {channels}, strides {strides}")
@@ -61,7 +64,9 @@ class CMBDetector(nn.Module):
                                             upsample_kernel_size=strides[level], norm_name=NORM))
         used = channels[:FUSED_LEVELS][::-1] if fuse_levels else channels[:1]  # widths of the fused decoder outputs
         self.projections = nn.ModuleList(nn.Conv3d(width, feature_dim, kernel_size=1) for width in used)
-        self.head = nn.Sequential(nn.Conv3d(feature_dim, feature_dim, kernel_size=3, padding=1), nn.LeakyReLU(0.01, inplace=True))
+        # 1x1x1: the map is already contextual (U-Net, FFM); a 3x3x3 here would be the costliest
+        # layer of the network, as it runs at full resolution.
+        self.head = nn.Sequential(nn.Conv3d(feature_dim, feature_dim, kernel_size=1), nn.LeakyReLU(0.01, inplace=True))
         self.objectness = nn.Conv3d(feature_dim, n_anchors, kernel_size=1)
         self.regression = nn.Conv3d(feature_dim, 6 * n_anchors, kernel_size=1)
         nn.init.constant_(self.objectness.bias, -4.6)  # prior 1 %: CMBs are rare, start from "no"
@@ -81,9 +86,9 @@ class CMBDetector(nn.Module):
             levels.append(x)
         used = levels[-FUSED_LEVELS:] if self.fuse_levels else levels[-1:]
         size = levels[-1].shape[2:]
-        features = sum(F.interpolate(project(level), size=size, mode="trilinear", align_corners=False)
-                       if level.shape[2:] != size else project(level)
-                       for project, level in zip(self.projections, used))
+        features = self.projections[-1](used[-1])  # the full-resolution level
+        for project, level in zip(self.projections[:-1], used[:-1]):
+            features = features + F.interpolate(project(level), size=size, mode="trilinear", align_corners=False)
         hidden = self.head(features)
         batch = x.shape[0]
         deltas = self.regression(hidden).reshape(batch, self.n_anchors, 6, *size)

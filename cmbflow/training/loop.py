@@ -38,13 +38,13 @@ class TrainSettings:
     fuse_levels: bool = True
     hspl: bool = True
     anchors_mm: tuple[float, ...] = (3.0, 5.0, 8.0)
-    channels: tuple[int, ...] = (16, 32, 64, 128)
+    channels: tuple[int, ...] = (8, 16, 32, 64)
     strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2))
-    feature_dim: int = 32
-    patch_size: tuple[int, int, int] = (64, 64, 32)
-    batch_size: int = 2
-    iterations: int = 600
-    learning_rate: float = 1e-3
+    feature_dim: int = 16
+    patch_size: tuple[int, int, int] = (48, 48, 24)
+    batch_size: int = 4
+    iterations: int = 300
+    learning_rate: float = 2e-3
     weight_decay: float = 1e-5
     cmb_fraction: float = 0.6
     weight_con: float = 0.1
@@ -71,25 +71,27 @@ def build_model(settings: TrainSettings) -> CMBDetector:
 
 
 def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):
-    images = torch.stack([s["image"] for s in samples]).to(device)
+    images = torch.stack([s["image"] for s in samples]).to(device).contiguous(memory_format=torch.channels_last_3d)
     targets = [assign_targets(anchors, s["boxes"], settings.positive_iou, settings.negative_iou) for s in samples]
     targets = [type(t)(t.labels.to(device), t.codes.to(device), t.matched.to(device)) for t in targets]
     return images, targets
 
 
 def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes], settings: TrainSettings,
-                   checkpoint: str | Path, show_progress: bool = False) -> tuple[dict, pd.DataFrame]:
+                   checkpoint: str | Path, show_progress: bool = False,
+                   device: torch.device | None = None) -> tuple[dict, pd.DataFrame]:
     """Train one variant; returns ``(state, curves)`` where ``state`` holds the ``detector``
     and (HSPL) ``prototypes`` state_dicts. ``checkpoint``: a file outside the job's outputs,
-    written every ``checkpoint_every`` iterations and resumed from when present."""
+    written every ``checkpoint_every`` iterations and resumed from when present. ``device``:
+    CUDA when present unless given."""
     set_determinism(seed=settings.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     amp = device.type == "cuda"
     spacing = train[0].spacing
     anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, spacing)).to(device)
-    model = build_model(settings).to(device)
+    model = build_model(settings).to(device, memory_format=torch.channels_last_3d)  # faster 3-D convolutions
     prototypes = Prototypes(settings.feature_dim, seed=settings.seed).to(device) if settings.hspl else None
     parameters = [*model.parameters(), *(prototypes.parameters() if prototypes is not None else [])]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)

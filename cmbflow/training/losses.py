@@ -20,7 +20,9 @@ from cmbflow.models.postprocess import flatten_outputs
 from cmbflow.models.prototypes import CLASSES, Prototypes
 from cmbflow.training.targets import NEGATIVE, POSITIVE, RpnTargets
 
-_FOCAL = FocalLoss(gamma=2.0, reduction="sum", use_softmax=False)
+# reduction "none" and our own sum: MONAI's "sum" averages over the last axis (kept for
+# backward compatibility there), which would divide the loss by the number of anchors.
+_FOCAL = FocalLoss(gamma=2.0, reduction="none", use_softmax=False)
 
 
 @dataclass
@@ -62,7 +64,7 @@ def detection_loss(logits: torch.Tensor, deltas: torch.Tensor, features: torch.T
         used = target.labels >= 0
         positive = target.labels == POSITIVE
         n_positive = max(int(positive.sum()), 1)
-        cls_terms.append(_FOCAL(flat_logits[used][None], target.labels[used].float()[None]) / n_positive)
+        cls_terms.append(_FOCAL(flat_logits[used][None], target.labels[used].float()[None]).sum() / n_positive)
         if positive.any():
             reg_terms.append(F.smooth_l1_loss(flat_deltas[positive], target.codes[positive], beta=1 / 9, reduction="sum") / n_positive)
         if prototypes is not None and weight_con > 0:

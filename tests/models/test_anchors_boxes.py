@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm, boxes_from_centres, make_anchors
+from cmbflow.models.anchors import anchor_extents, anchors_at, box_centres, box_diameters_mm, boxes_from_centres, make_anchors
 from cmbflow.models.postprocess import box_coder, flatten_outputs, select_candidates
 
 SPACING = (1.0, 1.0, 2.0)
@@ -39,12 +39,18 @@ def test_box_coding_round_trip():
 def test_nms_keeps_one_box_per_lesion_best_first():
     shape = (6, 6, 4)
     extents = anchor_extents([4.0], SPACING)
-    anchors = make_anchors(shape, extents)
     logits = torch.full((1, *shape), -9.0)
     logits[0, 2, 2, 1], logits[0, 2, 3, 1] = 3.0, 2.0  # two neighbours on one lesion
     logits[0, 5, 5, 3] = 1.0  # another lesion far away
-    boxes, scores, index = select_candidates(logits, torch.zeros(1, 6, *shape), anchors, score_threshold=0.5,
+    boxes, scores, index = select_candidates(logits, torch.zeros(1, 6, *shape), extents, score_threshold=0.5,
                                              nms_iou=0.1, max_candidates=10)
     assert box_centres(boxes).tolist() == [[2.0, 2.0, 1.0], [5.0, 5.0, 3.0]]
     assert scores.tolist() == pytest.approx([torch.sigmoid(torch.tensor(3.0)).item(), torch.sigmoid(torch.tensor(1.0)).item()])
     assert index.shape == (2,)
+
+
+def test_anchors_at_builds_the_same_boxes_as_the_full_set():
+    shape, extents = (5, 4, 3), anchor_extents([3.0, 6.0], SPACING)
+    every = make_anchors(shape, extents)
+    picked = torch.tensor([0, 1, 17, 59, every.shape[0] - 1])
+    torch.testing.assert_close(anchors_at(picked, shape, extents), every[picked])

@@ -61,7 +61,7 @@ def test_a_few_steps_on_one_patch_lower_the_loss(weight_con):
     targets = [assign_targets(_anchors(), lesion)]
     optimizer = torch.optim.Adam([*model.parameters(), *prototypes.parameters()], lr=3e-3)
     losses = []
-    for _ in range(15):
+    for _ in range(30):
         out = model(image)
         parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes, weight_con)
         optimizer.zero_grad()
@@ -70,3 +70,18 @@ def test_a_few_steps_on_one_patch_lower_the_loss(weight_con):
         losses.append(float(parts.total))
     assert losses[-1] < 0.5 * losses[0]
     assert (parts.con > 0) == (weight_con > 0)
+
+
+def test_classification_loss_is_the_focal_sum_over_anchors_per_positive():
+    """Not MONAI's "sum" reduction, which averages over the last axis (here: the anchors)."""
+    anchors = _anchors()
+    lesion = boxes_from_centres(torch.tensor([[5.0, 6.0, 3.0]]), torch.tensor([5.0]), SPACING)
+    targets = assign_targets(anchors, lesion)
+    logits = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
+    parts = detection_loss(logits[None], torch.zeros(1, 3, 6, *SHAPE), torch.zeros(1, 4, *SHAPE), [targets])
+    flat = logits.permute(1, 2, 3, 0).reshape(-1)
+    used = targets.labels >= 0
+    p, y = torch.sigmoid(flat[used]), targets.labels[used].float()
+    p_true = torch.where(y == 1, p, 1 - p)
+    expected = (-(1 - p_true) ** 2 * torch.log(p_true)).sum() / (targets.labels == POSITIVE).sum()
+    assert parts.cls == pytest.approx(float(expected), rel=1e-4)

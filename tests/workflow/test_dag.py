@@ -13,9 +13,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from cmbflow import paths
+from cmbflow.io.coords import voxel_to_world
 
 REPO = Path(__file__).resolve().parents[2]
 # 1 mm simulation grid: coarser simulated anatomy is too blocky to register like a real head.
@@ -24,6 +26,15 @@ TINY_SITE = {"n_subjects": 3, "voxel_mm": [2.0, 2.0, 3.0], "sim_voxel_mm": 1.0, 
 
 # Quicker registration for 2 x 2 x 3 mm subjects.
 TINY_PREPROCESSING = {"registration": {"spacing_mm": 3.0, "syn_iterations": [30, 20]}}
+
+# A detector small enough to train in seconds; two variants (config, not classes).
+TINY_DETECTOR = {
+    "variants": {"rpn": {"fuse_levels": False, "hspl": False}, "rpn_ffm_hspl": {"fuse_levels": True, "hspl": True}},
+    "network": {"channels": [4, 8, 8, 16], "feature_dim": 8},
+    "training": {"patch_size": [32, 32, 16], "batch_size": 2, "iterations": 4, "validation_every": 2, "checkpoint_every": 2,
+                 "validation_patches": 2},
+    "inference": {"roi_size": [64, 64, -1], "probability_maps": True, "max_candidates": 20, "score_threshold": 0.0},
+}
 
 pytestmark = pytest.mark.workflow
 
@@ -55,7 +66,7 @@ def tiny_run(tmp_path_factory, user_bids):
     config = {"datasets": {"tiny_internal": {"synthetic_site": "tiny", "role": "internal"},
                            "user_scans": {"bids_dir": str(user_bids), "role": "external", "phase_sign": -1}},
               "synth": {"seed": 11, "template_site": "tiny", "sites": {"tiny": TINY_SITE}},
-              "preprocessing": TINY_PREPROCESSING}
+              "preprocessing": TINY_PREPROCESSING, "detector": TINY_DETECTOR}
     before = sorted(p.relative_to(user_bids) for p in user_bids.rglob("*"))
     result = snakemake(workdir, config)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -140,6 +151,50 @@ def test_phase_sign_gives_cmbs_one_sign_at_every_site(tiny_run):
              for dataset in ("tiny_internal", "user_scans")}
     for dataset, values in lobes.items():
         assert (values.dropna() < 0).all(), (dataset, values)
+
+
+def test_each_variant_is_a_model_folder_with_weights_card_and_curves(tiny_run):
+    workdir, _, _, _ = tiny_run
+    for variant in ("rpn", "rpn_ffm_hspl"):
+        files = {k: workdir / v for k, v in paths.model_files(variant).items()}
+        state = torch.load(files["weights"], weights_only=True)
+        assert set(state) == ({"detector", "prototypes"} if variant == "rpn_ffm_hspl" else {"detector"})
+        card = json.loads(files["card"].read_text())
+        assert card["variant"] == variant and card["spacing_mm"] == pytest.approx([2.0, 2.0, 3.0])
+        assert card["data_split"]["train"] and all(name.startswith("tiny_internal/") for name in card["data_split"]["train"])
+        assert "inference" not in card["resolved_config"]["detector"]  # changing inference options must not retrain
+        assert list(pd.read_csv(files["curves"], sep="\t")["iteration"]) == [2, 4]
+        assert files["curves_png"].stat().st_size > 10_000
+
+
+def test_candidates_are_in_world_mm_and_voxels_of_the_users_original_scan(tiny_run):
+    workdir, user_bids, _, _ = tiny_run
+    for variant in ("rpn", "rpn_ffm_hspl"):
+        files = {k: workdir / v for k, v in paths.candidate_files(variant, "user_scans").items()}
+        table = pd.read_csv(files["table"], sep="\t", dtype={"subject": str})
+        assert sorted(set(table["subject"])) == ["001", "002"] and len(table) == 40
+        assert np.load(files["features"]).shape == (40, 8)
+        for key, rows in table.groupby("subject"):
+            original = nib.load(user_bids / f"sub-{key}/anat/sub-{key}_part-mag_swi.nii.gz")  # oblique LAS
+            np.testing.assert_allclose(voxel_to_world(original.affine, rows[["i", "j", "k"]].to_numpy()),
+                                       rows[["x", "y", "z"]].to_numpy(), atol=2e-3)
+            probability = nib.load(workdir / paths.subject_candidates(variant, "user_scans", key, "probability"))
+            assert probability.shape == original.shape and np.allclose(probability.affine, original.affine, atol=1e-4)
+    internal = pd.read_csv(workdir / paths.candidate_files("rpn", "tiny_internal")["table"], sep="\t", dtype={"subject": str})
+    split = pd.read_csv(workdir / "results/inputs/tiny_internal/split.tsv", sep="\t", dtype={"key": str})
+    assert set(internal["subject"]) == set(split.loc[split["split"] == "test", "key"])  # held-out subjects only
+    sensitivity = pd.read_csv(workdir / paths.detection_sensitivity(), sep="\t")
+    assert sorted(zip(sensitivity["variant"], sensitivity["dataset"])) == [
+        ("rpn", "tiny_internal"), ("rpn", "user_scans"), ("rpn_ffm_hspl", "tiny_internal"), ("rpn_ffm_hspl", "user_scans")]
+    assert sensitivity.filter(like="sens_at").stack().between(0, 1).all()
+
+
+def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run):
+    workdir, _, _, config = tiny_run
+    changed = {**config, "detector": {**config["detector"], "inference": {**config["detector"]["inference"], "nms_iou": 0.2}}}
+    result = snakemake(workdir, changed, "-n")
+    assert result.returncode == 0, result.stdout
+    assert "detect_cmbs" in result.stdout and "train_detector" not in result.stdout
 
 
 def test_rerun_has_nothing_to_do(tiny_run):

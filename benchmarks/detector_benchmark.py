@@ -1,0 +1,145 @@
+"""Benchmark of the detector: inference seconds and peak memory per subject, training patches/s.
+
+Usage:  python benchmarks/detector_benchmark.py [--threads 2] [--config config.yaml] [--cases ...]
+
+Cases (each in a fresh process, so its peak resident memory is its own):
+  full_size   a 512 x 448 x 72 subject at 0.5 x 0.5 x 2 mm (the paper's internal protocol),
+              generated on the fly; the network runs on all of its voxels
+  default     a subject of the default internal site (176 x 208 x 72 at 1 x 1 x 2 mm)
+  training    patches per second of the default training settings on default subjects
+
+Inference is timed as the DAG runs it (``detect_subject``: read the model-ready files, sliding
+window, decoding + NMS, positions on the original image, probability map on the original grid),
+with an untrained network of the configured size: the time does not depend on the weights.
+Generation of the subjects is not timed. On a machine with CUDA every case also runs there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import yaml
+
+FULL_SIZE = {"voxel_mm": [0.5, 0.5, 2.0], "fov_mm": [256, 224, 144]}
+
+
+def _subject_files(site_values: dict, folder: Path, seed: int = 7) -> tuple[dict, str, tuple]:
+    """Simulate a subject and write it as model-ready files (on its own grid, scaled the way
+    preprocessing scales): returns the files, the original image and the spacing."""
+    from cmbflow.io.nifti import save_volume
+    from cmbflow.synth.cohort import make_simulator, subject_rng
+    from cmbflow.synth.site import SiteParams
+
+    site = SiteParams.from_config("bench", site_values)
+    subject = make_simulator().simulate(site, subject_rng(seed, "bench", "001"))
+    brain = subject.brain_mask > 0
+    low, high = np.percentile(subject.swi[brain], [1, 99])
+    files = {"swi": str(folder / "swi.nii.gz"), "phase": str(folder / "phase.nii.gz"),
+             "brainmask": str(folder / "brainmask.nii.gz"), "cmb_mask": str(folder / "cmb_mask.nii.gz"),
+             "markers": str(folder / "markers.tsv")}
+    save_volume(files["swi"], np.clip((subject.swi - low) / (high - low), -1, 2).astype(np.float32), subject.affine)
+    save_volume(files["phase"], (subject.phase / np.pi).astype(np.float32), subject.affine)
+    save_volume(files["brainmask"], brain.astype(np.uint8), subject.affine)
+    save_volume(files["cmb_mask"], subject.cmb_labels.astype(np.int32), subject.affine)
+    subject.markers.to_csv(files["markers"], sep="\t", index=False)
+    return files, files["swi"], tuple(float(v) for v in site.voxel_mm)
+
+
+def _peak_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def inference_case(name: str, site_values: dict, config: dict, threads: int, device_name: str) -> dict:
+    import torch
+
+    from cmbflow.inference.detect import InferenceSettings, detect_subject
+    from cmbflow.models.card import INPUT_CHANNELS
+    from cmbflow.models.detector import CMBDetector
+
+    torch.set_num_threads(threads)
+    detector = config["detector"]
+    with tempfile.TemporaryDirectory() as folder:
+        files, original, spacing = _subject_files(site_values, Path(folder))
+        network = {"in_channels": len(INPUT_CHANNELS), "channels": tuple(detector["network"]["channels"]),
+                   "strides": tuple(map(tuple, detector["network"]["strides"])), "n_anchors": len(detector["anchors_mm"]),
+                   "feature_dim": detector["network"]["feature_dim"], "fuse_levels": True}
+        model = CMBDetector(**network).eval()
+        card = {"spacing_mm": list(spacing), "variant": "benchmark", "anchors_mm": detector["anchors_mm"]}
+        settings = InferenceSettings.from_config(detector["inference"])
+        device = torch.device(device_name)
+        shape = tuple(int(n) for n in nib.load(files["swi"]).shape)
+        detect_subject(model, card, "warmup", files, original, settings, device)  # first call: allocator, kernels
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        table, _ = detect_subject(model, card, "bench", files, original, settings, device,
+                                  probability_map=str(Path(folder) / "probseg.nii.gz"))
+        seconds = time.perf_counter() - start
+    result = {"case": name, "device": device_name, "threads": threads, "grid": shape, "spacing_mm": spacing,
+              "seconds": round(seconds, 2), "candidates": len(table), "peak_rss_gb": round(_peak_gb(), 2)}
+    if device_name == "cuda":
+        result["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
+    return result
+
+
+def training_case(name: str, site_values: dict, config: dict, threads: int, device_name: str) -> dict:
+    import torch
+
+    from cmbflow.training.loop import train_detector
+    from cmbflow.training.patches import load_subject
+    from cmbflow.training.variant import variant_settings
+
+    torch.set_num_threads(threads)
+    settings = variant_settings(config["detector"], list(config["detector"]["variants"])[-1])
+    with tempfile.TemporaryDirectory() as folder:
+        subjects = []
+        for seed in (7, 8):
+            sub = Path(folder) / str(seed)
+            sub.mkdir()
+            files, _, _ = _subject_files(site_values, sub, seed)
+            subjects.append(load_subject(str(seed), files))
+        times = {}
+        for iterations in (3, 23):
+            run = type(settings)(**{**settings.__dict__, "iterations": iterations, "validation_every": 10**6,
+                                    "checkpoint_every": 10**6})
+            start = time.perf_counter()
+            train_detector(subjects, [], run, Path(folder) / f"ckpt{iterations}.pt", device=torch.device(device_name))
+            times[iterations] = time.perf_counter() - start
+    patches = 20 * settings.batch_size
+    return {"case": name, "device": device_name, "threads": threads, "patch_size": settings.patch_size,
+            "batch_size": settings.batch_size, "patches_per_s": round(patches / (times[23] - times[3]), 2),
+            "seconds_per_iteration": round((times[23] - times[3]) / 20, 3), "peak_rss_gb": round(_peak_gb(), 2)}
+
+
+CASES = {"full_size": (inference_case, FULL_SIZE), "default": (inference_case, {}), "training": (training_case, {})}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="config.yaml")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    args = parser.parse_args()
+    import torch
+
+    config = yaml.safe_load(open(args.config))
+    devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
+    context = multiprocessing.get_context("spawn")
+    for name in args.cases:
+        function, site_values = CASES[name]
+        for device in devices:
+            with context.Pool(1) as pool:
+                result = pool.apply(function, (name, site_values, config, args.threads, device))
+            print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

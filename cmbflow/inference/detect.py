@@ -1,0 +1,209 @@
+"""Whole-volume detection: MONAI sliding-window inference, box decoding, 3-D NMS, and the
+candidates' positions on the user's original image.
+
+The network runs on the model-ready grid (:mod:`cmbflow.preprocessing.grid`), which lives in
+the subject's own world frame. A candidate's box centre (voxel of that grid) is mapped to
+world mm RAS+ with the grid's affine and from there to a voxel of the original image with
+the original affine; both maps are :mod:`cmbflow.io.coords`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+from monai.inferers import sliding_window_inference
+from scipy import ndimage
+
+from cmbflow.io.coords import voxel_to_world, world_to_voxel
+from cmbflow.io.nifti import save_volume
+from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
+from cmbflow.models.detector import CMBDetector
+from cmbflow.models.postprocess import select_candidates
+from cmbflow.preprocessing.grid import Grid
+from cmbflow.preprocessing.resample import resample_to_grid
+
+CANDIDATE_COLUMNS = ["subject", "candidate", "x", "y", "z", "i", "j", "k", "score", "diameter_mm"]
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """Sliding-window and candidate-selection parameters (config ``detector.inference``)."""
+
+    roi_size: tuple[int, int, int] = (160, 160, -1)  # largest window; -1: the whole axis (slabs of thick slices)
+    overlap: float = 0.1
+    sw_batch_size: int = 1
+    score_threshold: float = 0.02  # low: the FROC is traced from the candidates' scores
+    nms_iou: float = 0.1
+    max_candidates: int = 100
+    brain_margin_mm: float = 4.0  # candidates this far outside the brain mask are still kept
+
+    @classmethod
+    def from_config(cls, options: dict) -> "InferenceSettings":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class VolumeOutputs:
+    """Network outputs over a whole model-ready volume (voxel index space of that grid)."""
+
+    logits: torch.Tensor  # (K, D, H, W)
+    deltas: torch.Tensor  # (K, 6, D, H, W)
+    features: torch.Tensor  # (F, D, H, W)
+
+    def probability(self) -> np.ndarray:
+        """Per-voxel CMB probability ``(D, H, W)``: the best anchor's score at each voxel."""
+        return torch.sigmoid(self.logits.float()).amax(dim=0).numpy()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def fitted_windows(shape, max_roi, divisor, overlap: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """Window size and per-axis overlap for MONAI's sliding window over a volume of ``shape``
+    (a multiple of ``divisor``): along each axis the fewest windows of at most ``max_roi``
+    voxels (``-1``: the whole axis) that cover it with at least ``overlap`` shared, all of one
+    size (a multiple of ``divisor``). A fixed window wastes up to half its voxels on a volume
+    just larger than it; these windows tile the volume instead.
+    """
+    windows, overlaps = [], []
+    for length, largest, step in zip(shape, max_roi, divisor):
+        if largest == -1 or length <= largest:
+            windows.append(length)
+            overlaps.append(0.0)
+            continue
+        shared = overlap * largest
+        count = int(np.ceil((length - shared) / (largest - shared)))
+        window = min(int(np.ceil((length + (count - 1) * shared) / count / step)) * step, largest)
+        interval = int(np.ceil((length - window) / (count - 1)))  # MONAI: windows start every interval
+        windows.append(window)
+        overlaps.append(1.0 - interval / window)
+    return tuple(windows), tuple(overlaps)
+
+
+@torch.no_grad()
+def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSettings,
+                   device: torch.device | None = None) -> VolumeOutputs:
+    """Run ``model`` over ``image (2, D, H, W)`` with MONAI's sliding-window inferer (Gaussian
+    blending of overlapping windows); mixed precision on CUDA. Outputs are on the CPU.
+
+    The image is zero-padded at the far end of each axis to a multiple of the network's
+    divisor (outputs are cropped back), and the windows are :func:`fitted_windows`.
+    """
+    device = device or default_device()
+    # channels-last: the same arithmetic, ~1.4x faster 3-D convolutions on CPU (oneDNN) and GPU.
+    model = model.to(device, memory_format=torch.channels_last_3d).eval()
+    divisor = model.divisor
+    if any(n != -1 and n % d for n, d in zip(settings.roi_size, divisor)):
+        raise ValueError(f"roi_size {settings.roi_size} must be -1 or a multiple of the network's divisor {divisor} per axis")
+    n_anchors = model.n_anchors
+    shape = image.shape[1:]
+    padded = np.zeros((image.shape[0], *(-(-n // d) * d for n, d in zip(shape, divisor))), np.float32)
+    padded[(slice(None), *(slice(0, n) for n in shape))] = image  # at the end: voxel indices stay put
+    roi, overlap = fitted_windows(padded.shape[1:], settings.roi_size, divisor, settings.overlap)
+
+    def predictor(window: torch.Tensor):
+        out = model(window.contiguous(memory_format=torch.channels_last_3d))
+        return out.logits, out.deltas.flatten(1, 2), out.features
+
+    with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+        logits, deltas, features = sliding_window_inference(
+            torch.from_numpy(padded)[None], roi, settings.sw_batch_size, predictor, overlap=overlap, mode="gaussian",
+            sw_device=device, device=torch.device("cpu"))
+    crop = (0, slice(None), *(slice(0, n) for n in shape))
+    return VolumeOutputs(logits[crop].float(), deltas[crop].float().reshape(n_anchors, 6, *shape), features[crop].float())
+
+
+def detect_candidates(outputs: VolumeOutputs, brain: np.ndarray, anchors_mm, spacing,
+                      settings: InferenceSettings) -> tuple[pd.DataFrame, np.ndarray]:
+    """Candidates on the model-ready grid, best first.
+
+    Returns a table with ``grid_i, grid_j, grid_k`` (box centre, voxel of the model-ready
+    grid), ``score`` (0..1) and ``diameter_mm``, and the feature vectors ``(N, F)`` at the
+    locations whose anchors produced them. Locations farther than ``brain_margin_mm``
+    outside ``brain (D, H, W)`` are not considered (the skull and air hold no CMBs).
+    """
+    extents = anchor_extents(anchors_mm, spacing)
+    logits = outputs.logits
+    margin = np.maximum(np.rint(settings.brain_margin_mm / np.asarray(spacing, float)), 0).astype(int)
+    allowed = ndimage.maximum_filter(brain.astype(np.uint8), size=tuple(2 * margin + 1)) > 0  # box dilation, separable
+    logits = logits.masked_fill(~torch.from_numpy(allowed)[None], -30.0)
+    boxes, scores, anchor_index = select_candidates(logits, outputs.deltas, extents, settings.score_threshold,
+                                                    settings.nms_iou, settings.max_candidates)
+    centres = box_centres(boxes).numpy()
+    location = (anchor_index // extents.shape[0]).numpy()
+    features = outputs.features.flatten(1)[:, location].T.numpy().astype(np.float32)
+    table = pd.DataFrame({"grid_i": centres[:, 0], "grid_j": centres[:, 1], "grid_k": centres[:, 2],
+                          "score": scores.numpy(), "diameter_mm": box_diameters_mm(boxes, spacing).numpy()})
+    return table, features
+
+
+def to_original_image(table: pd.DataFrame, grid_affine: np.ndarray, original_affine: np.ndarray) -> pd.DataFrame:
+    """Add ``x, y, z`` (world mm RAS+) and ``i, j, k`` (continuous voxel of the original
+    image) to a table with ``grid_i, grid_j, grid_k`` (voxel of the model-ready grid)."""
+    grid_voxels = table[["grid_i", "grid_j", "grid_k"]].to_numpy(float).reshape(-1, 3)
+    world = voxel_to_world(grid_affine, grid_voxels)
+    original = world_to_voxel(original_affine, world)
+    out = table.copy()
+    out[["x", "y", "z"]] = world
+    out[["i", "j", "k"]] = original
+    return out
+
+
+def candidate_table(subject: str, table: pd.DataFrame) -> pd.DataFrame:
+    """The published columns (:data:`CANDIDATE_COLUMNS`); ``candidate`` is ``<subject>_<n>``,
+    the key of the feature vectors."""
+    out = table.copy()
+    out.insert(0, "subject", subject)
+    out.insert(1, "candidate", [f"{subject}_{n:03d}" for n in range(len(out))])
+    return out[CANDIDATE_COLUMNS]
+
+
+@dataclass
+class ModelInput:
+    """One preprocessed subject as the detector reads it (model-ready grid)."""
+
+    image: np.ndarray  # (2, D, H, W): SWI, phase
+    brain: np.ndarray  # (D, H, W) bool
+    affine: np.ndarray  # voxel of the model-ready grid -> world mm RAS+
+    spacing: tuple[float, float, float]
+
+
+def load_model_input(files: dict[str, str]) -> ModelInput:
+    """Read the ``swi``, ``phase`` and ``brainmask`` files of :func:`cmbflow.paths.preproc_subject_files`."""
+    swi = nib.load(files["swi"])
+    image = np.stack([np.asarray(swi.dataobj, np.float32), np.asarray(nib.load(files["phase"]).dataobj, np.float32)])
+    brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
+    return ModelInput(image, brain, swi.affine, tuple(float(v) for v in swi.header.get_zooms()[:3]))
+
+
+def check_spacing(card: dict, spacing, source: str) -> None:
+    """The model-ready grid of ``source`` must have the spacing the model was trained at."""
+    trained = np.asarray(card["spacing_mm"], float)
+    if not np.allclose(trained, spacing, atol=1e-3):
+        raise ValueError(f"{source}: voxel spacing {tuple(round(float(v), 4) for v in spacing)} mm, but the model "
+                         f"'{card['variant']}' was trained at {tuple(trained)} mm. Set preprocessing.target_spacing_mm "
+                         f"to {list(trained)} so that preprocessing resamples to the model's spacing.")
+
+
+def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str, str], original: str,
+                   settings: InferenceSettings, device: torch.device | None = None,
+                   probability_map: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """Candidates of one subject (:data:`CANDIDATE_COLUMNS`; ``x, y, z`` world mm RAS+ and
+    ``i, j, k`` voxel of the ``original`` image) and their feature vectors ``(N, F)``. With
+    ``probability_map`` a path, also writes the CMB probability on the original grid."""
+    data = load_model_input(files)
+    check_spacing(card, data.spacing, files["swi"])
+    outputs = predict_volume(model, data.image, settings, device)
+    table, features = detect_candidates(outputs, data.brain, card["anchors_mm"], data.spacing, settings)
+    header = nib.load(original)
+    table = to_original_image(table, data.affine, header.affine)
+    if probability_map:
+        grid = Grid(header.affine, tuple(int(n) for n in header.shape[:3]))
+        save_volume(probability_map, resample_to_grid(outputs.probability(), data.affine, grid, "linear"), header.affine,
+                    dtype=np.float32)
+    return candidate_table(subject, table), features

@@ -1,0 +1,64 @@
+"""A trained model on disk: ``state_dict`` weights and a model card, read back safely.
+
+The weights file holds plain state_dicts (``detector`` and, for HSPL, ``prototypes``) and is
+loaded with ``torch.load(weights_only=True)``: no pickled code runs. The card (JSON) says what
+the network expects (input channels, voxel spacing, intensity normalization, anchors), how
+it was built and trained (variant, network, settings, resolved workflow config, data split)
+and with what (package versions, git commit), so a model folder stands on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+from cmbflow.models.detector import CMBDetector
+
+INPUT_CHANNELS = ["swi: SWI magnitude, N4-corrected, brain percentiles mapped to 0..1",
+                  "phase: phase_sign * radians / pi, in -1..1"]
+PACKAGES = ("cmbflow", "torch", "monai", "numpy", "nibabel", "antspyx", "snakemake")
+
+
+def versions() -> dict[str, str]:
+    """Versions of Python and of the packages that shape a model."""
+    found = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def git_commit(folder: str | Path = ".") -> str:
+    """Commit of the workflow's checkout (``+dirty`` with uncommitted changes), or ``unknown``."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def save_model(folder_files: dict[str, str], state: dict[str, dict[str, torch.Tensor]], card: dict) -> None:
+    """Write the weights (``state``: name -> state_dict) and the card to the paths of
+    :func:`cmbflow.paths.model_files`."""
+    torch.save(state, folder_files["weights"])
+    Path(folder_files["card"]).write_text(json.dumps(card, indent=2, default=str) + "\n")
+
+
+def load_model(weights: str | Path, card: str | Path) -> tuple[CMBDetector, dict]:
+    """The trained detector (eval mode, CPU) and its card."""
+    card_content = json.loads(Path(card).read_text())
+    network = card_content["network"]
+    model = CMBDetector(**{k: tuple(map(tuple, v)) if k == "strides" else (tuple(v) if isinstance(v, list) else v)
+                           for k, v in network.items()})
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["detector"])
+    return model.eval(), card_content

@@ -1,0 +1,82 @@
+"""Train one detector variant end to end: settings from config, subjects, the model folder.
+
+A variant is a named pair of switches in config ``detector.variants`` (``fuse_levels``,
+``hspl``) applied to the shared network and training settings, so the ablation of the paper
+is three config entries, not three classes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from cmbflow.config import split_subjects
+from cmbflow.figures.curves import plot_training_curves
+from cmbflow.models.card import INPUT_CHANNELS, git_commit, save_model, versions
+from cmbflow.training.loop import TrainSettings, settings_record, train_detector
+from cmbflow.training.patches import load_subject
+
+log = logging.getLogger(__name__)
+
+
+def variant_settings(detector: dict, variant: str) -> TrainSettings:
+    """Training settings of ``variant`` from config ``detector`` (network + training + switches)."""
+    if variant not in detector["variants"]:
+        raise ValueError(f"unknown detector variant {variant!r}; config detector.variants has {sorted(detector['variants'])}")
+    options = {"anchors_mm": detector["anchors_mm"], **detector["network"], **detector["training"],
+               **detector["variants"][variant]}
+    return TrainSettings.from_config(options)
+
+
+def validation_keys(keys: list[str], fraction: float, seed: int) -> list[str]:
+    """The seeded share of training subjects held back for the validation curves (none for 0)."""
+    if fraction <= 0 or len(keys) < 3:
+        return []
+    return sorted(key for key, part in split_subjects(keys, fraction, seed).items() if part == "test")
+
+
+def network_record(settings: TrainSettings) -> dict:
+    """Constructor arguments of :class:`cmbflow.models.detector.CMBDetector` (model card)."""
+    return {"in_channels": len(INPUT_CHANNELS), "channels": list(settings.channels),
+            "strides": [list(s) for s in settings.strides], "n_anchors": len(settings.anchors_mm),
+            "feature_dim": settings.feature_dim, "fuse_levels": settings.fuse_levels}
+
+
+def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]], spacing, outputs: dict[str, str],
+                  checkpoint: str, workflow_dir: str = ".") -> None:
+    """Train ``variant`` on ``subjects`` (``<dataset>/<key>`` -> preprocessed files of
+    :func:`cmbflow.paths.preproc_subject_files`) and write the model folder ``outputs``
+    (:func:`cmbflow.paths.model_files`). ``config`` is the resolved workflow config."""
+    detector = config["detector"]
+    settings = variant_settings(detector, variant)
+    training = detector["training"]
+    held_back = validation_keys(sorted(subjects), training["validation_fraction"], training["seed"])
+    train = [load_subject(name, files) for name, files in sorted(subjects.items()) if name not in held_back]
+    validation = [load_subject(name, files) for name, files in sorted(subjects.items()) if name in held_back]
+    log.info("variant %s: %d training, %d validation subjects", variant, len(train), len(validation))
+    state, curves = train_detector(train, validation, settings, checkpoint, show_progress=config.get("progress_bars", False))
+    Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
+    preprocessing = config["preprocessing"]
+    card = {
+        "name": f"cmbflow CMB detector ({variant})",
+        "variant": variant,
+        "task": "cerebral microbleed detection: boxes with scores on the model-ready grid",
+        "input_channels": INPUT_CHANNELS,
+        "spacing_mm": [float(v) for v in spacing],
+        "grid": "world-aligned RAS+ (axes along R, A, S), cropped to the head (preprocessing)",
+        "normalization": {"swi_percentiles": preprocessing["swi_percentiles"], "n4": preprocessing["n4"],
+                          "phase": "phase_sign * radians / pi"},
+        "anchors_mm": list(settings.anchors_mm),
+        "network": network_record(settings),
+        "training": settings_record(settings),
+        "data_split": {"train": [s.key for s in train], "validation": [s.key for s in validation]},
+        "final_curves": curves.iloc[-1].to_dict() if len(curves) else {},
+        "versions": versions(),
+        "git_commit": git_commit(workflow_dir),
+        "resolved_config": config,
+    }
+    curves.to_csv(outputs["curves"], sep="\t", index=False)
+    plot_training_curves(curves, outputs["curves_png"], title=f"{variant}: training curves")
+    save_model(outputs, state, card)

@@ -1,0 +1,94 @@
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from cmbflow.inference.detect import (CANDIDATE_COLUMNS, InferenceSettings, VolumeOutputs, candidate_table, check_spacing,
+                                      detect_candidates, predict_volume, to_original_image)
+from cmbflow.io.coords import voxel_to_world
+from cmbflow.models.anchors import anchor_extents, anchors_at, boxes_from_centres
+from cmbflow.models.detector import CMBDetector
+from cmbflow.models.postprocess import box_coder
+from cmbflow.preprocessing.grid import cropped_grid
+from cmbflow.preprocessing.resample import resample_to_grid
+
+LAS_SPACING = (0.9, 0.9, 2.5)
+LESION = (30, 17, 9)  # voxel of the LAS-stored original image
+
+
+def _las_scan():
+    """A head-sized block stored LAS (first axis runs right to left), tilted 10 degrees about
+    the left-right axis, with a dark 3-voxel lesion at LESION."""
+    shape = (48, 40, 20)
+    tilt = np.deg2rad(10.0)
+    rotation = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ np.diag([-LAS_SPACING[0], LAS_SPACING[1], LAS_SPACING[2]])
+    affine[:3, 3] = [20.0, -15.0, -20.0]
+    world = voxel_to_world(affine, np.indices(shape).reshape(3, -1).T).reshape(*shape, 3)
+    distance = np.linalg.norm(world - voxel_to_world(affine, LESION)[0], axis=-1)
+    image = 1.0 - 0.8 * np.exp(-0.5 * (distance / 1.5) ** 2)  # a dark 3 mm blob
+    return image.astype(np.float32), affine
+
+
+def test_a_candidate_maps_back_to_its_voxel_of_an_las_input():
+    original, original_affine = _las_scan()
+    grid = cropped_grid(np.ones(original.shape, bool), original_affine, (1.0, 1.0, 2.0), margin_mm=2.0)
+    swi = resample_to_grid(original, original_affine, grid, "linear")  # what preprocessing does
+    brain = np.ones(grid.shape, bool)
+    darkness = np.clip(0.9 - swi, 0, None) * (swi > 0)  # the blob, on the model-ready grid
+    centre = np.array(ndimage.center_of_mass(darkness))  # continuous grid voxel
+    nearest = tuple(np.rint(centre).astype(int))
+    # The network's vote: anchor 1 (5 mm) at the nearest voxel, regressed onto the exact centre.
+    logits = torch.full((2, *grid.shape), -9.0)
+    logits[1][nearest] = 4.0
+    extents = anchor_extents((3.0, 5.0), (1.0, 1.0, 2.0))
+    anchor = boxes_from_centres(torch.tensor([nearest], dtype=torch.float32), torch.tensor([5.0]), (1.0, 1.0, 2.0))
+    target = boxes_from_centres(torch.tensor(centre[None], dtype=torch.float32), torch.tensor([5.0]), (1.0, 1.0, 2.0))
+    deltas = torch.zeros(2, 6, *grid.shape)
+    deltas[(1, slice(None), *nearest)] = box_coder().encode_single(target, anchor)[0]
+    assert torch.allclose(anchor, anchors_at(torch.tensor([np.ravel_multi_index(nearest, grid.shape) * 2 + 1]), grid.shape, extents))
+    outputs = VolumeOutputs(logits, deltas, torch.arange(8.0)[:, None, None, None].expand(8, *grid.shape))
+    table, features = detect_candidates(outputs, brain, (3.0, 5.0), (1.0, 1.0, 2.0), InferenceSettings(score_threshold=0.5))
+    assert len(table) == 1 and table["diameter_mm"].iloc[0] == pytest.approx(5.0)
+    np.testing.assert_allclose(features, np.arange(8.0)[None])
+    table = candidate_table("007", to_original_image(table, grid.affine, original_affine))
+    assert list(table.columns) == CANDIDATE_COLUMNS and table["candidate"].iloc[0] == "007_000"
+    ijk = table[["i", "j", "k"]].to_numpy()[0]
+    assert tuple(np.rint(ijk).astype(int)) == LESION
+    np.testing.assert_allclose(table[["x", "y", "z"]].to_numpy()[0], voxel_to_world(original_affine, ijk)[0], atol=1e-6)
+    lesion_world = voxel_to_world(original_affine, LESION)[0]
+    assert np.linalg.norm(table[["x", "y", "z"]].to_numpy()[0] - lesion_world) < 0.3  # mm
+
+
+def test_candidates_outside_the_brain_are_dropped():
+    shape = (16, 16, 8)
+    logits = torch.full((1, *shape), -9.0)
+    logits[0, 1, 1, 1], logits[0, 8, 8, 4] = 5.0, 3.0
+    brain = np.zeros(shape, bool)
+    brain[5:12, 5:12, 2:6] = True
+    outputs = VolumeOutputs(logits, torch.zeros(1, 6, *shape), torch.zeros(4, *shape))
+    table, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings(score_threshold=0.5, brain_margin_mm=2.0))
+    assert table[["grid_i", "grid_j", "grid_k"]].to_numpy().tolist() == [[8.0, 8.0, 4.0]]
+
+
+def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():
+    torch.manual_seed(0)
+    model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
+    image = np.random.default_rng(0).normal(size=(2, 37, 30, 10)).astype(np.float32)
+    windows = predict_volume(model, image, InferenceSettings(roi_size=(16, 16, -1), overlap=0.5), torch.device("cpu"))
+    assert windows.logits.shape == (2, 37, 30, 10) and windows.deltas.shape == (2, 6, 37, 30, 10)
+    assert windows.features.shape == (4, 37, 30, 10)
+    whole = predict_volume(model, image, InferenceSettings(roi_size=(-1, -1, -1)), torch.device("cpu"))
+    centre = (slice(None), slice(12, 24), slice(10, 20), slice(None))  # far from every window edge effect
+    assert torch.corrcoef(torch.stack([windows.logits[centre].flatten(), whole.logits[centre].flatten()]))[0, 1] > 0.9
+    with pytest.raises(ValueError, match="multiple of the network's divisor"):
+        predict_volume(model, image, InferenceSettings(roi_size=(20, 16, -1)), torch.device("cpu"))
+
+
+def test_a_grid_at_another_spacing_than_the_model_is_refused_with_the_fix():
+    card = {"spacing_mm": [1.0, 1.0, 2.0], "variant": "rpn"}
+    check_spacing(card, (1.0, 1.0, 2.0), "swi.nii.gz")
+    with pytest.raises(ValueError, match="swi.nii.gz.*target_spacing_mm"):
+        check_spacing(card, (0.5, 0.5, 2.0), "swi.nii.gz")

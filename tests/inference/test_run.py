@@ -1,0 +1,82 @@
+"""A tiny training run and inference through the package's entry points (what the rules call)."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from cmbflow.inference.run import run_detection
+from cmbflow.io.nifti import save_volume
+from cmbflow.training.variant import train_variant, variant_settings
+from tests.training.test_patches import SPACING, _subject
+
+TINY_DETECTOR = {
+    "variants": {"rpn": {"fuse_levels": False, "hspl": False}, "rpn_ffm_hspl": {"fuse_levels": True, "hspl": True}},
+    "anchors_mm": [3.0, 6.0],
+    "network": {"channels": [4, 8, 8, 16], "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2]], "feature_dim": 8},
+    "training": {"patch_size": [16, 16, 8], "batch_size": 2, "iterations": 4, "learning_rate": 0.002, "cmb_fraction": 0.5,
+                 "validation_fraction": 0.3, "validation_every": 2, "validation_patches": 2, "checkpoint_every": 2, "seed": 0},
+    "inference": {"roi_size": [32, 32, -1], "overlap": 0.25, "score_threshold": 0.0, "max_candidates": 5, "nms_iou": 0.1,
+                  "brain_margin_mm": 2.0},
+}
+CONFIG = {"detector": TINY_DETECTOR, "preprocessing": {"swi_percentiles": [1.0, 99.0], "n4": {"shrink_factor": 4}}}
+
+
+def _write_subject(folder, key, lesion):
+    subject = _subject(key, lesion)
+    affine = np.diag([*SPACING, 1.0])
+    files = {kind: str(folder / f"{key}_{kind}.nii.gz") for kind in ("swi", "phase", "brainmask", "cmb_mask")}
+    save_volume(files["swi"], subject.image[0], affine)
+    save_volume(files["phase"], subject.image[1], affine)
+    save_volume(files["brainmask"], subject.brain.astype(np.uint8), affine)
+    save_volume(files["cmb_mask"], subject.labels, affine)
+    files["markers"] = str(folder / f"{key}_markers.tsv")
+    pd.DataFrame({"label": list(subject.diameters), "radius_mm": [d / 2 for d in subject.diameters.values()]}).to_csv(
+        files["markers"], sep="\t", index=False)
+    return files
+
+
+def test_tiny_training_writes_a_model_folder_that_inference_reads(tmp_path):
+    lesions = {"a": (20, 12, 10), "b": None, "c": (15, 25, 8)}
+    subjects = {f"tiny/{key}": _write_subject(tmp_path, key, lesion) for key, lesion in lesions.items()}
+    outputs = {kind: str(tmp_path / "model" / name) for kind, name in
+               (("weights", "model.pt"), ("card", "model_card.json"), ("curves", "curves.tsv"), ("curves_png", "curves.png"))}
+    train_variant("rpn_ffm_hspl", CONFIG, subjects, SPACING, outputs, str(tmp_path / "ckpt/checkpoint.pt"))
+
+    state = torch.load(outputs["weights"], weights_only=True)
+    assert set(state) == {"detector", "prototypes"}
+    card = json.loads(open(outputs["card"]).read())
+    assert card["variant"] == "rpn_ffm_hspl" and card["spacing_mm"] == list(SPACING) and card["anchors_mm"] == [3.0, 6.0]
+    assert card["network"]["fuse_levels"] is True and len(card["input_channels"]) == 2
+    assert sorted(card["data_split"]["train"] + card["data_split"]["validation"]) == sorted(subjects)
+    assert len(card["data_split"]["validation"]) == 1
+    assert card["resolved_config"]["detector"] == TINY_DETECTOR and card["versions"]["torch"] == torch.__version__
+    assert card["git_commit"]
+    curves = pd.read_csv(outputs["curves"], sep="\t")
+    assert list(curves["iteration"]) == [2, 4]
+
+    originals = {key: files["swi"] for key, files in subjects.items()}  # the original grid is the model grid here
+    detect = {key.split("/")[1]: {"files": files, "original": originals[key]} for key, files in subjects.items()}
+    tables = {key: str(tmp_path / "cand" / f"sub-{key}.tsv") for key in detect}
+    maps = {key: str(tmp_path / "cand" / f"sub-{key}_probseg.nii.gz") for key in detect}
+    out = {"table": str(tmp_path / "cand/candidates.tsv"), "features": str(tmp_path / "cand/features.npy")}
+    candidates = run_detection(outputs["weights"], outputs["card"], detect, TINY_DETECTOR["inference"], out, tables, maps)
+
+    assert len(candidates) == 15  # score threshold 0: max_candidates per subject
+    written = pd.read_csv(out["table"], sep="\t", dtype={"subject": str})
+    assert list(written.columns) == ["subject", "candidate", "x", "y", "z", "i", "j", "k", "score", "diameter_mm"]
+    assert written["candidate"].is_unique and written["score"].between(0, 1).all()
+    assert np.load(out["features"]).shape == (15, 8)
+    for key in detect:
+        assert len(pd.read_csv(tables[key], sep="\t")) == 5
+        probability = nib.load(maps[key])
+        assert probability.shape == (40, 40, 20) and 0 <= probability.get_fdata().min() <= probability.get_fdata().max() <= 1
+
+
+def test_variants_differ_only_in_their_switches():
+    plain, full = variant_settings(TINY_DETECTOR, "rpn"), variant_settings(TINY_DETECTOR, "rpn_ffm_hspl")
+    assert (plain.fuse_levels, plain.hspl, full.fuse_levels, full.hspl) == (False, False, True, True)
+    assert {k: v for k, v in plain.__dict__.items() if k not in ("fuse_levels", "hspl")} == \
+        {k: v for k, v in full.__dict__.items() if k not in ("fuse_levels", "hspl")}
