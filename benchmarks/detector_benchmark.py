@@ -1,6 +1,6 @@
 """Benchmark of the detector: inference seconds and peak memory per subject, training patches/s.
 
-Usage:  python benchmarks/detector_benchmark.py [--threads 2] [--config config.yaml] [--cases ...]
+Usage:  python benchmarks/detector_benchmark.py [--threads 2] [--config config.yaml] [--cases ...] [--model DIR]
 
 Cases (each in a fresh process, so its peak resident memory is its own):
   full_size   a 512 x 448 x 72 subject at 0.5 x 0.5 x 2 mm (the paper's internal protocol),
@@ -10,7 +10,8 @@ Cases (each in a fresh process, so its peak resident memory is its own):
 
 Inference is timed as the DAG runs it (``detect_subject``: read the model-ready files, sliding
 window, decoding + NMS, positions on the original image, probability map on the original grid),
-with an untrained network of the configured size: the time does not depend on the weights.
+with the weights of ``--model`` when that folder exists (else an untrained network of the
+configured size); the network runs on the subject's own grid whatever spacing it was trained at.
 Generation of the subjects is not timed. On a machine with CUDA every case also runs there.
 """
 
@@ -57,11 +58,11 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def inference_case(name: str, site_values: dict, config: dict, threads: int, device_name: str) -> dict:
+def inference_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str) -> dict:
     import torch
 
     from cmbflow.inference.detect import InferenceSettings, detect_subject
-    from cmbflow.models.card import INPUT_CHANNELS
+    from cmbflow.models.card import INPUT_CHANNELS, load_model
     from cmbflow.models.detector import CMBDetector
 
     torch.set_num_threads(threads)
@@ -73,6 +74,10 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
                    "feature_dim": detector["network"]["feature_dim"], "fuse_levels": True}
         model = CMBDetector(**network).eval()
         card = {"spacing_mm": list(spacing), "variant": "benchmark", "anchors_mm": detector["anchors_mm"]}
+        weights = Path(model_dir) / "model.pt"
+        if weights.exists():
+            model, trained_card = load_model(weights, Path(model_dir) / "model_card.json")
+            card.update(anchors_mm=trained_card["anchors_mm"])
         settings = InferenceSettings.from_config(detector["inference"])
         device = torch.device(device_name)
         shape = tuple(int(n) for n in nib.load(files["swi"]).shape)
@@ -83,14 +88,15 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
         table, _ = detect_subject(model, card, "bench", files, original, settings, device,
                                   probability_map=str(Path(folder) / "probseg.nii.gz"))
         seconds = time.perf_counter() - start
-    result = {"case": name, "device": device_name, "threads": threads, "grid": shape, "spacing_mm": spacing,
+    result = {"case": name, "device": device_name, "threads": threads, "weights": str(weights) if weights.exists() else "untrained",
+              "grid": shape, "spacing_mm": spacing,
               "seconds": round(seconds, 2), "candidates": len(table), "peak_rss_gb": round(_peak_gb(), 2)}
     if device_name == "cuda":
         result["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
     return result
 
 
-def training_case(name: str, site_values: dict, config: dict, threads: int, device_name: str) -> dict:
+def training_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str) -> dict:
     import torch
 
     from cmbflow.training.loop import train_detector
@@ -127,6 +133,7 @@ def main() -> None:
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--model", default="results/models/rpn_ffm_hspl", help="model folder whose weights to time")
     args = parser.parse_args()
     import torch
 
@@ -137,7 +144,7 @@ def main() -> None:
         function, site_values = CASES[name]
         for device in devices:
             with context.Pool(1) as pool:
-                result = pool.apply(function, (name, site_values, config, args.threads, device))
+                result = pool.apply(function, (name, site_values, config, args.threads, device, args.model))
             print(json.dumps(result), flush=True)
 
 

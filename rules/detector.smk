@@ -26,6 +26,7 @@ rule train_detector:
     params:
         config=model_config(),
         subjects=training_subjects(),
+        held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
         spacing=TARGET_SPACING,
         checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.variant),
         workflow_dir=workflow.basedir,

@@ -39,7 +39,7 @@ class InferenceSettings:
     score_threshold: float = 0.02  # low: the FROC is traced from the candidates' scores
     nms_iou: float = 0.1
     max_candidates: int = 100
-    brain_margin_mm: float = 4.0  # candidates this far outside the brain mask are still kept
+    brain_margin_mm: float = 4.0  # candidates up to this far outside the brain mask are kept
 
     @classmethod
     def from_config(cls, options: dict) -> "InferenceSettings":
@@ -131,7 +131,7 @@ def detect_candidates(outputs: VolumeOutputs, brain: np.ndarray, anchors_mm, spa
     logits = outputs.logits
     margin = np.maximum(np.rint(settings.brain_margin_mm / np.asarray(spacing, float)), 0).astype(int)
     allowed = ndimage.maximum_filter(brain.astype(np.uint8), size=tuple(2 * margin + 1)) > 0  # box dilation, separable
-    logits = logits.masked_fill(~torch.from_numpy(allowed)[None], -30.0)
+    logits = logits.masked_fill(~torch.from_numpy(allowed)[None], float("-inf"))  # below any threshold
     boxes, scores, anchor_index = select_candidates(logits, outputs.deltas, extents, settings.score_threshold,
                                                     settings.nms_iou, settings.max_candidates)
     centres = box_centres(boxes).numpy()

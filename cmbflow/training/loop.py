@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -82,7 +84,8 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
                    device: torch.device | None = None) -> tuple[dict, pd.DataFrame]:
     """Train one variant; returns ``(state, curves)`` where ``state`` holds the ``detector``
     and (HSPL) ``prototypes`` state_dicts. ``checkpoint``: a file outside the job's outputs,
-    written every ``checkpoint_every`` iterations and resumed from when present. ``device``:
+    written every ``checkpoint_every`` iterations and resumed from when present and made with
+    the same settings and subjects (else ignored), removed when training ends. ``device``:
     CUDA when present unless given."""
     set_determinism(seed=settings.seed)
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -98,8 +101,12 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start, rows = 0, []
     checkpoint = Path(checkpoint)
-    if checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=device, weights_only=True)
+    fingerprint = run_fingerprint(settings, train, validation)
+    saved = torch.load(checkpoint, map_location=device, weights_only=True) if checkpoint.exists() else None
+    if saved is not None and saved.get("fingerprint") != fingerprint:
+        log.warning("ignoring %s: it was written with other settings or subjects", checkpoint)
+        saved = None
+    if saved is not None:
         model.load_state_dict(saved["detector"])
         if prototypes is not None:
             prototypes.load_state_dict(saved["prototypes"])
@@ -135,7 +142,8 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
             running = []
             log.info("iteration %d: train %.4f, validation %.4f", done, rows[-1]["train_loss"], rows[-1]["validation_loss"])
         if done % settings.checkpoint_every == 0 and done < settings.iterations:
-            _save_checkpoint(checkpoint, model, prototypes, optimizer, done, rows)
+            _save_checkpoint(checkpoint, model, prototypes, optimizer, done, rows, fingerprint)
+    checkpoint.unlink(missing_ok=True)  # done: a later run with other settings must start afresh
     state = {"detector": model.state_dict()}
     if prototypes is not None:
         state["prototypes"] = prototypes.state_dict()
@@ -159,11 +167,19 @@ def _validation_loss(model, prototypes, samples, anchors, settings, device, amp)
     return float(np.mean(losses))
 
 
-def _save_checkpoint(path: Path, model, prototypes, optimizer, iteration: int, rows: list) -> None:
+def run_fingerprint(settings: TrainSettings, train: list[SubjectVolumes], validation: list[SubjectVolumes]) -> str:
+    """What a checkpoint must have been made with to be resumed: settings (all but the
+    iteration count, which a resumed run may raise) and subject keys."""
+    record = {k: v for k, v in asdict(settings).items() if k != "iterations"}
+    text = json.dumps([record, [s.key for s in train], [s.key for s in validation]], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save_checkpoint(path: Path, model, prototypes, optimizer, iteration: int, rows: list, fingerprint: str) -> None:
     """Atomic checkpoint (write then rename): a job killed mid-write leaves the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"detector": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
-             "curves": pd.DataFrame(rows).to_dict("list")}
+             "curves": pd.DataFrame(rows).to_dict("list"), "fingerprint": fingerprint}
     if prototypes is not None:
         state["prototypes"] = prototypes.state_dict()
     temporary = path.with_suffix(".tmp")

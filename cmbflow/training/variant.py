@@ -45,10 +45,11 @@ def network_record(settings: TrainSettings) -> dict:
 
 
 def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]], spacing, outputs: dict[str, str],
-                  checkpoint: str, workflow_dir: str = ".") -> None:
+                  checkpoint: str, held_out: list[str] = (), workflow_dir: str = ".") -> None:
     """Train ``variant`` on ``subjects`` (``<dataset>/<key>`` -> preprocessed files of
     :func:`cmbflow.paths.preproc_subject_files`) and write the model folder ``outputs``
-    (:func:`cmbflow.paths.model_files`). ``config`` is the resolved workflow config."""
+    (:func:`cmbflow.paths.model_files`). ``config`` is the resolved workflow config;
+    ``held_out`` the internal test subjects (``<dataset>/<key>``), recorded in the card."""
     detector = config["detector"]
     settings = variant_settings(detector, variant)
     training = detector["training"]
@@ -71,7 +72,7 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
         "anchors_mm": list(settings.anchors_mm),
         "network": network_record(settings),
         "training": settings_record(settings),
-        "data_split": {"train": [s.key for s in train], "validation": [s.key for s in validation]},
+        "data_split": {"train": [s.key for s in train], "validation": [s.key for s in validation], "test": sorted(held_out)},
         "final_curves": curves.iloc[-1].to_dict() if len(curves) else {},
         "versions": versions(),
         "git_commit": git_commit(workflow_dir),

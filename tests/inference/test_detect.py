@@ -71,6 +71,9 @@ def test_candidates_outside_the_brain_are_dropped():
     outputs = VolumeOutputs(logits, torch.zeros(1, 6, *shape), torch.zeros(4, *shape))
     table, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings(score_threshold=0.5, brain_margin_mm=2.0))
     assert table[["grid_i", "grid_j", "grid_k"]].to_numpy().tolist() == [[8.0, 8.0, 4.0]]
+    every, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings(score_threshold=0.0, brain_margin_mm=2.0))
+    centres = every[["grid_i", "grid_j", "grid_k"]].to_numpy()
+    assert len(every) > 1 and (centres.min(axis=0) >= [3, 3, 1]).all() and (centres.max(axis=0) <= [13, 13, 6]).all()
 
 
 def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():

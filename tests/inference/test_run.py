@@ -43,7 +43,7 @@ def test_tiny_training_writes_a_model_folder_that_inference_reads(tmp_path):
     subjects = {f"tiny/{key}": _write_subject(tmp_path, key, lesion) for key, lesion in lesions.items()}
     outputs = {kind: str(tmp_path / "model" / name) for kind, name in
                (("weights", "model.pt"), ("card", "model_card.json"), ("curves", "curves.tsv"), ("curves_png", "curves.png"))}
-    train_variant("rpn_ffm_hspl", CONFIG, subjects, SPACING, outputs, str(tmp_path / "ckpt/checkpoint.pt"))
+    train_variant("rpn_ffm_hspl", CONFIG, subjects, SPACING, outputs, str(tmp_path / "ckpt/checkpoint.pt"), ["tiny/d"])
 
     state = torch.load(outputs["weights"], weights_only=True)
     assert set(state) == {"detector", "prototypes"}
@@ -51,7 +51,7 @@ def test_tiny_training_writes_a_model_folder_that_inference_reads(tmp_path):
     assert card["variant"] == "rpn_ffm_hspl" and card["spacing_mm"] == list(SPACING) and card["anchors_mm"] == [3.0, 6.0]
     assert card["network"]["fuse_levels"] is True and len(card["input_channels"]) == 2
     assert sorted(card["data_split"]["train"] + card["data_split"]["validation"]) == sorted(subjects)
-    assert len(card["data_split"]["validation"]) == 1
+    assert len(card["data_split"]["validation"]) == 1 and card["data_split"]["test"] == ["tiny/d"]
     assert card["resolved_config"]["detector"] == TINY_DETECTOR and card["versions"]["torch"] == torch.__version__
     assert card["git_commit"]
     curves = pd.read_csv(outputs["curves"], sep="\t")

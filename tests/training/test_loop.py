@@ -1,4 +1,7 @@
+import pytest
 import torch
+
+import cmbflow.training.loop as loop
 
 from cmbflow.training.loop import TrainSettings, train_detector
 from tests.training.test_patches import _subject
@@ -20,14 +23,47 @@ def test_training_is_deterministic_and_logs_curves(tmp_path):
     assert (curves["train_con"] > 0).all()
 
 
-def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, caplog):
-    settings = TrainSettings(**{**TINY, "hspl": False, "fuse_levels": False})
+class Killed(Exception):
+    pass
+
+
+def _kill_after(monkeypatch, n_steps):
+    """Fault injection: the job dies in training step ``n_steps + 1`` (as if killed)."""
+    real, calls = loop.detection_loss, []
+
+    def dying(*args, **kwargs):
+        if len(calls) == n_steps:
+            raise Killed
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "detection_loss", dying)
+
+
+def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, caplog, monkeypatch):
+    settings = TrainSettings(**{**TINY, "iterations": 8, "hspl": False, "fuse_levels": False, "validation_every": 2})
     checkpoint = tmp_path / "run.ckpt"
     subjects = [_subject("a")]
-    train_detector(subjects, [], TrainSettings(**{**TINY, "iterations": 6, "hspl": False, "fuse_levels": False}), checkpoint)
-    assert checkpoint.exists()  # written at 2 and 4 of 6: stands for a job killed after iteration 4
+    _kill_after(monkeypatch, 5)
+    with pytest.raises(Killed):
+        train_detector(subjects, [], settings, checkpoint)
+    assert checkpoint.exists()  # written at iterations 2 and 4; the job died in iteration 6
+    monkeypatch.undo()
     with caplog.at_level("INFO", logger="cmbflow.training.loop"):
-        state, curves = train_detector(subjects, [], TrainSettings(**{**settings.__dict__, "iterations": 8}), checkpoint)
+        state, curves = train_detector(subjects, [], settings, checkpoint)
     assert "resumed" in caplog.text and "at iteration 4" in caplog.text
     assert list(curves["iteration"]) == [2, 4, 6, 8]
     assert "prototypes" not in state and (curves["train_con"] == 0).all()
+    assert not checkpoint.exists()  # finished: nothing left to resume
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, monkeypatch):
+    checkpoint = tmp_path / "run.ckpt"
+    _kill_after(monkeypatch, 3)
+    with pytest.raises(Killed):
+        train_detector([_subject("a")], [], TrainSettings(**TINY), checkpoint)
+    monkeypatch.undo()
+    with caplog.at_level("INFO", logger="cmbflow.training.loop"):
+        _, curves = train_detector([_subject("a")], [], TrainSettings(**{**TINY, "learning_rate": 0.01}), checkpoint)
+    assert "ignoring" in caplog.text and "resumed" not in caplog.text
+    assert list(curves["iteration"]) == [2, 4]

@@ -162,6 +162,7 @@ def test_each_variant_is_a_model_folder_with_weights_card_and_curves(tiny_run):
         card = json.loads(files["card"].read_text())
         assert card["variant"] == variant and card["spacing_mm"] == pytest.approx([2.0, 2.0, 3.0])
         assert card["data_split"]["train"] and all(name.startswith("tiny_internal/") for name in card["data_split"]["train"])
+        assert len(card["data_split"]["test"]) == 1 and card["data_split"]["test"][0] not in card["data_split"]["train"]
         assert "inference" not in card["resolved_config"]["detector"]  # changing inference options must not retrain
         assert list(pd.read_csv(files["curves"], sep="\t")["iteration"]) == [2, 4]
         assert files["curves_png"].stat().st_size > 10_000
