@@ -15,10 +15,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
-from monai.inferers import sliding_window_inference
 from scipy import ndimage
 
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
+from cmbflow.inference.windows import sliding_window
 from cmbflow.io.nifti import save_volume
 from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
 from cmbflow.models.detector import CMBDetector
@@ -63,59 +63,25 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def fitted_windows(shape, max_roi, divisor, overlap: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
-    """Window size and per-axis overlap for MONAI's sliding window over a volume of ``shape``
-    (a multiple of ``divisor``): along each axis the fewest windows of at most ``max_roi``
-    voxels (``-1``: the whole axis) that cover it with at least ``overlap`` shared, all of one
-    size (a multiple of ``divisor``). A fixed window wastes up to half its voxels on a volume
-    just larger than it; these windows tile the volume instead.
-    """
-    windows, overlaps = [], []
-    for length, largest, step in zip(shape, max_roi, divisor):
-        if largest == -1 or length <= largest:
-            windows.append(length)
-            overlaps.append(0.0)
-            continue
-        shared = overlap * largest
-        count = int(np.ceil((length - shared) / (largest - shared)))
-        window = min(int(np.ceil((length + (count - 1) * shared) / count / step)) * step, largest)
-        interval = int(np.ceil((length - window) / (count - 1)))  # MONAI: windows start every interval
-        windows.append(window)
-        overlaps.append(1.0 - interval / window)
-    return tuple(windows), tuple(overlaps)
-
-
 @torch.no_grad()
 def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSettings,
                    device: torch.device | None = None) -> VolumeOutputs:
-    """Run ``model`` over ``image (2, D, H, W)`` with MONAI's sliding-window inferer (Gaussian
-    blending of overlapping windows); mixed precision on CUDA. Outputs are on the CPU.
-
-    The image is zero-padded at the far end of each axis to a multiple of the network's
-    divisor (outputs are cropped back), and the windows are :func:`fitted_windows`.
-    """
+    """Run ``model`` over ``image (2, D, H, W)`` with :func:`cmbflow.inference.windows.sliding_window`
+    (MONAI's inferer, Gaussian blending, windows fitted to the volume); mixed precision on
+    CUDA. Outputs are on the CPU."""
     device = device or default_device()
     # channels-last: the same arithmetic, ~1.4x faster 3-D convolutions on CPU (oneDNN) and GPU.
     model = model.to(device, memory_format=torch.channels_last_3d).eval()
-    divisor = model.divisor
-    if any(n != -1 and n % d for n, d in zip(settings.roi_size, divisor)):
-        raise ValueError(f"roi_size {settings.roi_size} must be -1 or a multiple of the network's divisor {divisor} per axis")
     n_anchors = model.n_anchors
-    shape = image.shape[1:]
-    padded = np.zeros((image.shape[0], *(-(-n // d) * d for n, d in zip(shape, divisor))), np.float32)
-    padded[(slice(None), *(slice(0, n) for n in shape))] = image  # at the end: voxel indices stay put
-    roi, overlap = fitted_windows(padded.shape[1:], settings.roi_size, divisor, settings.overlap)
 
     def predictor(window: torch.Tensor):
         out = model(window.contiguous(memory_format=torch.channels_last_3d))
         return out.logits, out.deltas.flatten(1, 2), out.features
 
-    with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-        logits, deltas, features = sliding_window_inference(
-            torch.from_numpy(padded)[None], roi, settings.sw_batch_size, predictor, overlap=overlap, mode="gaussian",
-            sw_device=device, device=torch.device("cpu"))
-    crop = (0, slice(None), *(slice(0, n) for n in shape))
-    return VolumeOutputs(logits[crop].float(), deltas[crop].float().reshape(n_anchors, 6, *shape), features[crop].float())
+    logits, deltas, features = sliding_window(predictor, image, settings.roi_size, settings.overlap, model.divisor,
+                                              device, settings.sw_batch_size)
+    shape = image.shape[1:]
+    return VolumeOutputs(logits.float(), deltas.float().reshape(n_anchors, 6, *shape), features.float())
 
 
 def detect_candidates(outputs: VolumeOutputs, brain: np.ndarray, anchors_mm, spacing,
