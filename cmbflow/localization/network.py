@@ -29,7 +29,7 @@ from cmbflow.inference.windows import sliding_window
 from cmbflow.localization.coordinates import template_coordinates
 from cmbflow.logs import progress
 from cmbflow.models.localizer import build_localizer, divisor
-from cmbflow.training.patches import _crop
+from cmbflow.training.patches import crop_patch
 
 log = logging.getLogger(__name__)
 INDICES_PER_CLASS = 20_000  # voxels remembered per class and subject to draw patch centres from
@@ -107,8 +107,8 @@ class RegionPatchSampler:
         voxels = self.indices[n][classes[int(self.rng.integers(len(classes)))]]
         start = voxels[int(self.rng.integers(len(voxels)))] - self.size // 2
         subject = self.subjects[n]
-        image = _crop(subject.image, start, self.size)
-        labels = _crop(subject.labels[None], start, self.size)
+        image = crop_patch(subject.image, start, self.size)
+        labels = crop_patch(subject.labels[None], start, self.size)
         if self.spots and self.rng.random() < 0.5:
             self._paint_spots(image[0], labels[0])
         return torch.from_numpy(image), torch.from_numpy(labels)

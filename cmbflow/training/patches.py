@@ -100,8 +100,8 @@ class PatchSampler:
         ``boxes`` (G, 6) voxel boxes of the patch, ``key`` of its subject."""
         subject, centre = self._centre()
         start = centre - self.size // 2
-        image = _crop(subject.image, start, self.size)
-        label = _crop(subject.labels[None], start, self.size)
+        image = crop_patch(subject.image, start, self.size)
+        label = crop_patch(subject.labels[None], start, self.size)
         item = {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))}
         if self.transform is not None:
             item = self.transform(item)
@@ -111,7 +111,7 @@ class PatchSampler:
                 "key": subject.key}
 
 
-def _crop(volume: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
+def crop_patch(volume: np.ndarray, start: np.ndarray, size: np.ndarray) -> np.ndarray:
     """``volume (C, D, H, W)`` cropped at ``start`` to ``size``, zero outside the volume."""
     out = np.zeros((volume.shape[0], *size), volume.dtype)
     lo = np.maximum(start, 0)

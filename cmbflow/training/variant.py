@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pandas as pd
 
 from cmbflow.config import split_subjects
 from cmbflow.figures.curves import plot_training_curves

@@ -5,7 +5,7 @@ import torch
 
 from cmbflow.io.nifti import save_volume
 from cmbflow.models.anchors import box_centres
-from cmbflow.training.patches import PatchSampler, SubjectVolumes, _crop, lesion_boxes, load_subject
+from cmbflow.training.patches import PatchSampler, SubjectVolumes, crop_patch, lesion_boxes, load_subject
 
 SHAPE = (40, 40, 20)
 SPACING = (1.0, 1.0, 2.0)
@@ -51,7 +51,7 @@ def test_cmb_free_subjects_are_sampled_too():
 
 def test_crop_pads_with_zeros_outside_the_volume():
     volume = np.arange(2 * 4 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 4) + 1
-    patch = _crop(volume, np.array([-2, 1, 2]), np.array([4, 4, 4]))
+    patch = crop_patch(volume, np.array([-2, 1, 2]), np.array([4, 4, 4]))
     assert (patch[:, :2] == 0).all() and (patch[:, 2:, :3, :2] == volume[:, :2, 1:, 2:]).all()
     assert (patch[:, 2:, :, 2:] == 0).all() and (patch[:, :, 3:] == 0).all()
 
