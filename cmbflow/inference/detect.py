@@ -18,6 +18,8 @@ import torch
 from scipy import ndimage
 
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
+from cmbflow.io.model_input import load_model_input
+from cmbflow.device import default_device, settings_from_config
 from cmbflow.inference.windows import sliding_window
 from cmbflow.io.nifti import save_volume
 from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
@@ -43,7 +45,7 @@ class InferenceSettings:
 
     @classmethod
     def from_config(cls, options: dict) -> "InferenceSettings":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in cls.__dataclass_fields__})
+        return settings_from_config(cls, options)
 
 
 @dataclass
@@ -57,10 +59,6 @@ class VolumeOutputs:
     def probability(self) -> np.ndarray:
         """Per-voxel CMB probability ``(D, H, W)``: the best anchor's score at each voxel."""
         return torch.sigmoid(self.logits.float()).amax(dim=0).numpy()
-
-
-def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @torch.no_grad()
@@ -127,24 +125,6 @@ def candidate_table(subject: str, table: pd.DataFrame) -> pd.DataFrame:
     out.insert(0, "subject", subject)
     out.insert(1, "candidate", [f"{subject}_{n:03d}" for n in range(len(out))])
     return out[CANDIDATE_COLUMNS]
-
-
-@dataclass
-class ModelInput:
-    """One preprocessed subject as the detector reads it (model-ready grid)."""
-
-    image: np.ndarray  # (2, D, H, W): SWI, phase
-    brain: np.ndarray  # (D, H, W) bool
-    affine: np.ndarray  # voxel of the model-ready grid -> world mm RAS+
-    spacing: tuple[float, float, float]
-
-
-def load_model_input(files: dict[str, str]) -> ModelInput:
-    """Read the ``swi``, ``phase`` and ``brainmask`` files of :func:`cmbflow.paths.preproc_subject_files`."""
-    swi = nib.load(files["swi"])
-    image = np.stack([np.asarray(swi.dataobj, np.float32), np.asarray(nib.load(files["phase"]).dataobj, np.float32)])
-    brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
-    return ModelInput(image, brain, swi.affine, tuple(float(v) for v in swi.header.get_zooms()[:3]))
 
 
 def check_spacing(card: dict, spacing, source: str) -> None:

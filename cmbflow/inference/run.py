@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cmbflow.inference.detect import CANDIDATE_COLUMNS, InferenceSettings, default_device, detect_subject
+from cmbflow.device import default_device
+from cmbflow.inference.detect import CANDIDATE_COLUMNS, InferenceSettings, detect_subject
 from cmbflow.logs import progress
 from cmbflow.models.card import load_model
 

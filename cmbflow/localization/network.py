@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 from monai.losses import DiceCELoss
-from monai.utils import set_determinism
 
 from cmbflow.atlas import REGION_NAMES
+from cmbflow.device import default_device, prepare_training, settings_from_config
 from cmbflow.inference.windows import sliding_window
 from cmbflow.localization.coordinates import template_coordinates
 from cmbflow.logs import progress
@@ -52,7 +52,7 @@ class LocalizerSettings:
 
     @classmethod
     def from_config(cls, options: dict) -> "LocalizerSettings":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in cls.__dataclass_fields__})
+        return settings_from_config(cls, options)
 
     @property
     def in_channels(self) -> int:
@@ -135,11 +135,7 @@ def _batch(sampler: RegionPatchSampler, batch_size: int, device: torch.device):
 def train_localizer(train: list[RegionVolumes], validation: list[RegionVolumes], settings: LocalizerSettings,
                     show_progress: bool = False, device: torch.device | None = None) -> tuple[dict, pd.DataFrame]:
     """Train the localizer; returns its ``state_dict`` (CPU tensors) and the loss curves."""
-    set_determinism(seed=settings.seed)
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    amp = device.type == "cuda"
+    device, amp = prepare_training(settings.seed, device)
     model = build_localizer(settings.in_channels, settings.channels, settings.strides).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -176,7 +172,7 @@ def train_localizer(train: list[RegionVolumes], validation: list[RegionVolumes],
 def segment_regions(model: torch.nn.Module, image: np.ndarray, settings: LocalizerSettings,
                     device: torch.device | None = None) -> np.ndarray:
     """MARS codes ``(D, H, W)`` uint8 of a whole volume ``image (C, D, H, W)`` (sliding window)."""
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or default_device()
     model = model.to(device).eval()
     (logits,) = sliding_window(lambda window: (model(window),), image, settings.roi_size, 0.1, divisor(settings.strides), device)
     return logits.argmax(dim=0).numpy().astype(np.uint8)

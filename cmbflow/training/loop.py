@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from monai.utils import set_determinism
 
+from cmbflow.device import prepare_training, settings_from_config
 from cmbflow.logs import progress
 from cmbflow.models.anchors import anchor_extents, make_anchors
 from cmbflow.models.detector import CMBDetector
@@ -61,9 +61,7 @@ class TrainSettings:
 
     @classmethod
     def from_config(cls, options: dict) -> "TrainSettings":
-        def tuples(value):
-            return tuple(tuples(v) for v in value) if isinstance(value, list) else value
-        return cls(**{k: tuples(v) for k, v in options.items() if k in cls.__dataclass_fields__})
+        return settings_from_config(cls, options)
 
 
 def build_model(settings: TrainSettings) -> CMBDetector:
@@ -87,11 +85,7 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
     written every ``checkpoint_every`` iterations and resumed from when present and made with
     the same settings and subjects (else ignored), removed when training ends. ``device``:
     CUDA when present unless given."""
-    set_determinism(seed=settings.seed)
-    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    amp = device.type == "cuda"
+    device, amp = prepare_training(settings.seed, device)
     spacing = train[0].spacing
     anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, spacing)).to(device)
     model = build_model(settings).to(device, memory_format=torch.channels_last_3d)  # faster 3-D convolutions

@@ -20,6 +20,7 @@ import torch
 from monai import transforms as mt
 from scipy import ndimage
 
+from cmbflow.io.model_input import load_model_input
 from cmbflow.models.anchors import boxes_from_centres
 
 DEFAULT_DIAMETER_MM = 4.0  # a lesion annotated without a size
@@ -40,18 +41,15 @@ class SubjectVolumes:
 def load_subject(key: str, files: dict[str, str]) -> SubjectVolumes:
     """Read the ``swi``, ``phase``, ``brainmask``, ``cmb_mask`` and ``markers`` files of
     :func:`cmbflow.paths.preproc_subject_files`."""
-    swi = nib.load(files["swi"])
-    image = np.stack([np.asarray(swi.dataobj, np.float32), np.asarray(nib.load(files["phase"]).dataobj, np.float32)])
+    data = load_model_input(files)
     labels = np.asarray(nib.load(files["cmb_mask"]).dataobj).astype(np.int32)
-    brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
     markers = pd.read_csv(files["markers"], sep="\t")
     diameters = {int(row.label): (2 * float(row.radius_mm) if np.isfinite(row.radius_mm) else DEFAULT_DIAMETER_MM)
                  for row in markers.itertuples() if row.label > 0}
     for label in np.unique(labels):
         if label > 0 and int(label) not in diameters:
             diameters[int(label)] = DEFAULT_DIAMETER_MM
-    spacing = tuple(float(v) for v in swi.header.get_zooms()[:3])
-    return SubjectVolumes(key, image, labels, brain, diameters, spacing)
+    return SubjectVolumes(key, data.image, labels, data.brain, diameters, data.spacing)
 
 
 def augmentation(seed: int) -> mt.Compose:
