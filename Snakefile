@@ -29,6 +29,7 @@ include: "rules/synth.smk"
 include: "rules/inputs.smk"
 include: "rules/preproc.smk"
 include: "rules/detector.smk"
+include: "rules/localization.smk"
 
 
 rule all:

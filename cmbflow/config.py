@@ -62,6 +62,15 @@ def check_config(config: dict) -> None:
     template_site = config["synth"].get("template_site")
     if template_site is not None and template_site not in sites:
         raise ValueError(f"synth.template_site is '{template_site}', but synth.sites has only {sorted(sites)}.")
+    localizer = config.get("localizer", {})
+    if localizer:
+        if len(localizer["strides"]) != len(localizer["channels"]) - 1:
+            raise ValueError(f"localizer.strides has {len(localizer['strides'])} entries; give one fewer than "
+                             f"localizer.channels ({len(localizer['channels'])}), one per downsampling.")
+        factor = int(np.prod(localizer["strides"]))
+        if any(size % factor for size in localizer["patch_size"]):
+            raise ValueError(f"localizer.patch_size {localizer['patch_size']} must be multiples of {factor} "
+                             "(the product of localizer.strides).")
 
 
 def bids_dir(dataset: dict) -> str:

@@ -134,26 +134,78 @@ def model_files(variant: str) -> dict[str, str]:
             "curves": f"{folder}/curves.tsv", "curves_png": f"{folder}/curves.png"}
 
 
+LOCALIZER = "localizer"  # model folder name of the localization network; not a detector variant name
+
+
 def training_checkpoint(variant: str) -> str:
     """Resume point of a training job, outside its outputs (Snakemake deletes the outputs of
     a failed job, not this)."""
     return f"{RESULTS}/checkpoints/{variant}/checkpoint.pt"
 
 
-def candidate_files(variant: str, dataset: str) -> dict[str, str]:
-    """Detector candidates of one variant on one dataset (``results/candidates/<variant>/<dataset>/``):
+def detection_files(variant: str, dataset: str) -> dict[str, str]:
+    """Raw detector output of one variant on one dataset (``results/detections/<variant>/<dataset>/``):
     ``table`` (TSV, all subjects), ``features`` (``.npy``, one row per row of the table) and
     ``subjects``, the folder of per-subject tables and probability maps."""
-    folder = f"{RESULTS}/candidates/{variant}/{dataset}"
-    return {"table": f"{folder}/candidates.tsv", "features": f"{folder}/features.npy", "subjects": f"{folder}/subjects"}
+    folder = f"{RESULTS}/detections/{variant}/{dataset}"
+    return {"table": f"{folder}/detections.tsv", "features": f"{folder}/features.npy", "subjects": f"{folder}/subjects"}
 
 
-def subject_candidates(variant: str, dataset: str, subject: str, kind: str = "table") -> str:
-    """Per-subject outputs of inference, in ``candidate_files(...)["subjects"]``: ``table``
-    (candidates TSV) or ``probability`` (CMB probability map on the original image grid)."""
-    folder = candidate_files(variant, dataset)["subjects"]
-    return {"table": f"{folder}/sub-{subject}_candidates.tsv",
+def subject_detections(variant: str, dataset: str, subject: str, kind: str = "table") -> str:
+    """Per-subject outputs of inference, in ``detection_files(...)["subjects"]``: ``table``
+    (detections TSV) or ``probability`` (CMB probability map on the original image grid)."""
+    folder = detection_files(variant, dataset)["subjects"]
+    return {"table": f"{folder}/sub-{subject}_detections.tsv",
             "probability": f"{folder}/sub-{subject}_desc-cmb_probseg.nii.gz"}[kind]
+
+
+def candidate_files(variant: str, dataset: str) -> dict[str, str]:
+    """Localized candidates of one variant on one dataset (``results/candidates/<variant>/<dataset>/``):
+    ``table`` (the detections with ``region`` and ``kept``; row ``n`` is row ``n`` of
+    ``features``), ``features`` (the detector's ``features.npy``) and ``subjects``, the
+    folder of per-subject tables."""
+    folder = f"{RESULTS}/candidates/{variant}/{dataset}"
+    return {"table": f"{folder}/candidates.tsv", "features": detection_files(variant, dataset)["features"],
+            "subjects": f"{folder}/subjects"}
+
+
+def subject_candidates(variant: str, dataset: str, subject: str) -> str:
+    """Per-subject localized candidate table, in ``candidate_files(...)["subjects"]``."""
+    return f"{candidate_files(variant, dataset)['subjects']}/sub-{subject}_candidates.tsv"
+
+
+def census_files(variant: str, dataset: str) -> dict[str, str]:
+    """The MARS-style census of one variant on one dataset (``results/census/<variant>/<dataset>/``):
+    ``cmbs`` (one row per kept CMB above the operating threshold) and ``counts`` (per subject
+    and region)."""
+    folder = f"{RESULTS}/census/{variant}/{dataset}"
+    return {"cmbs": f"{folder}/cmbs.tsv", "counts": f"{folder}/counts.tsv"}
+
+
+def localizer_files() -> dict[str, str]:
+    """The trained localization network (``results/models/localizer/``), same layout as
+    :func:`model_files`."""
+    return model_files(LOCALIZER)
+
+
+def region_segmentations(dataset: str) -> str:
+    """Folder of the localizer's region maps of a dataset's test subjects (model-ready grid)."""
+    return f"{RESULTS}/regions/{dataset}"
+
+
+def region_segmentation(dataset: str, subject: str) -> str:
+    """The localizer's MARS region map of one subject, in :func:`region_segmentations`."""
+    return f"{region_segmentations(dataset)}/sub-{subject}_space-norm_desc-network_dseg.nii.gz"
+
+
+def localization_accuracy() -> str:
+    """Region accuracy at true CMB centres and Dice per class, network vs atlas lookup."""
+    return f"{RESULTS}/evaluation/localization_accuracy.tsv"
+
+
+def anatomical_filtering() -> str:
+    """Sensitivity and FPs per subject before / after anatomical filtering, per variant x dataset."""
+    return f"{RESULTS}/evaluation/anatomical_filtering.tsv"
 
 
 def detection_sensitivity() -> str:

@@ -48,6 +48,8 @@ TRAIN_SUBJECTS = {name: [key for key in SUBJECTS[name] if key not in TEST_SUBJEC
 # Datasets scored against their CMB masks: those whose test subjects all have one.
 EVALUATED_DATASETS = [name for name in config["datasets"]
                       if TEST_SUBJECTS[name] and all(SUBJECT_INPUTS[name][key]["mask"] for key in TEST_SUBJECTS[name])]
+# Datasets with the generator's true region map (synthetic), for the localization accuracy.
+TRUTH_DATASETS = [name for name in config["datasets"] if "synthetic_site" in config["datasets"][name] and TEST_SUBJECTS[name]]
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
 
 
@@ -110,6 +112,34 @@ def training_files(wildcards):
     return [path for files in training_subjects().values() for path in files.values()]
 
 
+LOCALIZER_INPUTS = ("swi", "phase", "regions", "cmb_mask", "xfm_to_native")  # ... and the localizer
+
+
+def localizer_subjects():
+    """``<dataset>/<key>`` -> preprocessed files the localizer trains on (internal training subjects)."""
+    return {f"{name}/{key}": {kind: paths.preproc_subject_files(name, key)[kind] for kind in LOCALIZER_INPUTS}
+            for name, keys in TRAIN_SUBJECTS.items() for key in keys}
+
+
+def segmentation_subjects(name):
+    """Test subject key -> the preprocessed files its region segmentation reads."""
+    return {key: {kind: paths.preproc_subject_files(name, key)[kind] for kind in ("swi", "phase", "xfm_to_native")}
+            for key in TEST_SUBJECTS[name]}
+
+
+def region_maps(name):
+    """Test subject key -> its ``network`` (localizer) and ``atlas`` (warped atlas) region maps."""
+    return {key: {"network": paths.region_segmentation(name, key), "atlas": paths.preproc_subject_files(name, key)["regions"]}
+            for key in TEST_SUBJECTS[name]}
+
+
+def truth_files(name):
+    """Test subject key -> the generator's true ``truth_regions`` and CMB ``markers`` (synthetic datasets)."""
+    site = config["datasets"][name]["synthetic_site"]
+    return {key: {"truth_regions": paths.synth_subject_files(site, key)["regions"],
+                  "markers": paths.synth_subject_files(site, key)["markers"]} for key in TEST_SUBJECTS[name]}
+
+
 def detection_subjects(name):
     """Test subject key -> its preprocessed files and original magnitude (whose grid the
     candidates' voxel indices refer to)."""
@@ -122,11 +152,20 @@ def detection_files(wildcards):
     return [path for subject in subjects for path in [*subject["files"].values(), subject["original"]]]
 
 
-def model_config():
-    """The resolved config a model is trained with (and its card records): everything but the
-    inference and display options, which must not retrain a model when changed."""
-    detector = {k: v for k, v in config["detector"].items() if k != "inference"}
-    return {**{k: v for k, v in config.items() if k != "progress_bars"}, "detector": detector}
+# Config sections read only by later stages or for display: a change there must not retrain a model.
+DOWNSTREAM_OF = {
+    "detector": ("progress_bars", "localization", "localizer", "census"),
+    "localizer": ("progress_bars", "detector", "localization", "census"),
+}
+
+
+def model_config(model):
+    """The resolved config a model (``detector`` or ``localizer``) is trained with and its card
+    records: everything but the sections it does not read, and the detector's inference options."""
+    resolved = {k: v for k, v in config.items() if k not in DOWNSTREAM_OF[model]}
+    if "detector" in resolved:
+        resolved["detector"] = {k: v for k, v in config["detector"].items() if k != "inference"}
+    return resolved
 
 
 def dataset_settings(name):
@@ -142,10 +181,13 @@ def final_outputs():
     targets += [paths.registration_quality(name) for name in config["datasets"]]
     if INTERNAL_DATASETS:
         targets += [paths.model_files(variant)[kind] for variant in VARIANTS for kind in ("weights", "card", "curves_png")]
-        targets += [paths.candidate_files(variant, name)["table"] for variant in VARIANTS for name in config["datasets"]
-                    if TEST_SUBJECTS[name]]
+        targets += [paths.localizer_files()[kind] for kind in ("weights", "card", "curves_png")]
+        targets += [path for variant in VARIANTS for name in config["datasets"] if TEST_SUBJECTS[name]
+                    for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values())]
     if EVALUATED_DATASETS and INTERNAL_DATASETS:
-        targets.append(paths.detection_sensitivity())
+        targets += [paths.detection_sensitivity(), paths.anatomical_filtering()]
+    if TRUTH_DATASETS and INTERNAL_DATASETS:
+        targets.append(paths.localization_accuracy())
     targets += [paths.preproc_subject_files(name, key)["qc"] for name, keys in SUBJECTS.items() for key in keys]
     if SYNTH_SITES:
         targets += [paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")]

@@ -1,5 +1,6 @@
 # The detector: one training job per variant (config detector.variants), then one inference
-# job per variant x dataset over that dataset's test subjects, and the sensitivity table.
+# job per variant x dataset over that dataset's test subjects (raw detections; localization.smk
+# adds the regions), and the sensitivity table (every detection counts, before filtering).
 
 
 rule train_detector:
@@ -24,7 +25,7 @@ rule train_detector:
             labels={"variant": "{variant}", "figure": "curves"},
         ),
     params:
-        config=model_config(),
+        config=model_config("detector"),
         subjects=training_subjects(),
         held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
         spacing=TARGET_SPACING,
@@ -50,18 +51,18 @@ rule detect_cmbs:
         card=paths.model_files("{variant}")["card"],
         images=detection_files,
     output:
-        table=paths.candidate_files("{variant}", "{dataset}")["table"],
-        features=paths.candidate_files("{variant}", "{dataset}")["features"],
-        subjects=directory(paths.candidate_files("{variant}", "{dataset}")["subjects"]),
+        table=paths.detection_files("{variant}", "{dataset}")["table"],
+        features=paths.detection_files("{variant}", "{dataset}")["features"],
+        subjects=directory(paths.detection_files("{variant}", "{dataset}")["subjects"]),
     params:
         subjects=lambda wildcards: detection_subjects(wildcards.dataset),
         subject_tables=lambda wildcards: {
-            key: paths.subject_candidates(wildcards.variant, wildcards.dataset, key)
+            key: paths.subject_detections(wildcards.variant, wildcards.dataset, key)
             for key in TEST_SUBJECTS[wildcards.dataset]
         },
         probability_maps=lambda wildcards: (
             {
-                key: paths.subject_candidates(wildcards.variant, wildcards.dataset, key, "probability")
+                key: paths.subject_detections(wildcards.variant, wildcards.dataset, key, "probability")
                 for key in TEST_SUBJECTS[wildcards.dataset]
             }
             if config["detector"]["inference"]["probability_maps"]
@@ -85,7 +86,7 @@ rule detect_cmbs:
 
 rule detection_sensitivity:
     input:
-        tables=[paths.candidate_files(v, d)["table"] for v in VARIANTS for d in EVALUATED_DATASETS],
+        tables=[paths.detection_files(v, d)["table"] for v in VARIANTS for d in EVALUATED_DATASETS],
         masks=[SUBJECT_INPUTS[d][key]["mask"] for d in EVALUATED_DATASETS for key in TEST_SUBJECTS[d]],
     output:
         report(
@@ -96,7 +97,7 @@ rule detection_sensitivity:
             labels={"table": "sensitivity at fixed FPs per subject"},
         ),
     params:
-        runs=[{"variant": v, "dataset": d, "table": paths.candidate_files(v, d)["table"]} for v in VARIANTS for d in EVALUATED_DATASETS],
+        runs=[{"variant": v, "dataset": d, "table": paths.detection_files(v, d)["table"]} for v in VARIANTS for d in EVALUATED_DATASETS],
         masks={d: {key: SUBJECT_INPUTS[d][key]["mask"] for key in TEST_SUBJECTS[d]} for d in EVALUATED_DATASETS},
     log:
         paths.log("detector", "detection_sensitivity"),

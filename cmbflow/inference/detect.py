@@ -132,7 +132,7 @@ def check_spacing(card: dict, spacing, source: str) -> None:
     trained = np.asarray(card["spacing_mm"], float)
     if not np.allclose(trained, spacing, atol=1e-3):
         raise ValueError(f"{source}: voxel spacing {tuple(round(float(v), 4) for v in spacing)} mm, but the model "
-                         f"'{card['variant']}' was trained at {tuple(trained)} mm. Set preprocessing.target_spacing_mm "
+                         f"'{card['name']}' was trained at {tuple(trained)} mm. Set preprocessing.target_spacing_mm "
                          f"to {list(trained)} so that preprocessing resamples to the model's spacing.")
 
 

@@ -25,7 +25,7 @@ def run_detection(weights: str, card: str, subjects: dict[str, dict], options: d
 
     ``subjects``: key -> ``{"files": preprocessed files, "original": original magnitude}``;
     ``options``: config ``detector.inference``; ``outputs``: ``table`` and ``features`` of
-    :func:`cmbflow.paths.candidate_files`; ``subject_tables`` / ``probability_maps``: key -> path.
+    :func:`cmbflow.paths.detection_files`; ``subject_tables`` / ``probability_maps``: key -> path.
     Returns the dataset's candidate table (row ``n`` of ``features`` belongs to its row ``n``).
     """
     model, model_card = load_model(weights, card)

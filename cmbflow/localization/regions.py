@@ -26,14 +26,14 @@ def regions_at(grid_voxels: np.ndarray, region_map: np.ndarray) -> np.ndarray:
     return codes
 
 
-def add_regions(table: pd.DataFrame, maps: dict[str, np.ndarray], choice: str) -> pd.DataFrame:
+def add_regions(table: pd.DataFrame, grid_voxels: np.ndarray, maps: dict[str, np.ndarray], choice: str) -> pd.DataFrame:
     """Add ``region_<name>`` for each map of ``maps`` (``network`` and/or ``atlas``), ``region``
-    (the one of ``choice``) and ``kept`` (``region`` is not outside) to a table with
-    ``grid_i, grid_j, grid_k`` (voxel of the model-ready grid)."""
+    (the one of ``choice``) and ``kept`` (``region`` is not outside) to ``table``, whose rows
+    lie at ``grid_voxels (N, 3)`` (continuous voxel indices of the maps' model-ready grid)."""
     if choice not in maps:
         raise ValueError(f"localization is {choice!r} but no {choice} region map was given")
     out = table.copy()
-    voxels = out[["grid_i", "grid_j", "grid_k"]].to_numpy(float)
+    voxels = np.asarray(grid_voxels, float).reshape(-1, 3)
     for name, region_map in maps.items():
         out[f"region_{name}"] = [REGION_NAMES[int(code)] for code in regions_at(voxels, region_map)]
     out["region"] = out[f"region_{choice}"]

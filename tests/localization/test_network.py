@@ -1,6 +1,7 @@
 import numpy as np
 
-from cmbflow.localization.network import LocalizerSettings, RegionVolumes, segment_regions, train_localizer
+from cmbflow.localization.network import (LocalizerSettings, RegionPatchSampler, RegionVolumes, close_dark_spots, segment_regions,
+                                          train_localizer)
 from cmbflow.models.localizer import build_localizer
 
 SHAPE = (32, 32, 16)
@@ -17,14 +18,35 @@ def _toy_subject(key, seed):
 
 
 def test_the_localizer_learns_regions_from_coordinates_alone():
-    settings = LocalizerSettings(channels=(4, 8, 16), strides=(2, 2), patch_size=(16, 16, 8), batch_size=4, iterations=150,
-                                 learning_rate=0.01, validation_every=50, roi_size=(-1, -1, -1))
+    settings = LocalizerSettings(channels=(4, 8, 16), strides=(2, 2), pool=(1, 1, 1), patch_size=(16, 16, 8), batch_size=4,
+                                 iterations=150, learning_rate=0.01, validation_every=50, roi_size=(-1, -1, -1))
     state, curves = train_localizer([_toy_subject("a", 0), _toy_subject("b", 1)], [_toy_subject("c", 2)], settings)
     assert list(curves["iteration"]) == [50, 100, 150]
     assert curves["validation_loss"].iloc[-1] < curves["validation_loss"].iloc[0]
-    model = build_localizer(settings.in_channels, settings.channels, settings.strides)
+    model = build_localizer(settings.in_channels, settings.channels, settings.strides, settings.pool)
     model.load_state_dict(state)
     test = _toy_subject("d", 3)
     regions = segment_regions(model, test.image, settings)
     assert regions.shape == SHAPE and regions.dtype == np.uint8
     assert (regions == test.labels).mean() > 0.7  # the largest class alone is 0.3
+
+
+def test_patches_centre_on_cmbs_and_weight_cmb_voxels():
+    subject = _toy_subject("a", 0)
+    lesions = np.zeros(SHAPE, bool)
+    lesions[10:12, 10:12, 5:7] = True  # a 2 x 2 x 2 voxel CMB inside the brain
+    subject = RegionVolumes("a", subject.image, subject.labels, lesions)
+    settings = LocalizerSettings(patch_size=(8, 8, 4), lesion_fraction=1.0, lesion_weight=20.0)
+    image, labels, weights = RegionPatchSampler([subject], settings, seed=0).sample()
+    assert image.shape == (4, 8, 8, 4) and labels.shape == weights.shape == (1, 8, 8, 4)
+    assert int((weights == 20.0).sum()) == 8 and set(np.unique(weights.numpy())) == {1.0, 20.0}  # the whole CMB, centred
+
+
+def test_closing_fills_a_cmb_sized_dark_spot_but_keeps_the_background_outside_the_head():
+    swi = np.full((40, 40, 20), -0.5, np.float32)  # background
+    swi[5:35, 5:35, 3:17] = 0.5  # tissue, 30 x 30 x 28 mm
+    swi[18:22, 18:22, 9:11] = -0.5  # a 4 mm dark spot (a CMB) inside
+    closed = close_dark_spots(swi, spacing=(1.0, 1.0, 2.0), size_mm=10.0)
+    assert np.allclose(closed[18:22, 18:22, 9:11], 0.5)
+    assert np.array_equal(closed[:5], swi[:5]) and np.array_equal(closed[5:35, 5:35, 3:17] > 0, np.ones((30, 30, 14), bool))
+    assert close_dark_spots(swi, (1.0, 1.0, 2.0), 0.0) is swi

@@ -14,27 +14,28 @@ def mars_atlas():
 
 
 def _candidates(points_mm, affine):
+    """A candidate table and its voxels on the atlas grid."""
     voxels = world_to_voxel(affine, np.asarray(points_mm, float))
-    return pd.DataFrame(voxels, columns=["grid_i", "grid_j", "grid_k"])
+    return pd.DataFrame({"candidate": range(len(voxels))}), voxels
 
 
 def test_a_candidate_in_the_cerebellum_is_infratentorial_and_one_outside_the_brain_is_dropped(mars_atlas):
     atlas, affine = mars_atlas
     # MNI mm: left cerebellar hemisphere, right frontal white matter, right putamen, above the skull
-    table = _candidates([(-20, -60, -35), (40, 20, 40), (24, 4, 2), (0, 0, 95)], affine)
-    out = add_regions(table, {"atlas": atlas}, "atlas")
+    table, voxels = _candidates([(-20, -60, -35), (40, 20, 40), (24, 4, 2), (0, 0, 95)], affine)
+    out = add_regions(table, voxels, {"atlas": atlas}, "atlas")
     assert out["region"].tolist() == ["infratentorial", "lobar", "deep", "outside"]
     assert out["kept"].tolist() == [True, True, True, False]
-    far = add_regions(_candidates([(0, 0, 500)], affine), {"atlas": atlas}, "atlas")  # off the grid
+    far = add_regions(*_candidates([(0, 0, 500)], affine), {"atlas": atlas}, "atlas")  # off the grid
     assert far["region"].tolist() == ["outside"] and not far["kept"].any()
 
 
 def test_the_chosen_map_decides_and_both_are_recorded(mars_atlas):
     atlas, affine = mars_atlas
-    table = _candidates([(-20, -60, -35)], affine)
+    table, voxels = _candidates([(-20, -60, -35)], affine)
     network = np.zeros_like(atlas)  # a network that calls everything outside
-    out = add_regions(table, {"network": network, "atlas": atlas}, "network")
+    out = add_regions(table, voxels, {"network": network, "atlas": atlas}, "network")
     assert (out["region_network"].tolist(), out["region_atlas"].tolist()) == (["outside"], ["infratentorial"])
     assert out["kept"].tolist() == [False]
     with pytest.raises(ValueError, match="no network region map"):
-        add_regions(table, {"atlas": atlas}, "network")
+        add_regions(table, voxels, {"atlas": atlas}, "network")

@@ -36,6 +36,10 @@ TINY_DETECTOR = {
     "inference": {"roi_size": [64, 64, -1], "probability_maps": True, "max_candidates": 20, "score_threshold": 0.0},
 }
 
+# A localizer that trains in seconds (no validation: two training subjects).
+TINY_LOCALIZER = {"channels": [4, 8, 16], "strides": [2, 2], "patch_size": [32, 32, 16], "iterations": 4,
+                  "validation_every": 2, "roi_size": [64, 64, -1]}
+
 pytestmark = pytest.mark.workflow
 
 
@@ -66,7 +70,8 @@ def tiny_run(tmp_path_factory, user_bids):
     config = {"datasets": {"tiny_internal": {"synthetic_site": "tiny", "role": "internal"},
                            "user_scans": {"bids_dir": str(user_bids), "role": "external", "phase_sign": -1}},
               "synth": {"seed": 11, "template_site": "tiny", "sites": {"tiny": TINY_SITE}},
-              "preprocessing": TINY_PREPROCESSING, "detector": TINY_DETECTOR}
+              "preprocessing": TINY_PREPROCESSING, "detector": TINY_DETECTOR, "localizer": TINY_LOCALIZER,
+              "census": {"score_threshold": 0.0}}
     before = sorted(p.relative_to(user_bids) for p in user_bids.rglob("*"))
     result = snakemake(workdir, config)
     assert result.returncode == 0, result.stdout[-3000:]
@@ -179,7 +184,7 @@ def test_candidates_are_in_world_mm_and_voxels_of_the_users_original_scan(tiny_r
             original = nib.load(user_bids / f"sub-{key}/anat/sub-{key}_part-mag_swi.nii.gz")  # oblique LAS
             np.testing.assert_allclose(voxel_to_world(original.affine, rows[["i", "j", "k"]].to_numpy()),
                                        rows[["x", "y", "z"]].to_numpy(), atol=2e-3)
-            probability = nib.load(workdir / paths.subject_candidates(variant, "user_scans", key, "probability"))
+            probability = nib.load(workdir / paths.subject_detections(variant, "user_scans", key, "probability"))
             assert probability.shape == original.shape and np.allclose(probability.affine, original.affine, atol=1e-4)
     internal = pd.read_csv(workdir / paths.candidate_files("rpn", "tiny_internal")["table"], sep="\t", dtype={"subject": str})
     split = pd.read_csv(workdir / "results/inputs/tiny_internal/split.tsv", sep="\t", dtype={"key": str})
@@ -190,12 +195,59 @@ def test_candidates_are_in_world_mm_and_voxels_of_the_users_original_scan(tiny_r
     assert sensitivity.filter(like="sens_at").stack().between(0, 1).all()
 
 
+def test_candidates_get_a_region_and_kept_and_the_census_counts_them(tiny_run):
+    workdir, _, _, _ = tiny_run
+    detections = pd.read_csv(workdir / paths.detection_files("rpn", "user_scans")["table"], sep="\t", dtype={"subject": str})
+    table = pd.read_csv(workdir / paths.candidate_files("rpn", "user_scans")["table"], sep="\t", dtype={"subject": str})
+    assert table["candidate"].tolist() == detections["candidate"].tolist()  # row n still belongs to features row n
+    regions = {"outside", "lobar", "deep", "infratentorial"}
+    assert set(table["region_network"]) <= regions and set(table["region_atlas"]) <= regions
+    assert (table["region"] == table["region_network"]).all()  # config localization: network (default)
+    assert (table["kept"] == (table["region"] != "outside")).all()
+    per_subject = pd.read_csv(workdir / paths.subject_candidates("rpn", "user_scans", "001"), sep="\t", dtype={"subject": str})
+    assert per_subject.equals(table[table["subject"] == "001"].reset_index(drop=True))
+    census = {k: pd.read_csv(workdir / v, sep="\t", dtype={"subject": str}) for k, v in paths.census_files("rpn", "user_scans").items()}
+    assert census["counts"]["subject"].tolist() == ["001", "002"]
+    assert census["counts"]["total"].sum() == len(census["cmbs"]) == int(table["kept"].sum())  # threshold 0 in the tiny config
+    assert (census["counts"][["lobar", "deep", "infratentorial"]].sum(axis=1) == census["counts"]["total"]).all()
+    segmentation = nib.load(workdir / paths.region_segmentation("user_scans", "001"))
+    atlas = nib.load(workdir / paths.preproc_subject_files("user_scans", "001")["regions"])
+    assert segmentation.shape == atlas.shape and np.allclose(segmentation.affine, atlas.affine)
+
+
+def test_the_localizer_is_one_model_folder_and_both_localizations_are_evaluated(tiny_run):
+    workdir, _, _, _ = tiny_run
+    files = {k: workdir / v for k, v in paths.localizer_files().items()}
+    assert set(torch.load(files["weights"], weights_only=True)) == {"localizer"}
+    card = json.loads(files["card"].read_text())
+    assert card["network"]["in_channels"] == 4 and len(card["input_channels"]) == 4  # SWI + template x, y, z
+    assert "detector" not in card["resolved_config"]  # retraining a detector does not retrain the localizer
+    accuracy = pd.read_csv(workdir / paths.localization_accuracy(), sep="\t")
+    assert sorted(zip(accuracy["dataset"], accuracy["method"])) == [("tiny_internal", "atlas"), ("tiny_internal", "network")]
+    assert accuracy["accuracy_at_cmbs"].between(0, 1).all() and (accuracy["cmbs"] > 0).all()
+    assert accuracy.loc[accuracy["method"] == "atlas", "dice_lobar"].item() > 0.7  # registration of the tiny subject
+    filtering = pd.read_csv(workdir / paths.anatomical_filtering(), sep="\t")
+    assert len(filtering) == 2 * 2 * 3  # variants x datasets x (before, network, atlas)
+    for _, run in filtering.groupby(["variant", "dataset"]):
+        before, after = run.set_index("filter").loc["before"], run.set_index("filter").loc[["network", "atlas"]]
+        assert (after["fp"] <= before["fp"]).all() and (after["tp"] <= before["tp"]).all()
+
+
 def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run):
     workdir, _, _, config = tiny_run
     changed = {**config, "detector": {**config["detector"], "inference": {**config["detector"]["inference"], "nms_iou": 0.2}}}
     result = snakemake(workdir, changed, "-n")
     assert result.returncode == 0, result.stdout
-    assert "detect_cmbs" in result.stdout and "train_detector" not in result.stdout
+    assert "detect_cmbs" in result.stdout and "train_detector" not in result.stdout and "train_localizer" not in result.stdout
+
+
+def test_changing_the_localization_choice_or_census_threshold_reruns_only_localization(tiny_run):
+    workdir, _, _, config = tiny_run
+    result = snakemake(workdir, {**config, "localization": "atlas", "census": {"score_threshold": 0.3}}, "-n")
+    assert result.returncode == 0, result.stdout
+    assert "localize_candidates" in result.stdout and "anatomical_filtering" in result.stdout
+    for rule in ("train_detector", "detect_cmbs", "train_localizer", "segment_regions"):
+        assert rule not in result.stdout, rule
 
 
 def test_rerun_has_nothing_to_do(tiny_run):

@@ -1,0 +1,164 @@
+# Anatomical localization: the localizer is trained once; it segments each dataset's test
+# subjects into MARS regions; each variant's detections get a region (network and atlas) and
+# `kept`, and the census; the evaluation compares network and atlas against the true regions.
+
+
+rule train_localizer:
+    input:
+        splits=[paths.output("inputs", name, suffix="split", ext=".tsv") for name in INTERNAL_DATASETS],
+        images=lambda wildcards: [path for files in localizer_subjects().values() for path in files.values()],
+    output:
+        weights=paths.localizer_files()["weights"],
+        card=paths.localizer_files()["card"],
+        curves=report(
+            paths.localizer_files()["curves"],
+            caption="../report/localizer_curves.rst",
+            category="Localization",
+            subcategory="Training",
+            labels={"model": "localizer", "figure": "curves (table)"},
+        ),
+        curves_png=report(
+            paths.localizer_files()["curves_png"],
+            caption="../report/localizer_curves.rst",
+            category="Localization",
+            subcategory="Training",
+            labels={"model": "localizer", "figure": "curves"},
+        ),
+    params:
+        config=model_config("localizer"),
+        subjects=localizer_subjects(),
+        held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
+        spacing=TARGET_SPACING,
+        workflow_dir=workflow.basedir,
+    log:
+        paths.log("localization", "train_localizer"),
+    benchmark:
+        paths.benchmark("localization", "train_localizer")
+    threads: config["localizer"]["threads"]
+    resources:
+        mem_mb=6000,  # all training volumes with their coordinate channels in memory (~2 GB default)
+        runtime=120,
+    conda:
+        "../envs/detector.yaml"
+    script:
+        "../scripts/train_localizer.py"
+
+
+rule segment_regions:
+    input:
+        weights=paths.localizer_files()["weights"],
+        card=paths.localizer_files()["card"],
+        images=lambda wildcards: [path for files in segmentation_subjects(wildcards.dataset).values() for path in files.values()],
+    output:
+        directory(paths.region_segmentations("{dataset}")),
+    params:
+        subjects=lambda wildcards: segmentation_subjects(wildcards.dataset),
+        outputs=lambda wildcards: {key: paths.region_segmentation(wildcards.dataset, key) for key in TEST_SUBJECTS[wildcards.dataset]},
+        progress=config["progress_bars"],
+    log:
+        paths.log("localization", "segment_{dataset}"),
+    benchmark:
+        paths.benchmark("localization", "segment_{dataset}")
+    threads: config["localizer"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/detector.yaml"
+    script:
+        "../scripts/segment_regions.py"
+
+
+rule localize_candidates:
+    input:
+        detections=paths.detection_files("{variant}", "{dataset}")["table"],
+        network=paths.region_segmentations("{dataset}"),
+        atlas=lambda wildcards: [files["atlas"] for files in region_maps(wildcards.dataset).values()],
+    output:
+        table=paths.candidate_files("{variant}", "{dataset}")["table"],
+        subjects=directory(paths.candidate_files("{variant}", "{dataset}")["subjects"]),
+        cmbs=report(
+            paths.census_files("{variant}", "{dataset}")["cmbs"],
+            caption="../report/census.rst",
+            category="Localization",
+            subcategory="Census",
+            labels={"variant": "{variant}", "dataset": "{dataset}", "table": "CMBs"},
+        ),
+        counts=report(
+            paths.census_files("{variant}", "{dataset}")["counts"],
+            caption="../report/census.rst",
+            category="Localization",
+            subcategory="Census",
+            labels={"variant": "{variant}", "dataset": "{dataset}", "table": "counts per region"},
+        ),
+    params:
+        subjects=lambda wildcards: region_maps(wildcards.dataset),
+        subject_tables=lambda wildcards: {
+            key: paths.subject_candidates(wildcards.variant, wildcards.dataset, key) for key in TEST_SUBJECTS[wildcards.dataset]
+        },
+        choice=config["localization"],
+        score_threshold=config["census"]["score_threshold"],
+    log:
+        paths.log("localization", "localize_{variant}_{dataset}"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/localize_candidates.py"
+
+
+rule localization_accuracy:
+    input:
+        network=[paths.region_segmentations(d) for d in TRUTH_DATASETS],
+        truth=[path for d in TRUTH_DATASETS for files in truth_files(d).values() for path in files.values()],
+    output:
+        report(
+            paths.localization_accuracy(),
+            caption="../report/localization_accuracy.rst",
+            category="Localization",
+            subcategory="Evaluation",
+            labels={"table": "region accuracy and Dice, network vs atlas"},
+        ),
+    params:
+        datasets={d: {key: {**region_maps(d)[key], **truth_files(d)[key]} for key in TEST_SUBJECTS[d]} for d in TRUTH_DATASETS},
+    log:
+        paths.log("localization", "localization_accuracy"),
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/localization_accuracy.py"
+
+
+rule anatomical_filtering:
+    input:
+        tables=[paths.candidate_files(v, d)["table"] for v in VARIANTS for d in EVALUATED_DATASETS],
+        masks=[SUBJECT_INPUTS[d][key]["mask"] for d in EVALUATED_DATASETS for key in TEST_SUBJECTS[d]],
+    output:
+        report(
+            paths.anatomical_filtering(),
+            caption="../report/anatomical_filtering.rst",
+            category="Localization",
+            subcategory="Evaluation",
+            labels={"table": "filtering: sensitivity and FPs before / after"},
+        ),
+    params:
+        runs=[{"variant": v, "dataset": d, "table": paths.candidate_files(v, d)["table"]} for v in VARIANTS for d in EVALUATED_DATASETS],
+        masks={d: {key: SUBJECT_INPUTS[d][key]["mask"] for key in TEST_SUBJECTS[d]} for d in EVALUATED_DATASETS},
+        score_threshold=config["census"]["score_threshold"],
+    log:
+        paths.log("localization", "anatomical_filtering"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/anatomical_filtering.py"

@@ -1,0 +1,10 @@
+"""Rule localize_candidates: a variant's detections on one dataset -> candidates with region and kept, and the census."""
+
+from cmbflow.localization.run import run_localization
+from cmbflow.logs import setup_logging
+
+setup_logging(snakemake.log[0])
+run_localization(snakemake.input.detections, snakemake.params.subjects, snakemake.params.choice,
+                 snakemake.params.score_threshold,
+                 {"table": snakemake.output.table, "cmbs": snakemake.output.cmbs, "counts": snakemake.output.counts},
+                 snakemake.params.subject_tables)
