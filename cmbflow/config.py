@@ -67,10 +67,10 @@ def check_config(config: dict) -> None:
         if len(localizer["strides"]) != len(localizer["channels"]) - 1:
             raise ValueError(f"localizer.strides has {len(localizer['strides'])} entries; give one fewer than "
                              f"localizer.channels ({len(localizer['channels'])}), one per downsampling.")
-        factor = int(np.prod(localizer["strides"]))
-        if any(size % factor for size in localizer["patch_size"]):
-            raise ValueError(f"localizer.patch_size {localizer['patch_size']} must be multiples of {factor} "
-                             "(the product of localizer.strides).")
+        factors = [int(np.prod(localizer["strides"])) * pool for pool in localizer["pool"]]
+        if any(size % factor for size, factor in zip(localizer["patch_size"], factors)):
+            raise ValueError(f"localizer.patch_size {localizer['patch_size']} must be multiples of {factors} "
+                             "(localizer.pool times the product of localizer.strides, per axis).")
 
 
 def bids_dir(dataset: dict) -> str:

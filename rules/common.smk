@@ -154,8 +154,8 @@ def detection_files(wildcards):
 
 # Config sections read only by later stages or for display: a change there must not retrain a model.
 DOWNSTREAM_OF = {
-    "detector": ("progress_bars", "localization", "localizer", "census"),
-    "localizer": ("progress_bars", "detector", "localization", "census"),
+    "detector": ("progress_bars", "localization", "region_margin_mm", "localizer", "census"),
+    "localizer": ("progress_bars", "detector", "localization", "region_margin_mm", "census"),
 }
 
 

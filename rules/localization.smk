@@ -97,6 +97,7 @@ rule localize_candidates:
             key: paths.subject_candidates(wildcards.variant, wildcards.dataset, key) for key in TEST_SUBJECTS[wildcards.dataset]
         },
         choice=config["localization"],
+        margin_mm=config["region_margin_mm"],
         score_threshold=config["census"]["score_threshold"],
     log:
         paths.log("localization", "localize_{variant}_{dataset}"),
@@ -124,6 +125,7 @@ rule localization_accuracy:
         ),
     params:
         datasets={d: {key: {**region_maps(d)[key], **truth_files(d)[key]} for key in TEST_SUBJECTS[d]} for d in TRUTH_DATASETS},
+        margin_mm=config["region_margin_mm"],
     log:
         paths.log("localization", "localization_accuracy"),
     threads: 1
@@ -151,7 +153,8 @@ rule anatomical_filtering:
     params:
         runs=[{"variant": v, "dataset": d, "table": paths.candidate_files(v, d)["table"]} for v in VARIANTS for d in EVALUATED_DATASETS],
         masks={d: {key: SUBJECT_INPUTS[d][key]["mask"] for key in TEST_SUBJECTS[d]} for d in EVALUATED_DATASETS},
-        score_threshold=config["census"]["score_threshold"],
+        # every candidate, and the operating point
+        thresholds=sorted({config["detector"]["inference"]["score_threshold"], config["census"]["score_threshold"]}),
     log:
         paths.log("localization", "anatomical_filtering"),
     threads: 1

@@ -4,7 +4,7 @@ from cmbflow.localization.run import run_localization
 from cmbflow.logs import setup_logging
 
 setup_logging(snakemake.log[0])
-run_localization(snakemake.input.detections, snakemake.params.subjects, snakemake.params.choice,
+run_localization(snakemake.input.detections, snakemake.params.subjects, snakemake.params.choice, snakemake.params.margin_mm,
                  snakemake.params.score_threshold,
                  {"table": snakemake.output.table, "cmbs": snakemake.output.cmbs, "counts": snakemake.output.counts},
                  snakemake.params.subject_tables)

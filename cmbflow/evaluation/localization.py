@@ -4,8 +4,9 @@
   **Dice per class** of a region map, both against the generator's true region map of a
   synthetic subject, for the network's segmentation and for the warped atlas side by side.
   Maps on the model-ready grid are compared on the true map's grid (nearest neighbour).
-* **Filtering**: sensitivity and false positives per subject at the operating threshold,
-  before and after removing the candidates outside every region (network and atlas).
+* **Filtering**: sensitivity and false positives per subject before and after removing the
+  candidates outside every region (network and atlas), for all candidates and at the
+  operating threshold.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pandas as pd
 from cmbflow.atlas import REGION_NAMES
 from cmbflow.evaluation.detection import score_dataset
 from cmbflow.io.coords import world_to_voxel
-from cmbflow.localization.regions import CHOICES, regions_at
+from cmbflow.localization.regions import CHOICES, read_region_map, regions_at
 from cmbflow.preprocessing.grid import Grid
 from cmbflow.preprocessing.resample import resample_to_grid
 
@@ -32,8 +33,9 @@ def dice_per_class(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]
     return scores
 
 
-def _subject_scores(maps: dict[str, str], truth_regions: str, markers: str) -> dict[str, dict]:
-    """Per map name: codes at the true centres, true codes there, and Dice overlaps."""
+def _subject_scores(maps: dict[str, str], truth_regions: str, markers: str, margin_mm: float) -> dict[str, dict]:
+    """Per map name: codes at the true centres (regions grown by ``margin_mm``, as for the
+    candidates), true codes there, and Dice overlaps (maps as they are)."""
     truth_image = nib.load(truth_regions)
     truth = np.asarray(truth_image.dataobj).astype(np.int64)
     grid = Grid(truth_image.affine, tuple(int(n) for n in truth.shape[:3]))
@@ -45,23 +47,25 @@ def _subject_scores(maps: dict[str, str], truth_regions: str, markers: str) -> d
         on_truth_grid = resample_to_grid(np.asarray(image.dataobj), image.affine, grid, "label")
         overlaps = {code: (2 * int(((on_truth_grid == code) & (truth == code)).sum()),
                            int((on_truth_grid == code).sum() + (truth == code).sum())) for code in REGION_NAMES}
-        scores[name] = {"predicted": regions_at(world_to_voxel(image.affine, points), np.asarray(image.dataobj)),
+        grown, _ = read_region_map(path, margin_mm)
+        scores[name] = {"predicted": regions_at(world_to_voxel(image.affine, points), grown),
                         "true": true_codes, "overlaps": overlaps}
     return scores
 
 
-def localization_accuracy(datasets: dict[str, dict[str, dict[str, str]]]) -> pd.DataFrame:
+def localization_accuracy(datasets: dict[str, dict[str, dict[str, str]]], margin_mm: float = 0.0) -> pd.DataFrame:
     """One row per dataset x method (``network``, ``atlas``): CMBs, accuracy of the region at
     the true CMB centres, and Dice per class pooled over the dataset's voxels.
 
     ``datasets``: dataset -> subject -> ``network``, ``atlas`` (maps on the model-ready grid),
-    ``truth_regions`` (true map) and ``markers`` (true CMB centres, world mm RAS+)."""
+    ``truth_regions`` (true map) and ``markers`` (true CMB centres, world mm RAS+). The region
+    at a centre is looked up as for candidates, in regions grown by ``margin_mm``."""
     rows = []
     for dataset, subjects in datasets.items():
         pooled = {method: {"hits": 0, "cmbs": 0, "overlaps": {code: [0, 0] for code in REGION_NAMES}} for method in CHOICES}
         for files in subjects.values():
             maps = {method: files[method] for method in CHOICES}
-            for method, score in _subject_scores(maps, files["truth_regions"], files["markers"]).items():
+            for method, score in _subject_scores(maps, files["truth_regions"], files["markers"], margin_mm).items():
                 pooled[method]["hits"] += int((score["predicted"] == score["true"]).sum())
                 pooled[method]["cmbs"] += len(score["true"])
                 for code, (common, total) in score["overlaps"].items():
@@ -82,22 +86,24 @@ def _operating_point(candidates: pd.DataFrame, masks: dict[str, str]) -> dict[st
     return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()), "cmbs": n_lesions}
 
 
-def filtering_table(runs: list[dict], masks: dict[str, dict[str, str]], score_threshold: float) -> pd.DataFrame:
+def filtering_table(runs: list[dict], masks: dict[str, dict[str, str]], thresholds) -> pd.DataFrame:
     """One row per run (``variant``, ``dataset``, ``table`` of localized candidates with
-    ``region_network``, ``region_atlas``) x stage (``before``, ``network``, ``atlas``):
-    true and false positives, sensitivity and FPs per subject at ``score_threshold``."""
+    ``region_network``, ``region_atlas``) x score threshold x stage (``before``, ``network``,
+    ``atlas``): true and false positives, sensitivity and FPs per subject of the candidates
+    scoring at least the threshold, before and after removing those outside every region."""
     outside = REGION_NAMES[0]
     rows = []
     for run in runs:
         table = pd.read_csv(run["table"], sep="\t", dtype={"subject": str, "candidate": str})
-        table = table[table["score"] >= score_threshold]
         subject_masks = masks[run["dataset"]]
-        stages = {"before": table, **{method: table[table[f"region_{method}"] != outside] for method in CHOICES}}
-        for stage, candidates in stages.items():
-            point = _operating_point(candidates, subject_masks)
-            rows.append({"variant": run["variant"], "dataset": run["dataset"], "filter": stage,
-                         "score_threshold": score_threshold, "subjects": len(subject_masks), "cmbs": point["cmbs"],
-                         "tp": point["tp"], "fp": point["fp"],
-                         "sensitivity": point["tp"] / point["cmbs"] if point["cmbs"] else np.nan,
-                         "fp_per_subject": point["fp"] / len(subject_masks)})
+        for threshold in thresholds:
+            chosen = table[table["score"] >= threshold]
+            stages = {"before": chosen, **{method: chosen[chosen[f"region_{method}"] != outside] for method in CHOICES}}
+            for stage, candidates in stages.items():
+                point = _operating_point(candidates, subject_masks)
+                rows.append({"variant": run["variant"], "dataset": run["dataset"], "score_threshold": threshold,
+                             "filter": stage, "subjects": len(subject_masks), "cmbs": point["cmbs"],
+                             "tp": point["tp"], "fp": point["fp"],
+                             "sensitivity": point["tp"] / point["cmbs"] if point["cmbs"] else np.nan,
+                             "fp_per_subject": point["fp"] / len(subject_masks)})
     return pd.DataFrame(rows)

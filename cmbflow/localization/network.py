@@ -38,21 +38,21 @@ INDICES_PER_CLASS = 20_000  # voxels remembered per class and subject to draw pa
 
 @dataclass(frozen=True)
 class LocalizerSettings:
-    """Config ``localization.network`` (see config.yaml)."""
+    """Config ``localizer`` (see config.yaml)."""
 
     channels: tuple[int, ...] = (8, 16, 32, 64)
     strides: tuple[int, ...] = (2, 2, 2)
     pool: tuple[int, int, int] = (2, 2, 1)
     use_phase: bool = False
     closing_mm: float = 10.0
-    patch_size: tuple[int, int, int] = (64, 64, 32)
+    patch_size: tuple[int, int, int] = (128, 128, 32)
     batch_size: int = 2
-    iterations: int = 200
-    learning_rate: float = 2e-3
+    iterations: int = 1500
+    learning_rate: float = 3e-3
     lesion_fraction: float = 0.25
     lesion_weight: float = 20.0
     validation_fraction: float = 0.15
-    validation_every: int = 50
+    validation_every: int = 250
     roi_size: tuple[int, int, int] = (160, 160, -1)
     seed: int = 0
 
@@ -114,10 +114,10 @@ class RegionPatchSampler:
     elsewhere: the network is asked the region at candidates, a few dozen of the 10^5 voxels of
     a patch."""
 
-    def __init__(self, subjects: list[RegionVolumes], settings: LocalizerSettings, seed: int, augment: bool = True):
+    def __init__(self, subjects: list[RegionVolumes], settings: LocalizerSettings, seed: int, on_lesions: bool = True):
         self.subjects = subjects
         self.settings = settings
-        self.augment = augment
+        self.on_lesions = on_lesions  # False: class-balanced centres only (validation)
         self.size = np.asarray(settings.patch_size, int)
         self.rng = np.random.default_rng(seed)
         self.indices = []  # per subject, per class: voxel indices (subsampled)
@@ -136,7 +136,7 @@ class RegionPatchSampler:
 
     def _centre(self, n: int) -> np.ndarray:
         lesions = self.lesion_voxels[n]
-        if self.augment and len(lesions) and self.rng.random() < self.settings.lesion_fraction:
+        if self.on_lesions and len(lesions) and self.rng.random() < self.settings.lesion_fraction:
             return lesions[int(self.rng.integers(len(lesions)))]
         classes = sorted(self.indices[n])
         voxels = self.indices[n][classes[int(self.rng.integers(len(classes)))]]
@@ -182,7 +182,7 @@ def train_localizer(train: list[RegionVolumes], validation: list[RegionVolumes],
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     loss_function = WeightedDiceCELoss()
     sampler = RegionPatchSampler(train, settings, settings.seed)
-    held_out = RegionPatchSampler(validation, settings, settings.seed + 1, augment=False) if validation else None
+    held_out = RegionPatchSampler(validation, settings, settings.seed + 1, on_lesions=False) if validation else None
     fixed = [_batch(held_out, settings.batch_size, device) for _ in range(4)] if held_out else []
     rows, running = [], []
     log.info("training the localizer on %s: %d subjects, %d validation, %d iterations", device, len(train),

@@ -23,7 +23,7 @@ from cmbflow.io.coords import world_to_voxel
 from cmbflow.io.nifti import save_volume
 from cmbflow.localization.census import census
 from cmbflow.localization.network import LocalizerSettings, load_region_subject, segment_regions
-from cmbflow.localization.regions import add_regions
+from cmbflow.localization.regions import add_regions, read_region_map
 from cmbflow.logs import progress
 from cmbflow.models.localizer import load_localizer
 
@@ -51,33 +51,33 @@ def run_segmentation(weights: str, card: str, subjects: dict[str, dict[str, str]
                  np.bincount(regions.ravel(), minlength=4).tolist())
 
 
-def localize_detections(detections: pd.DataFrame, subjects: dict[str, dict[str, str]], choice: str) -> pd.DataFrame:
+def localize_detections(detections: pd.DataFrame, subjects: dict[str, dict[str, str]], choice: str,
+                        margin_mm: float = 0.0) -> pd.DataFrame:
     """``detections`` (all subjects; ``x, y, z`` world mm RAS+) with ``region_network``,
     ``region_atlas``, ``region`` and ``kept`` (:func:`cmbflow.localization.regions.add_regions`).
     ``subjects``: key -> ``network`` (localizer map) and ``atlas`` (warped atlas) on the same
-    model-ready grid; rows keep their order."""
+    model-ready grid, whose regions are grown by ``margin_mm``; rows keep their order."""
     parts = []
     for key, files in subjects.items():
         rows = detections[detections["subject"].astype(str) == str(key)]
-        atlas = nib.load(files["atlas"])
-        maps = {"network": np.asarray(nib.load(files["network"]).dataobj), "atlas": np.asarray(atlas.dataobj)}
-        grid_voxels = world_to_voxel(atlas.affine, rows[["x", "y", "z"]].to_numpy(float))
-        parts.append(add_regions(rows, grid_voxels, maps, choice))
+        (network, _), (atlas, affine) = (read_region_map(files[name], margin_mm) for name in ("network", "atlas"))
+        grid_voxels = world_to_voxel(affine, rows[["x", "y", "z"]].to_numpy(float))
+        parts.append(add_regions(rows, grid_voxels, {"network": network, "atlas": atlas}, choice))
     if not parts:
         return detections.assign(region_network=[], region_atlas=[], region=[], kept=[])
     localized = pd.concat(parts)
     return localized.loc[detections.index]  # the order of the detections (= rows of features.npy)
 
 
-def run_localization(detections: str, subjects: dict[str, dict[str, str]], choice: str, score_threshold: float,
-                     outputs: dict[str, str], subject_tables: dict[str, str]) -> pd.DataFrame:
+def run_localization(detections: str, subjects: dict[str, dict[str, str]], choice: str, margin_mm: float,
+                     score_threshold: float, outputs: dict[str, str], subject_tables: dict[str, str]) -> pd.DataFrame:
     """Localize a variant's detection table and write the candidate tables (all subjects and
     per subject) and the census (``cmbs`` and ``counts`` of :func:`cmbflow.paths.census_files`)."""
     table = pd.read_csv(detections, sep="\t", dtype={"subject": str, "candidate": str})
     missing = sorted(set(table["subject"]) - set(subjects))
     if missing:
         raise ValueError(f"{detections}: candidates of subjects {missing} that have no region maps")
-    localized = localize_detections(table, subjects, choice)
+    localized = localize_detections(table, subjects, choice, margin_mm)
     for key, path in subject_tables.items():
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         localized[localized["subject"] == key].to_csv(path, sep="\t", index=False, float_format="%.4f")

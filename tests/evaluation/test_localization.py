@@ -52,7 +52,9 @@ def test_filtering_removes_a_false_positive_outside_the_brain_and_keeps_the_true
                           "region_atlas": ["deep", "outside", "outside", "outside"]})
     table.to_csv(tmp_path / "candidates.tsv", sep="\t", index=False)
     runs = [{"variant": "rpn", "dataset": "data", "table": str(tmp_path / "candidates.tsv")}]
-    rows = filtering_table(runs, masks, score_threshold=0.5).set_index("filter")
+    table = filtering_table(runs, masks, thresholds=[0.05, 0.5])
+    assert table.loc[(table["score_threshold"] == 0.05) & (table["filter"] == "before"), "fp"].item() == 3
+    rows = table[table["score_threshold"] == 0.5].set_index("filter")
     assert rows.loc["before", ["tp", "fp"]].tolist() == [1, 2]  # d is below the operating threshold
     assert rows.loc["network", ["tp", "fp"]].tolist() == [1, 1]
     assert rows.loc["atlas", ["tp", "fp"]].tolist() == [1, 0]

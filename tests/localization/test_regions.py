@@ -4,7 +4,7 @@ import pytest
 
 from cmbflow.atlas import build_region_atlas, load_template
 from cmbflow.io.coords import world_to_voxel
-from cmbflow.localization.regions import add_regions
+from cmbflow.localization.regions import add_regions, grow_regions
 
 
 @pytest.fixture(scope="module")
@@ -39,3 +39,12 @@ def test_the_chosen_map_decides_and_both_are_recorded(mars_atlas):
     assert out["kept"].tolist() == [False]
     with pytest.raises(ValueError, match="no network region map"):
         add_regions(table, voxels, {"atlas": atlas}, "network")
+
+
+def test_regions_grow_into_the_outside_by_the_margin_in_mm_with_the_nearest_label():
+    region_map = np.zeros((12, 5, 5), np.int64)
+    region_map[:4] = 1  # lobar up to i = 3
+    region_map[8:] = 3  # infratentorial from i = 8
+    grown = grow_regions(region_map, spacing=(2.0, 1.0, 1.0), margin_mm=2.0)  # one voxel along i
+    assert grown[:, 2, 2].tolist() == [1, 1, 1, 1, 1, 0, 0, 3, 3, 3, 3, 3]
+    assert np.array_equal(grow_regions(region_map, (2.0, 1.0, 1.0), 0.0), region_map)

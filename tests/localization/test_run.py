@@ -48,7 +48,7 @@ def test_run_localization_writes_the_tables_and_the_census(tmp_path):
     detections.to_csv(tmp_path / "detections.tsv", sep="\t", index=False)
     outputs = {name: str(tmp_path / "out" / f"{name}.tsv") for name in ("table", "cmbs", "counts")}
     tables = {key: str(tmp_path / "out" / "subjects" / f"sub-{key}_candidates.tsv") for key in subjects}
-    run_localization(str(tmp_path / "detections.tsv"), subjects, "atlas", 0.65, outputs, tables)
+    run_localization(str(tmp_path / "detections.tsv"), subjects, "atlas", 0.0, 0.65, outputs, tables)
     table = pd.read_csv(outputs["table"], sep="\t", dtype={"subject": str})
     assert table["region"].tolist() == ["lobar", "deep", "outside", "lobar"]
     assert len(pd.read_csv(tables["001"], sep="\t")) == 2
@@ -56,3 +56,13 @@ def test_run_localization_writes_the_tables_and_the_census(tmp_path):
     # score >= 0.65 and kept: 002 lobar (0.9), 001 deep (0.8); the outside 0.7 and the 0.6 are not CMBs
     assert counts.to_dict("records") == [{"subject": "001", "lobar": 0, "deep": 1, "infratentorial": 0, "total": 1},
                                          {"subject": "002", "lobar": 1, "deep": 0, "infratentorial": 0, "total": 1}]
+
+
+def test_a_margin_keeps_a_candidate_just_beyond_the_brain_edge_and_not_one_farther_out(tmp_path):
+    subjects = {"001": _maps(tmp_path, "001")}
+    # the lobar region ends at j = 49 (world y = 19 mm); candidates 1.0 mm and 3.0 mm beyond it
+    detections = _detections([("001", (5, 50, 5)), ("001", (5, 52, 5)), ("001", (5, 10, 5)), ("001", (5, 45, 5))])
+    strict = localize_detections(detections, subjects, "atlas")
+    assert strict["kept"].tolist() == [False, False, True, True]
+    grown = localize_detections(detections, subjects, "atlas", margin_mm=1.0)
+    assert grown["region"].tolist() == ["lobar", "outside", "lobar", "lobar"]

@@ -243,7 +243,7 @@ def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run
 
 def test_changing_the_localization_choice_or_census_threshold_reruns_only_localization(tiny_run):
     workdir, _, _, config = tiny_run
-    result = snakemake(workdir, {**config, "localization": "atlas", "census": {"score_threshold": 0.3}}, "-n")
+    result = snakemake(workdir, {**config, "localization": "atlas", "region_margin_mm": 2.0, "census": {"score_threshold": 0.3}}, "-n")
     assert result.returncode == 0, result.stdout
     assert "localize_candidates" in result.stdout and "anatomical_filtering" in result.stdout
     for rule in ("train_detector", "detect_cmbs", "train_localizer", "segment_regions"):
