@@ -90,7 +90,7 @@ def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():
 
 
 def test_a_grid_at_another_spacing_than_the_model_is_refused_with_the_fix():
-    card = {"spacing_mm": [1.0, 1.0, 2.0], "variant": "rpn"}
+    card = {"spacing_mm": [1.0, 1.0, 2.0], "name": "cmbflow CMB detector (rpn)"}
     check_spacing(card, (1.0, 1.0, 2.0), "swi.nii.gz")
-    with pytest.raises(ValueError, match="swi.nii.gz.*target_spacing_mm"):
+    with pytest.raises(ValueError, match=r"swi.nii.gz.*detector \(rpn\).*target_spacing_mm"):
         check_spacing(card, (0.5, 0.5, 2.0), "swi.nii.gz")
