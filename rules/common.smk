@@ -165,7 +165,15 @@ def model_config(model):
     resolved = {k: v for k, v in config.items() if k not in DOWNSTREAM_OF[model]}
     if "detector" in resolved:
         resolved["detector"] = {k: v for k, v in config["detector"].items() if k != "inference"}
-    return resolved
+    return _key_sorted(resolved)
+
+
+def _key_sorted(value):
+    """Mappings with sorted keys, recursively: a --configfile that merges into a section
+    reorders the config's keys, and Snakemake would take the reordered params as a change."""
+    if isinstance(value, dict):
+        return {k: _key_sorted(value[k]) for k in sorted(value)}
+    return [_key_sorted(v) for v in value] if isinstance(value, list) else value
 
 
 def dataset_settings(name):

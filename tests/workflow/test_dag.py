@@ -43,12 +43,16 @@ TINY_LOCALIZER = {"channels": [4, 8, 16], "strides": [2, 2], "patch_size": [32, 
 pytestmark = pytest.mark.workflow
 
 
-def snakemake(workdir: Path, config: dict, *extra: str) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the workflow with ``config`` (and a second configfile ``override``, merged over it)."""
     workdir.mkdir(parents=True, exist_ok=True)
-    configfile = workdir / "tiny.yaml"
-    configfile.write_text(yaml.safe_dump(config))
+    configfiles = [workdir / "tiny.yaml"]
+    configfiles[0].write_text(yaml.safe_dump(config))
+    if override is not None:
+        configfiles.append(workdir / "override.yaml")
+        configfiles[1].write_text(yaml.safe_dump(override))
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-               "--configfile", str(configfile), *extra]
+               "--configfile", *map(str, configfiles), *extra]
     return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
 
 
@@ -234,9 +238,9 @@ def test_the_localizer_is_one_model_folder_and_both_localizations_are_evaluated(
 
 
 def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run):
+    """... also from a second configfile, which merges into `detector` and reorders the config."""
     workdir, _, _, config = tiny_run
-    changed = {**config, "detector": {**config["detector"], "inference": {**config["detector"]["inference"], "nms_iou": 0.2}}}
-    result = snakemake(workdir, changed, "-n")
+    result = snakemake(workdir, config, "-n", override={"detector": {"inference": {"nms_iou": 0.2}}})
     assert result.returncode == 0, result.stdout
     assert "detect_cmbs" in result.stdout and "train_detector" not in result.stdout and "train_localizer" not in result.stdout
 
