@@ -18,19 +18,22 @@ import pandas as pd
 from cmbflow.atlas import REGION_NAMES
 from cmbflow.evaluation.detection import score_dataset
 from cmbflow.io.coords import world_to_voxel
-from cmbflow.localization.regions import CHOICES, read_region_map, regions_at
+from cmbflow.localization.regions import CHOICES, grow_regions, regions_at
 from cmbflow.preprocessing.grid import Grid
 from cmbflow.preprocessing.resample import resample_to_grid
 
 
+def class_overlaps(predicted: np.ndarray, truth: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Per MARS code: ``(2 |P ∩ T|, |P| + |T|)`` of two label maps on the same grid (summed
+    over subjects before dividing, for a pooled Dice)."""
+    return {code: (2 * int(((predicted == code) & (truth == code)).sum()), int((predicted == code).sum() + (truth == code).sum()))
+            for code in REGION_NAMES}
+
+
 def dice_per_class(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Dice of each MARS class of two label maps on the same grid (NaN where both lack it)."""
-    scores = {}
-    for code, name in REGION_NAMES.items():
-        a, b = predicted == code, truth == code
-        total = int(a.sum() + b.sum())
-        scores[name] = 2.0 * float((a & b).sum()) / total if total else float("nan")
-    return scores
+    return {REGION_NAMES[code]: common / total if total else float("nan")
+            for code, (common, total) in class_overlaps(predicted, truth).items()}
 
 
 def _subject_scores(maps: dict[str, str], truth_regions: str, markers: str, margin_mm: float) -> dict[str, dict]:
@@ -44,12 +47,10 @@ def _subject_scores(maps: dict[str, str], truth_regions: str, markers: str, marg
     scores = {}
     for name, path in maps.items():
         image = nib.load(path)
-        on_truth_grid = resample_to_grid(np.asarray(image.dataobj), image.affine, grid, "label")
-        overlaps = {code: (2 * int(((on_truth_grid == code) & (truth == code)).sum()),
-                           int((on_truth_grid == code).sum() + (truth == code).sum())) for code in REGION_NAMES}
-        grown, _ = read_region_map(path, margin_mm)
-        scores[name] = {"predicted": regions_at(world_to_voxel(image.affine, points), grown),
-                        "true": true_codes, "overlaps": overlaps}
+        codes = np.asarray(image.dataobj).astype(np.int64)
+        grown = grow_regions(codes, image.header.get_zooms()[:3], margin_mm)
+        scores[name] = {"predicted": regions_at(world_to_voxel(image.affine, points), grown), "true": true_codes,
+                        "overlaps": class_overlaps(resample_to_grid(codes, image.affine, grid, "label"), truth)}
     return scores
 
 
