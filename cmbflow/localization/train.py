@@ -9,7 +9,7 @@ from cmbflow.figures.curves import plot_training_curves
 from cmbflow.localization.coordinates import COORDINATE_SCALE_MM
 from cmbflow.localization.network import LocalizerSettings, load_region_subject, settings_record, train_localizer
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.models.card import git_commit, save_model, versions
+from cmbflow.models.card import normalization_record, provenance_record, save_model
 from cmbflow.training.variant import validation_keys
 
 log = logging.getLogger(__name__)
@@ -42,15 +42,12 @@ def train_localizer_model(config: dict, subjects: dict[str, dict[str, str]], spa
         "coordinates": "template-space x, y, z of each voxel through the from-template_to-native transform of preprocessing",
         "spacing_mm": [float(v) for v in spacing],
         "grid": "world-aligned RAS+ (axes along R, A, S), cropped to the head (preprocessing)",
+        "normalization": {**normalization_record(config["preprocessing"]), "swi_closing_mm": settings.closing_mm},
         "labels": "MARS atlas warped into each subject by preprocessing",
         "network": {"in_channels": settings.in_channels, "channels": list(settings.channels), "strides": list(settings.strides),
                     "pool": list(settings.pool)},
         "training": settings_record(settings),
-        "data_split": {"train": [s.key for s in train], "validation": [s.key for s in validation], "test": sorted(held_out)},
-        "final_curves": curves.iloc[-1].to_dict() if len(curves) else {},
-        "versions": versions(),
-        "git_commit": git_commit(workflow_dir),
-        "resolved_config": config,
+        **provenance_record([s.key for s in train], [s.key for s in validation], held_out, curves, config, workflow_dir),
     }
     curves.to_csv(outputs["curves"], sep="\t", index=False)
     plot_training_curves(curves, outputs["curves_png"], title="localizer: training curves",

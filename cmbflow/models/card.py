@@ -46,6 +46,22 @@ def git_commit(folder: str | Path = ".") -> str:
     return commit + ("+dirty" if dirty else "")
 
 
+def normalization_record(preprocessing: dict) -> dict:
+    """How the model-ready input was normalized (config ``preprocessing``), for a model card."""
+    return {"swi_percentiles": preprocessing["swi_percentiles"], "n4": preprocessing["n4"],
+            "phase": "phase_sign * radians / pi"}
+
+
+def provenance_record(train: list[str], validation: list[str], held_out, curves, config: dict, workflow_dir: str) -> dict:
+    """The card entries every cmbflow model carries: data split (subject names), the last
+    point of the training curves, package versions, git commit and the resolved config."""
+    return {"data_split": {"train": list(train), "validation": list(validation), "test": sorted(held_out)},
+            "final_curves": curves.iloc[-1].to_dict() if len(curves) else {},
+            "versions": versions(),
+            "git_commit": git_commit(workflow_dir),
+            "resolved_config": config}
+
+
 def save_model(folder_files: dict[str, str], state: dict[str, dict[str, torch.Tensor]], card: dict) -> None:
     """Write the weights (``state``: name -> state_dict) and the card to the paths of
     :func:`cmbflow.paths.model_files`."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cmbflow.config import split_subjects
 from cmbflow.figures.curves import plot_training_curves
-from cmbflow.models.card import INPUT_CHANNELS, git_commit, save_model, versions
+from cmbflow.models.card import INPUT_CHANNELS, normalization_record, provenance_record, save_model
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
 from cmbflow.training.patches import load_subject
 
@@ -58,7 +58,6 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
     log.info("variant %s: %d training, %d validation subjects", variant, len(train), len(validation))
     state, curves = train_detector(train, validation, settings, checkpoint, show_progress=config.get("progress_bars", False))
     Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
-    preprocessing = config["preprocessing"]
     card = {
         "name": f"cmbflow CMB detector ({variant})",
         "variant": variant,
@@ -66,16 +65,11 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
         "input_channels": INPUT_CHANNELS,
         "spacing_mm": [float(v) for v in spacing],
         "grid": "world-aligned RAS+ (axes along R, A, S), cropped to the head (preprocessing)",
-        "normalization": {"swi_percentiles": preprocessing["swi_percentiles"], "n4": preprocessing["n4"],
-                          "phase": "phase_sign * radians / pi"},
+        "normalization": normalization_record(config["preprocessing"]),
         "anchors_mm": list(settings.anchors_mm),
         "network": network_record(settings),
         "training": settings_record(settings),
-        "data_split": {"train": [s.key for s in train], "validation": [s.key for s in validation], "test": sorted(held_out)},
-        "final_curves": curves.iloc[-1].to_dict() if len(curves) else {},
-        "versions": versions(),
-        "git_commit": git_commit(workflow_dir),
-        "resolved_config": config,
+        **provenance_record([s.key for s in train], [s.key for s in validation], held_out, curves, config, workflow_dir),
     }
     curves.to_csv(outputs["curves"], sep="\t", index=False)
     plot_training_curves(curves, outputs["curves_png"], title=f"{variant}: training curves")
