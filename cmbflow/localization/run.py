@@ -40,10 +40,10 @@ def run_segmentation(weights: str, card: str, subjects: dict[str, dict[str, str]
     device = default_device()
     for key in progress(sorted(subjects), show_progress, "regions"):
         start = time.perf_counter()
-        files = {kind: path for kind, path in subjects[key].items() if kind != "regions"}
-        volumes = load_region_subject(key, files, settings.use_phase, settings.closing_mm)
-        swi = nib.load(files["swi"])
+        files = subjects[key]
+        swi = nib.load(files["swi"])  # header only: refuse a wrong spacing before the heavy work
         check_spacing(model_card, swi.header.get_zooms()[:3], files["swi"])
+        volumes = load_region_subject(key, files, settings.use_phase, settings.closing_mm)
         regions = segment_regions(model, volumes.image, settings, device)
         Path(outputs[key]).parent.mkdir(parents=True, exist_ok=True)
         save_volume(outputs[key], regions, swi.affine, dtype=np.uint8)
