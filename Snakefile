@@ -30,6 +30,7 @@ include: "rules/inputs.smk"
 include: "rules/preproc.smk"
 include: "rules/detector.smk"
 include: "rules/localization.smk"
+include: "rules/evaluation.smk"
 
 
 rule all:

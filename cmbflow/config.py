@@ -62,6 +62,7 @@ def check_config(config: dict) -> None:
     template_site = config["synth"].get("template_site")
     if template_site is not None and template_site not in sites:
         raise ValueError(f"synth.template_site is '{template_site}', but synth.sites has only {sorted(sites)}.")
+    check_trained_models(config.get("models") or {})
     localizer = config.get("localizer", {})
     if localizer:
         if len(localizer["strides"]) != len(localizer["channels"]) - 1:
@@ -71,6 +72,32 @@ def check_config(config: dict) -> None:
         if any(size % factor for size, factor in zip(localizer["patch_size"], factors)):
             raise ValueError(f"localizer.patch_size {localizer['patch_size']} must be multiples of {factors} "
                              "(localizer.pool times the product of localizer.strides, per axis).")
+
+
+def check_trained_models(models: dict) -> None:
+    """Config ``models``: every folder holds ``model.pt`` and ``model_card.json``, and the
+    localization network is among them (key ``localizer``)."""
+    if not models:
+        return
+    if paths.LOCALIZER not in models:
+        raise ValueError(f"config models: {sorted(models)} has no '{paths.LOCALIZER}'. Add the localization network's "
+                         "folder (results/models/localizer/ of the run that trained the detectors) as models.localizer.")
+    if len(models) < 2:
+        raise ValueError("config models: name at least one detector variant besides the localizer.")
+    for name, folder in models.items():
+        for file in paths.model_folder_files(folder).values():
+            if not Path(file).is_file():
+                raise ValueError(f"config models.{name}: {file} not found. Point it at a model folder that the workflow "
+                                 "wrote (results/models/<name>/ holding model.pt and model_card.json).")
+
+
+def trained_spacing(models: dict) -> list[float] | None:
+    """The voxel size the trained detectors of config ``models`` expect (their cards), if any."""
+    for name, folder in models.items():
+        if name != paths.LOCALIZER:
+            card = yaml.safe_load(Path(paths.model_folder_files(folder)["card"]).read_text())  # JSON is YAML
+            return [float(v) for v in card["spacing_mm"]]
+    return None
 
 
 def bids_dir(dataset: dict) -> str:
@@ -119,11 +146,14 @@ def registration_template(config: dict) -> dict[str, str]:
 
 def target_spacing(config: dict) -> list[float]:
     """Voxel size (world x, y, z, mm) of the model-ready grid: ``preprocessing.target_spacing_mm``,
-    else that of the first internal dataset (its synthetic site's, or its first subject's
+    else the trained models' (config ``models``), else that of the first internal dataset (its synthetic site's, or its first subject's
     header), else of the first dataset."""
     explicit = config.get("preprocessing", {}).get("target_spacing_mm")
     if explicit:
         return [float(v) for v in explicit]
+    trained = trained_spacing(config.get("models") or {})
+    if trained:
+        return trained
     datasets = sorted(config["datasets"].items(), key=lambda item: item[1]["role"] != "internal")
     name, dataset = datasets[0]
     site = dataset.get("synthetic_site")

@@ -208,6 +208,33 @@ def anatomical_filtering() -> str:
     return f"{RESULTS}/evaluation/anatomical_filtering.tsv"
 
 
-def detection_sensitivity() -> str:
-    """Sensitivity at fixed false positives per subject, every variant x dataset."""
-    return f"{RESULTS}/evaluation/detection_sensitivity.tsv"
+EVALUATION_TABLES = ("summary", "froc", "froc_band", "pr", "regions", "matched", "lesions")
+
+
+def evaluation_files(variant: str, dataset: str) -> dict[str, str]:
+    """Detection evaluation of one variant on one annotated dataset
+    (``results/evaluation/<variant>/<dataset>/``), TSVs: ``summary`` (CPM, AP, metrics at the
+    operating point, before / after filtering), ``froc`` (curve points), ``froc_band``
+    (bootstrap band), ``pr`` (precision-recall), ``regions`` (operating point per region),
+    ``matched`` (candidates with outcome) and ``lesions`` (the CMBs, with their best score)."""
+    folder = f"{RESULTS}/evaluation/{variant}/{dataset}"
+    return {name: f"{folder}/{name}.tsv" for name in EVALUATION_TABLES}
+
+
+def evaluation_table(name: str, ext: str) -> str:
+    """A table over all variants and datasets: ``results/evaluation/<name><ext>`` (``.tsv`` or ``.md``)."""
+    return f"{RESULTS}/evaluation/{name}{ext}"
+
+
+def figure(scope: str, name: str) -> dict[str, str]:
+    """One figure as ``png`` (report) and ``pdf`` (vector): ``results/figures/<scope>/<name>.<ext>``;
+    ``scope`` is a dataset, ``<variant>/<dataset>`` or ``models``."""
+    stem = f"{RESULTS}/figures/{scope}/{name}"
+    return {"png": f"{stem}.png", "pdf": f"{stem}.pdf"}
+
+
+def model_folder_files(folder: str) -> dict[str, str]:
+    """``weights`` and ``card`` of a model folder given by the user (config ``models``), laid
+    out as :func:`model_files` writes it."""
+    folder = folder.rstrip("/")
+    return {"weights": f"{folder}/model.pt", "card": f"{folder}/model_card.json"}

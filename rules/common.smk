@@ -1,6 +1,7 @@
 # Helpers shared by all rules: subject lists, input functions, wildcard constraints.
 # Every output path comes from cmbflow.paths.
 
+import json
 import os
 
 from snakemake.exceptions import WorkflowError
@@ -31,7 +32,32 @@ SUBJECTS = {name: list(inputs) for name, inputs in SUBJECT_INPUTS.items()}
 TEMPLATE = registration_template(config)
 TARGET_SPACING = target_spacing(config)
 INTERNAL_DATASETS = [name for name, d in config["datasets"].items() if d["role"] == "internal"]
-VARIANTS = list(config["detector"]["variants"])
+# config `models:` (name -> trained model folder): use those models, train nothing.
+TRAINED_MODELS = dict(config.get("models") or {})
+TRAINING = not TRAINED_MODELS and bool(INTERNAL_DATASETS)
+HAS_MODELS = TRAINING or bool(TRAINED_MODELS)
+VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if TRAINED_MODELS else list(config["detector"]["variants"])
+
+
+def detector_model(variant):
+    """``weights`` and ``card`` of a detector variant: the folder config ``models`` names, else the one training writes."""
+    if TRAINED_MODELS:
+        return paths.model_folder_files(TRAINED_MODELS[variant])
+    return paths.model_files(variant)
+
+
+def localizer_model():
+    """``weights`` and ``card`` of the localization network (config ``models.localizer``, else trained)."""
+    if TRAINED_MODELS:
+        return paths.model_folder_files(TRAINED_MODELS[paths.LOCALIZER])
+    return paths.localizer_files()
+
+
+def fuses_levels(variant):
+    """Whether a variant uses the Feature Fusion Module (its config, or its model card)."""
+    if TRAINED_MODELS:
+        return bool(json.loads(open(detector_model(variant)["card"]).read())["network"]["fuse_levels"])
+    return bool(config["detector"]["variants"][variant]["fuse_levels"])
 
 
 def _test_subjects(name):
@@ -45,9 +71,11 @@ def _test_subjects(name):
 
 TEST_SUBJECTS = {name: _test_subjects(name) for name in config["datasets"]}
 TRAIN_SUBJECTS = {name: [key for key in SUBJECTS[name] if key not in TEST_SUBJECTS[name]] for name in INTERNAL_DATASETS}
-# Datasets scored against their CMB masks: those whose test subjects all have one.
-EVALUATED_DATASETS = [name for name in config["datasets"]
-                      if TEST_SUBJECTS[name] and all(SUBJECT_INPUTS[name][key]["mask"] for key in TEST_SUBJECTS[name])]
+# Datasets scored against their annotations: those whose test subjects all have a CMB mask
+# (or, with the distance hit rule, a markers table).
+ANNOTATION = ("mask", "markers") if config["evaluation"]["hit_rule"]["kind"] == "distance" else ("mask",)
+EVALUATED_DATASETS = [name for name in config["datasets"] if TEST_SUBJECTS[name]
+                      and all(any(SUBJECT_INPUTS[name][key][kind] for kind in ANNOTATION) for key in TEST_SUBJECTS[name])]
 # Datasets with the generator's true region map (synthetic), for the localization accuracy.
 TRUTH_DATASETS = [name for name in config["datasets"] if "synthetic_site" in config["datasets"][name] and TEST_SUBJECTS[name]]
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
@@ -152,10 +180,46 @@ def detection_files(wildcards):
     return [path for subject in subjects for path in [*subject["files"].values(), subject["original"]]]
 
 
+def evaluation_subjects(name):
+    """Test subject key -> its CMB ``mask`` and ``markers`` (original grid) and ``regions``
+    (the region map that config ``localization`` chooses, model-ready grid)."""
+    maps = region_maps(name)
+    return {key: {"mask": SUBJECT_INPUTS[name][key]["mask"], "markers": SUBJECT_INPUTS[name][key]["markers"],
+                  "regions": maps[key][config["localization"]]} for key in TEST_SUBJECTS[name]}
+
+
+def evaluation_inputs(wildcards):
+    files = evaluation_subjects(wildcards.dataset).values()
+    return [path for subject in files for kind, path in subject.items() if path and kind != "regions"]
+
+
+def example_runs(name):
+    """Variant -> its localized candidates and, on annotated datasets, its evaluation tables."""
+    runs = {}
+    for v in VARIANTS:
+        runs[v] = {"candidates": paths.candidate_files(v, name)["table"]}
+        if name in EVALUATED_DATASETS:
+            runs[v].update({k: paths.evaluation_files(v, name)[k] for k in ("matched", "summary")})
+    return runs
+
+
+# Fig. 6 needs a baseline (no FFM) and an FFM variant and an annotated internal test subject with a CMB.
+BASELINE = next((v for v in VARIANTS if not fuses_levels(v)), None)
+FUSED = next((v for v in VARIANTS if fuses_levels(v)), None)
+FIGURE_DATASET = next((d for d in EVALUATED_DATASETS if d in INTERNAL_DATASETS), None)
+
+
+def _subject_with_cmb(lesions):
+    """The first subject in a ``lesions`` table of the evaluation (read when the job runs)."""
+    import pandas as pd
+
+    return str(pd.read_csv(lesions, sep="\t", dtype={"subject": str})["subject"].iloc[0])
+
+
 # Config sections read only by later stages or for display: a change there must not retrain a model.
 DOWNSTREAM_OF = {
-    "detector": ("progress_bars", "localization", "region_margin_mm", "localizer", "census"),
-    "localizer": ("progress_bars", "detector", "localization", "region_margin_mm", "census"),
+    "detector": ("progress_bars", "localization", "region_margin_mm", "localizer", "census", "evaluation", "models"),
+    "localizer": ("progress_bars", "detector", "localization", "region_margin_mm", "census", "evaluation", "models"),
 }
 
 
@@ -187,14 +251,22 @@ def final_outputs():
                 for name, d in config["datasets"].items() if d["role"] == "internal"]
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
     targets += [paths.registration_quality(name) for name in config["datasets"]]
-    if INTERNAL_DATASETS:
+    if TRAINING:
         targets += [paths.model_files(variant)[kind] for variant in VARIANTS for kind in ("weights", "card", "curves_png")]
         targets += [paths.localizer_files()[kind] for kind in ("weights", "card", "curves_png")]
+    if HAS_MODELS:
         targets += [path for variant in VARIANTS for name in config["datasets"] if TEST_SUBJECTS[name]
                     for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values())]
-    if EVALUATED_DATASETS and INTERNAL_DATASETS:
-        targets += [paths.detection_sensitivity(), paths.anatomical_filtering()]
-    if TRUTH_DATASETS and INTERNAL_DATASETS:
+        targets += [paths.figure(name, figure)["png"] for name in config["datasets"] if TEST_SUBJECTS[name]
+                    for figure in ("candidate_panels", "anatomical_filtering")]
+    if EVALUATED_DATASETS and HAS_MODELS:
+        targets += [paths.anatomical_filtering(), paths.evaluation_table("models_by_site", ".tsv")]
+        targets += [paths.figure(name, figure)["png"] for name in EVALUATED_DATASETS
+                    for figure in ("froc", "precision_recall", "fp_per_subject")]
+        targets += [paths.figure(f"{v}/{name}", "tsne")["png"] for v in VARIANTS for name in EVALUATED_DATASETS]
+        if BASELINE and FUSED and FIGURE_DATASET:
+            targets.append(paths.figure("models", "feature_levels")["png"])
+    if TRUTH_DATASETS and HAS_MODELS:
         targets.append(paths.localization_accuracy())
     targets += [paths.preproc_subject_files(name, key)["qc"] for name, keys in SUBJECTS.items() for key in keys]
     if SYNTH_SITES:

@@ -1,54 +1,56 @@
 # The detector: one training job per variant (config detector.variants), then one inference
 # job per variant x dataset over that dataset's test subjects (raw detections; localization.smk
-# adds the regions), and the sensitivity table (every detection counts, before filtering).
+# adds the regions). Evaluation is in evaluation.smk.
 
 
-rule train_detector:
-    input:
-        splits=[paths.output("inputs", name, suffix="split", ext=".tsv") for name in INTERNAL_DATASETS],
-        images=training_files,
-    output:
-        weights=paths.model_files("{variant}")["weights"],
-        card=paths.model_files("{variant}")["card"],
-        curves=report(
-            paths.model_files("{variant}")["curves"],
-            caption="../report/training_curves.rst",
-            category="Detector",
-            subcategory="Training",
-            labels={"variant": "{variant}", "figure": "curves (table)"},
-        ),
-        curves_png=report(
-            paths.model_files("{variant}")["curves_png"],
-            caption="../report/training_curves.rst",
-            category="Detector",
-            subcategory="Training",
-            labels={"variant": "{variant}", "figure": "curves"},
-        ),
-    params:
-        config=model_config("detector"),
-        subjects=training_subjects(),
-        held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
-        spacing=TARGET_SPACING,
-        checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.variant),
-        workflow_dir=workflow.basedir,
-    log:
-        paths.log("detector", "train_{variant}"),
-    benchmark:
-        paths.benchmark("detector", "train_{variant}")
-    threads: config["detector"]["training"]["threads"]
-    resources:
-        mem_mb=6000,  # measured peak ~2 GB (all training volumes in memory) at the default scale
-        runtime=120,
-    conda:
-        "../envs/detector.yaml"
-    script:
-        "../scripts/train_detector.py"
+# Not part of the DAG when config `models:` names trained models.
+if TRAINING:
 
+    rule train_detector:
+        input:
+            splits=[paths.output("inputs", name, suffix="split", ext=".tsv") for name in INTERNAL_DATASETS],
+            images=training_files,
+        output:
+            weights=paths.model_files("{variant}")["weights"],
+            card=paths.model_files("{variant}")["card"],
+            curves=report(
+                paths.model_files("{variant}")["curves"],
+                caption="../report/training_curves.rst",
+                category="Detector",
+                subcategory="Training",
+                labels={"variant": "{variant}", "figure": "curves (table)"},
+            ),
+            curves_png=report(
+                paths.model_files("{variant}")["curves_png"],
+                caption="../report/training_curves.rst",
+                category="Detector",
+                subcategory="Training",
+                labels={"variant": "{variant}", "figure": "curves"},
+            ),
+        params:
+            config=model_config("detector"),
+            subjects=training_subjects(),
+            held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
+            spacing=TARGET_SPACING,
+            checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.variant),
+            workflow_dir=workflow.basedir,
+        log:
+            paths.log("detector", "train_{variant}"),
+        benchmark:
+            paths.benchmark("detector", "train_{variant}")
+        threads: config["detector"]["training"]["threads"]
+        resources:
+            mem_mb=6000,  # measured peak ~2 GB (all training volumes in memory) at the default scale
+            runtime=120,
+        conda:
+            "../envs/detector.yaml"
+        script:
+            "../scripts/train_detector.py"
 
 rule detect_cmbs:
     input:
-        weights=paths.model_files("{variant}")["weights"],
-        card=paths.model_files("{variant}")["card"],
+        weights=lambda wildcards: detector_model(wildcards.variant)["weights"],
+        card=lambda wildcards: detector_model(wildcards.variant)["card"],
         images=detection_files,
     output:
         table=paths.detection_files("{variant}", "{dataset}")["table"],
@@ -83,29 +85,3 @@ rule detect_cmbs:
     script:
         "../scripts/detect_cmbs.py"
 
-
-rule detection_sensitivity:
-    input:
-        tables=[paths.detection_files(v, d)["table"] for v in VARIANTS for d in EVALUATED_DATASETS],
-        masks=[SUBJECT_INPUTS[d][key]["mask"] for d in EVALUATED_DATASETS for key in TEST_SUBJECTS[d]],
-    output:
-        report(
-            paths.detection_sensitivity(),
-            caption="../report/detection_sensitivity.rst",
-            category="Detector",
-            subcategory="Detection",
-            labels={"table": "sensitivity at fixed FPs per subject"},
-        ),
-    params:
-        runs=[{"variant": v, "dataset": d, "table": paths.detection_files(v, d)["table"]} for v in VARIANTS for d in EVALUATED_DATASETS],
-        masks={d: {key: SUBJECT_INPUTS[d][key]["mask"] for key in TEST_SUBJECTS[d]} for d in EVALUATED_DATASETS},
-    log:
-        paths.log("detector", "detection_sensitivity"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=10,
-    conda:
-        "../envs/figures.yaml"
-    script:
-        "../scripts/detection_sensitivity.py"

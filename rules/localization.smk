@@ -3,51 +3,53 @@
 # `kept`, and the census; the evaluation compares network and atlas against the true regions.
 
 
-rule train_localizer:
-    input:
-        splits=[paths.output("inputs", name, suffix="split", ext=".tsv") for name in INTERNAL_DATASETS],
-        images=lambda wildcards: [path for files in localizer_subjects().values() for path in files.values()],
-    output:
-        weights=paths.localizer_files()["weights"],
-        card=paths.localizer_files()["card"],
-        curves=report(
-            paths.localizer_files()["curves"],
-            caption="../report/localizer_curves.rst",
-            category="Localization",
-            subcategory="Training",
-            labels={"model": "localizer", "figure": "curves (table)"},
-        ),
-        curves_png=report(
-            paths.localizer_files()["curves_png"],
-            caption="../report/localizer_curves.rst",
-            category="Localization",
-            subcategory="Training",
-            labels={"model": "localizer", "figure": "curves"},
-        ),
-    params:
-        config=model_config("localizer"),
-        subjects=localizer_subjects(),
-        held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
-        spacing=TARGET_SPACING,
-        workflow_dir=workflow.basedir,
-    log:
-        paths.log("localization", "train_localizer"),
-    benchmark:
-        paths.benchmark("localization", "train_localizer")
-    threads: config["localizer"]["threads"]
-    resources:
-        mem_mb=6000,  # all training volumes with their coordinate channels in memory (~2 GB default)
-        runtime=120,
-    conda:
-        "../envs/detector.yaml"
-    script:
-        "../scripts/train_localizer.py"
+# Not part of the DAG when config `models:` names trained models.
+if TRAINING:
 
+    rule train_localizer:
+        input:
+            splits=[paths.output("inputs", name, suffix="split", ext=".tsv") for name in INTERNAL_DATASETS],
+            images=lambda wildcards: [path for files in localizer_subjects().values() for path in files.values()],
+        output:
+            weights=paths.localizer_files()["weights"],
+            card=paths.localizer_files()["card"],
+            curves=report(
+                paths.localizer_files()["curves"],
+                caption="../report/localizer_curves.rst",
+                category="Localization",
+                subcategory="Training",
+                labels={"model": "localizer", "figure": "curves (table)"},
+            ),
+            curves_png=report(
+                paths.localizer_files()["curves_png"],
+                caption="../report/localizer_curves.rst",
+                category="Localization",
+                subcategory="Training",
+                labels={"model": "localizer", "figure": "curves"},
+            ),
+        params:
+            config=model_config("localizer"),
+            subjects=localizer_subjects(),
+            held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
+            spacing=TARGET_SPACING,
+            workflow_dir=workflow.basedir,
+        log:
+            paths.log("localization", "train_localizer"),
+        benchmark:
+            paths.benchmark("localization", "train_localizer")
+        threads: config["localizer"]["threads"]
+        resources:
+            mem_mb=6000,  # all training volumes with their coordinate channels in memory (~2 GB default)
+            runtime=120,
+        conda:
+            "../envs/detector.yaml"
+        script:
+            "../scripts/train_localizer.py"
 
 rule segment_regions:
     input:
-        weights=paths.localizer_files()["weights"],
-        card=paths.localizer_files()["card"],
+        weights=localizer_model()["weights"],
+        card=localizer_model()["card"],
         images=lambda wildcards: [path for files in segmentation_subjects(wildcards.dataset).values() for path in files.values()],
     output:
         directory(paths.region_segmentations("{dataset}")),
@@ -72,6 +74,7 @@ rule segment_regions:
 rule localize_candidates:
     input:
         detections=paths.detection_files("{variant}", "{dataset}")["table"],
+        card=lambda wildcards: detector_model(wildcards.variant)["card"],  # its operating point
         network=paths.region_segmentations("{dataset}"),
         atlas=lambda wildcards: [files["atlas"] for files in region_maps(wildcards.dataset).values()],
     output:
@@ -141,7 +144,9 @@ rule localization_accuracy:
 rule anatomical_filtering:
     input:
         tables=[paths.candidate_files(v, d)["table"] for v in VARIANTS for d in EVALUATED_DATASETS],
-        masks=[SUBJECT_INPUTS[d][key]["mask"] for d in EVALUATED_DATASETS for key in TEST_SUBJECTS[d]],
+        cards=[detector_model(v)["card"] for v in VARIANTS],
+        annotations=[path for d in EVALUATED_DATASETS for files in evaluation_subjects(d).values()
+                     for kind, path in files.items() if path and kind != "regions"],
     output:
         report(
             paths.anatomical_filtering(),
@@ -151,10 +156,16 @@ rule anatomical_filtering:
             labels={"table": "filtering: sensitivity and FPs before / after"},
         ),
     params:
-        runs=[{"variant": v, "dataset": d, "table": paths.candidate_files(v, d)["table"]} for v in VARIANTS for d in EVALUATED_DATASETS],
-        masks={d: {key: SUBJECT_INPUTS[d][key]["mask"] for key in TEST_SUBJECTS[d]} for d in EVALUATED_DATASETS},
-        # every candidate, and the operating point
-        thresholds=sorted({config["detector"]["inference"]["score_threshold"], config["census"]["score_threshold"]}),
+        runs=[
+            {"variant": v, "dataset": d, "table": paths.candidate_files(v, d)["table"], "card": detector_model(v)["card"]}
+            for v in VARIANTS
+            for d in EVALUATED_DATASETS
+        ],
+        subjects={d: evaluation_subjects(d) for d in EVALUATED_DATASETS},
+        hit_rule=config["evaluation"]["hit_rule"],
+        # every candidate, and the operating point (each variant's, unless census.score_threshold is set)
+        all_candidates=config["detector"]["inference"]["score_threshold"],
+        operating=config["census"]["score_threshold"],
     log:
         paths.log("localization", "anatomical_filtering"),
     threads: 1

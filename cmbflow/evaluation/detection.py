@@ -1,20 +1,83 @@
-"""Detection scoring: which candidates hit which CMB, and the FROC curve.
+"""Detection scoring: which candidates hit which CMB.
 
-A candidate **hits** a CMB when its centre (voxel of the original image, rounded) lies in
-that CMB's mask dilated by ``dilation_voxels`` (one by default). Candidates are taken best
-first; the first hit of a CMB is a true positive, later candidates on an already-found CMB
-are ``duplicate`` (neither true nor false positive, as in the LUNA16 FROC), the rest are
-false positives.
+Two hit rules (config ``evaluation.hit_rule``):
+
+* ``mask`` (default): the candidate's centre (voxel of the original image, rounded) lies in
+  the CMB's instance mask dilated by ``dilation_voxels`` (one).
+* ``distance``: the candidate's centre (world mm) lies within ``max(radius_mm, r_min_mm)``
+  of the CMB's marker; the nearest such CMB is hit. Without a mask or a marker radius the
+  CMB's radius is that of a ball of its mask's volume.
+
+Candidates are taken best first; the first hit of a CMB is a true positive, later candidates
+on an already-found CMB are ``duplicate`` (neither true nor false positive, as in the LUNA16
+FROC), the rest are false positives.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
+from cmbflow.io.annotations import instance_labels, read_markers
+from cmbflow.io.coords import voxel_to_world
+
 OUTCOMES = ("tp", "fp", "duplicate")
+
+
+@dataclass(frozen=True)
+class HitRule:
+    """When a candidate hits a CMB (config ``evaluation.hit_rule``)."""
+
+    kind: str = "mask"  # mask | distance
+    dilation_voxels: int = 1  # mask rule: instance masks grown by this many voxels
+    r_min_mm: float = 1.5  # distance rule: smallest hit radius around a marker
+
+    @classmethod
+    def from_config(cls, options: dict | None) -> "HitRule":
+        options = dict(options or {})
+        return cls(options.get("kind", cls.kind), int(options.get("dilation_voxels", cls.dilation_voxels)),
+                   float(options.get("r_min_mm", cls.r_min_mm)))
+
+
+@dataclass
+class SubjectTruth:
+    """The CMBs of one subject: ``labels`` (instance mask on the original grid, or None) and
+    ``lesions`` (one row per CMB: ``lesion`` id, ``x, y, z`` world mm RAS+ centre, ``radius_mm``)."""
+
+    labels: np.ndarray | None
+    affine: np.ndarray | None
+    lesions: pd.DataFrame
+
+
+def _ball_radius_mm(n_voxels: np.ndarray, voxel_volume: float) -> np.ndarray:
+    return np.cbrt(3 * n_voxels * voxel_volume / (4 * np.pi))
+
+
+def load_truth(mask: str | None, markers: str | None = None) -> SubjectTruth:
+    """CMBs of one subject from its instance ``mask`` (CMB centres: mask centroids) or, with no
+    mask, its ``markers`` table. Marker radii are used where a mask has none of its own."""
+    if mask:
+        image = nib.load(mask)
+        labels = instance_labels(np.asarray(image.dataobj))
+        ids = np.unique(labels[labels > 0])
+        centres = np.array(ndimage.center_of_mass(labels > 0, labels, ids)).reshape(-1, 3)
+        sizes = ndimage.sum_labels(labels > 0, labels, ids)
+        radius = _ball_radius_mm(np.asarray(sizes, float), float(np.prod(image.header.get_zooms()[:3])))
+        world = voxel_to_world(image.affine, centres)
+        lesions = pd.DataFrame({"lesion": ids.astype(int), "x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
+                                "radius_mm": radius})
+        return SubjectTruth(labels, image.affine, lesions)
+    if not markers:
+        raise ValueError("a subject's CMBs need a mask or a markers table")
+    table = read_markers(markers)
+    radius = table["radius_mm"].to_numpy(float) if "radius_mm" in table else np.full(len(table), np.nan)
+    lesions = pd.DataFrame({"lesion": np.arange(1, len(table) + 1), "x": table["x"].to_numpy(float),
+                            "y": table["y"].to_numpy(float), "z": table["z"].to_numpy(float), "radius_mm": radius})
+    return SubjectTruth(None, None, lesions)
 
 
 def dilated_lesions(labels: np.ndarray, dilation_voxels: int = 1) -> np.ndarray:
@@ -25,68 +88,46 @@ def dilated_lesions(labels: np.ndarray, dilation_voxels: int = 1) -> np.ndarray:
     return ndimage.grey_dilation(labels, size=(2 * dilation_voxels + 1,) * 3)
 
 
-def match_candidates(candidates: pd.DataFrame, labels: np.ndarray, dilation_voxels: int = 1) -> pd.DataFrame:
-    """Candidates of one subject (columns ``i, j, k`` voxel of the original image, ``score``),
-    with ``lesion`` (instance hit, 0 none) and ``outcome`` (:data:`OUTCOMES`) added, best first."""
+def _hits_by_mask(table: pd.DataFrame, labels: np.ndarray, dilation_voxels: int) -> np.ndarray:
     grown = dilated_lesions(np.asarray(labels), dilation_voxels)
-    table = candidates.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
     voxels = np.rint(table[["i", "j", "k"]].to_numpy(float)).astype(int).reshape(-1, 3)
     inside = np.all((voxels >= 0) & (voxels < np.array(grown.shape)), axis=1)
     lesion = np.zeros(len(table), int)
     lesion[inside] = grown[tuple(voxels[inside].T)]
+    return lesion
+
+
+def _hits_by_distance(table: pd.DataFrame, lesions: pd.DataFrame, r_min_mm: float) -> np.ndarray:
+    lesion = np.zeros(len(table), int)
+    if lesions.empty or table.empty:
+        return lesion
+    points = table[["x", "y", "z"]].to_numpy(float)
+    centres = lesions[["x", "y", "z"]].to_numpy(float)
+    distance = np.linalg.norm(points[:, None, :] - centres[None], axis=2)
+    reach = np.fmax(lesions["radius_mm"].to_numpy(float), r_min_mm)  # fmax: a NaN radius gives r_min
+    distance[distance > reach[None]] = np.inf
+    nearest = distance.argmin(axis=1)
+    found = np.isfinite(distance[np.arange(len(table)), nearest])
+    lesion[found] = lesions["lesion"].to_numpy(int)[nearest[found]]
+    return lesion
+
+
+def match_candidates(candidates: pd.DataFrame, truth: SubjectTruth | np.ndarray, rule: HitRule = HitRule()) -> pd.DataFrame:
+    """Candidates of one subject (``i, j, k`` voxel of the original image and ``x, y, z`` world
+    mm, ``score``), best first, with ``lesion`` (id of the CMB hit, 0 none) and ``outcome``
+    (:data:`OUTCOMES`) added. ``truth`` may be a bare instance-label array (mask rule)."""
+    if isinstance(truth, np.ndarray):
+        truth = SubjectTruth(truth, None, pd.DataFrame(columns=["lesion", "x", "y", "z", "radius_mm"]))
+    table = candidates.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    if rule.kind == "mask":
+        if truth.labels is None:
+            raise ValueError("the mask hit rule needs CMB masks; set evaluation.hit_rule.kind: distance for markers only")
+        lesion = _hits_by_mask(table, truth.labels, rule.dilation_voxels)
+    elif rule.kind == "distance":
+        lesion = _hits_by_distance(table, truth.lesions, rule.r_min_mm)
+    else:
+        raise ValueError(f"unknown hit rule {rule.kind!r}: mask or distance")
     first = ~pd.Series(lesion).duplicated().to_numpy()
     table["lesion"] = lesion
     table["outcome"] = np.where(lesion == 0, "fp", np.where(first, "tp", "duplicate"))
     return table
-
-
-def froc(matched: pd.DataFrame, n_lesions: int, n_subjects: int) -> pd.DataFrame:
-    """FROC points of candidates pooled over subjects (``score`` and ``outcome`` columns): one
-    row per distinct score threshold, with ``fp_per_subject`` and ``sensitivity``."""
-    if n_lesions <= 0 or n_subjects <= 0:
-        raise ValueError(f"need lesions and subjects, got {n_lesions} lesions in {n_subjects} subjects")
-    table = matched[matched["outcome"] != "duplicate"].sort_values("score", ascending=False, kind="stable")
-    tp = np.cumsum(table["outcome"].to_numpy() == "tp")
-    fp = np.cumsum(table["outcome"].to_numpy() == "fp")
-    points = pd.DataFrame({"threshold": table["score"].to_numpy(), "sensitivity": tp / n_lesions,
-                           "fp_per_subject": fp / n_subjects})
-    points = points.groupby("threshold", sort=False).last().reset_index()  # ties enter together
-    start = pd.DataFrame({"threshold": [1.0], "sensitivity": [0.0], "fp_per_subject": [0.0]})
-    return pd.concat([start, points], ignore_index=True)
-
-
-def sensitivity_at(points: pd.DataFrame, fp_per_subject: float) -> float:
-    """Highest sensitivity of a FROC with at most ``fp_per_subject`` false positives per subject."""
-    allowed = points[points["fp_per_subject"] <= fp_per_subject + 1e-9]
-    return float(allowed["sensitivity"].max())
-
-
-FP_LEVELS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # false positives per subject (the FROC's usual points)
-
-
-def score_dataset(candidates: pd.DataFrame, masks: dict[str, str], dilation_voxels: int = 1) -> tuple[pd.DataFrame, int]:
-    """Match the candidates of every subject of ``masks`` (key -> CMB instance mask on the
-    original grid). Returns the matched candidates of all subjects and the number of CMBs."""
-    matched, n_lesions = [], 0
-    for key, path in masks.items():
-        labels = np.asarray(nib.load(path).dataobj).astype(np.int32)
-        n_lesions += len(np.unique(labels[labels > 0]))
-        rows = candidates[candidates["subject"].astype(str) == str(key)]
-        matched.append(match_candidates(rows, labels, dilation_voxels).assign(subject=str(key)))
-    return pd.concat(matched, ignore_index=True), n_lesions
-
-
-def sensitivity_table(runs: list[dict], masks: dict[str, dict[str, str]], fp_levels=FP_LEVELS) -> pd.DataFrame:
-    """One row per run (``variant``, ``dataset``, ``table`` path of its candidates): subjects,
-    CMBs, and the sensitivity at each of ``fp_levels`` false positives per subject."""
-    rows = []
-    for run in runs:
-        candidates = pd.read_csv(run["table"], sep="\t", dtype={"subject": str})
-        subject_masks = masks[run["dataset"]]
-        matched, n_lesions = score_dataset(candidates, subject_masks)
-        row = {"variant": run["variant"], "dataset": run["dataset"], "subjects": len(subject_masks), "cmbs": n_lesions}
-        points = froc(matched, n_lesions, len(subject_masks)) if n_lesions else None
-        row.update({f"sens_at_{level:g}_fp": sensitivity_at(points, level) if points is not None else np.nan
-                    for level in fp_levels})
-        rows.append(row)
-    return pd.DataFrame(rows)

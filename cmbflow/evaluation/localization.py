@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.evaluation.detection import score_dataset
+from cmbflow.evaluation.detection import HitRule
+from cmbflow.evaluation.run import match_dataset
 from cmbflow.io.coords import world_to_voxel
 from cmbflow.localization.regions import CHOICES, grow_regions, regions_at
 from cmbflow.preprocessing.grid import Grid
@@ -81,30 +82,32 @@ def localization_accuracy(datasets: dict[str, dict[str, dict[str, str]]], margin
     return pd.DataFrame(rows)
 
 
-def _operating_point(candidates: pd.DataFrame, masks: dict[str, str]) -> dict[str, float]:
-    matched, n_lesions = score_dataset(candidates, masks)
+def _operating_point(candidates: pd.DataFrame, subjects: dict[str, dict], rule: HitRule) -> dict[str, float]:
+    matched, lesions = match_dataset(candidates, {key: {k: v for k, v in files.items() if k != "regions"}
+                                                  for key, files in subjects.items()}, rule)
     outcomes = matched["outcome"]
-    return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()), "cmbs": n_lesions}
+    return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()), "cmbs": len(lesions)}
 
 
-def filtering_table(runs: list[dict], masks: dict[str, dict[str, str]], thresholds) -> pd.DataFrame:
+def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule: HitRule = HitRule()) -> pd.DataFrame:
     """One row per run (``variant``, ``dataset``, ``table`` of localized candidates with
-    ``region_network``, ``region_atlas``) x score threshold x stage (``before``, ``network``,
-    ``atlas``): true and false positives, sensitivity and FPs per subject of the candidates
-    scoring at least the threshold, before and after removing those outside every region."""
+    ``region_network``, ``region_atlas``, ``thresholds``) x score threshold x stage
+    (``before``, ``network``, ``atlas``): true and false positives, sensitivity and FPs per
+    subject of the candidates scoring at least the threshold, before and after removing
+    those outside every region. ``subjects``: dataset -> subject -> ``mask`` / ``markers``."""
     outside = REGION_NAMES[0]
     rows = []
     for run in runs:
         table = pd.read_csv(run["table"], sep="\t", dtype={"subject": str, "candidate": str})
-        subject_masks = masks[run["dataset"]]
-        for threshold in thresholds:
+        dataset_subjects = subjects[run["dataset"]]
+        for threshold in run["thresholds"]:
             chosen = table[table["score"] >= threshold]
             stages = {"before": chosen, **{method: chosen[chosen[f"region_{method}"] != outside] for method in CHOICES}}
             for stage, candidates in stages.items():
-                point = _operating_point(candidates, subject_masks)
+                point = _operating_point(candidates, dataset_subjects, rule)
                 rows.append({"variant": run["variant"], "dataset": run["dataset"], "score_threshold": threshold,
-                             "filter": stage, "subjects": len(subject_masks), "cmbs": point["cmbs"],
+                             "filter": stage, "subjects": len(dataset_subjects), "cmbs": point["cmbs"],
                              "tp": point["tp"], "fp": point["fp"],
                              "sensitivity": point["tp"] / point["cmbs"] if point["cmbs"] else np.nan,
-                             "fp_per_subject": point["fp"] / len(subject_masks)})
+                             "fp_per_subject": point["fp"] / len(dataset_subjects)})
     return pd.DataFrame(rows)

@@ -40,8 +40,8 @@ class InferenceSettings:
     sw_batch_size: int = 1
     score_threshold: float = 0.02  # low: the FROC is traced from the candidates' scores
     nms_iou: float = 0.1
-    max_candidates: int = 100
-    brain_margin_mm: float = 4.0  # candidates up to this far outside the brain mask are kept
+    max_candidates: int = 200
+    brain_margin_mm: float = 10.0  # the search region: the brain mask grown by this (mm)
 
     @classmethod
     def from_config(cls, options: dict) -> "InferenceSettings":

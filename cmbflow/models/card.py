@@ -72,9 +72,26 @@ def save_model(folder_files: dict[str, str], state: dict[str, dict[str, torch.Te
 def load_model(weights: str | Path, card: str | Path) -> tuple[CMBDetector, dict]:
     """The trained detector (eval mode, CPU) and its card."""
     card_content = json.loads(Path(card).read_text())
-    network = card_content["network"]
-    model = CMBDetector(**{k: tuple(map(tuple, v)) if k == "strides" else (tuple(v) if isinstance(v, list) else v)
-                           for k, v in network.items()})
+    model = build_detector(card_content["network"])
     state = torch.load(weights, map_location="cpu", weights_only=True)
     model.load_state_dict(state["detector"])
     return model.eval(), card_content
+
+
+def build_detector(network: dict) -> CMBDetector:
+    """An untrained detector from the card's ``network`` record (JSON lists become tuples)."""
+    return CMBDetector(**{k: tuple(map(tuple, v)) if k == "strides" else (tuple(v) if isinstance(v, list) else v)
+                          for k, v in network.items()})
+
+
+def operating_threshold(card: str | Path, configured: float | None = None) -> float:
+    """The score threshold a detector is used at: ``configured`` (config
+    ``census.score_threshold``) when set, else the operating point its card stores (chosen
+    on the validation subjects of training)."""
+    if configured is not None:
+        return float(configured)
+    content = json.loads(Path(card).read_text())
+    if "operating_point" not in content:
+        raise ValueError(f"{card}: the model card has no operating_point (a model trained before cmbflow chose one). "
+                         "Set census.score_threshold in the config, or retrain the model.")
+    return float(content["operating_point"]["threshold"])

@@ -1,8 +1,9 @@
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
-from cmbflow.evaluation.detection import froc, match_candidates, sensitivity_at
+from cmbflow.evaluation.detection import HitRule, load_truth, match_candidates
 
 
 def _labels():
@@ -18,15 +19,30 @@ def test_a_hit_is_a_centre_inside_the_mask_dilated_by_one_voxel():
     matched = match_candidates(candidates, _labels())
     assert matched["lesion"].tolist() == [1, 2, 0, 2, 0]  # (7, 5, 5) is two voxels from CMB 1: a miss
     assert matched["outcome"].tolist() == ["tp", "tp", "fp", "duplicate", "fp"]
-    assert match_candidates(candidates, _labels(), dilation_voxels=0)["lesion"].tolist() == [0, 2, 0, 2, 0]
+    assert match_candidates(candidates, _labels(), HitRule(dilation_voxels=0))["lesion"].tolist() == [0, 2, 0, 2, 0]
 
 
-def test_froc_counts_false_positives_per_subject_and_skips_duplicates():
-    matched = pd.DataFrame({"score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4], "outcome": ["tp", "fp", "duplicate", "fp", "tp", "fp"]})
-    points = froc(matched, n_lesions=4, n_subjects=2)
-    assert points["sensitivity"].tolist() == [0.0, 0.25, 0.25, 0.25, 0.5, 0.5]
-    assert points["fp_per_subject"].tolist() == [0.0, 0.0, 0.5, 1.0, 1.0, 1.5]
-    assert sensitivity_at(points, 0.0) == 0.25
-    assert sensitivity_at(points, 1.0) == 0.5
-    with pytest.raises(ValueError):
-        froc(matched, n_lesions=0, n_subjects=2)
+def test_distance_rule_hits_within_the_larger_of_radius_and_r_min(tmp_path):
+    markers = tmp_path / "markers.tsv"
+    pd.DataFrame({"x": [0.0, 20.0], "y": [0.0, 0.0], "z": [0.0, 0.0], "radius_mm": [3.0, 0.5]}).to_csv(markers, sep="\t", index=False)
+    truth = load_truth(None, str(markers))
+    candidates = pd.DataFrame({"x": [2.9, 21.4, 21.6, 3.1, 1.0], "y": [0.0] * 5, "z": [0.0] * 5, "score": [0.9, 0.8, 0.7, 0.6, 0.5]})
+    matched = match_candidates(candidates, truth, HitRule(kind="distance", r_min_mm=1.5))
+    # 2.9 mm from CMB 1 (radius 3): hit; 1.4 mm from CMB 2 (radius 0.5 < r_min 1.5): hit; 1.6 mm: miss; 3.1 mm: miss
+    assert matched["lesion"].tolist() == [1, 2, 0, 0, 1]
+    assert matched["outcome"].tolist() == ["tp", "tp", "fp", "fp", "duplicate"]
+    with pytest.raises(ValueError, match="distance"):
+        match_candidates(candidates, truth, HitRule(kind="mask"))
+
+
+def test_truth_from_a_mask_has_world_centres_and_ball_radii(tmp_path):
+    labels = np.zeros((20, 20, 10), np.int16)
+    labels[2:5, 2:5, 2:5] = 1  # 27 voxels of 2 mm^3
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    affine[:3, 3] = (-10, 5, 0)
+    path = tmp_path / "mask.nii.gz"
+    nib.save(nib.Nifti1Image(labels, affine), path)
+    truth = load_truth(str(path))
+    lesion = truth.lesions.iloc[0]
+    assert (lesion["x"], lesion["y"], lesion["z"]) == pytest.approx((-7.0, 8.0, 6.0))
+    assert lesion["radius_mm"] == pytest.approx((3 * 54 / (4 * np.pi)) ** (1 / 3))

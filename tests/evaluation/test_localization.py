@@ -45,14 +45,14 @@ def test_accuracy_at_true_centres_and_dice_compare_maps_on_the_true_grid(tmp_pat
 def test_filtering_removes_a_false_positive_outside_the_brain_and_keeps_the_true_one(tmp_path):
     mask = np.zeros((10, 10, 10), np.uint8)
     mask[4, 4, 4] = 1
-    masks = {"data": {"001": _save(tmp_path / "mask.nii.gz", mask, TRUTH_AFFINE)}}
+    masks = {"data": {"001": {"mask": _save(tmp_path / "mask.nii.gz", mask, TRUTH_AFFINE)}}}
     table = pd.DataFrame({"subject": "001", "candidate": ["a", "b", "c", "d"], "i": [4, 8, 1, 2], "j": [4, 8, 1, 2],
                           "k": [4, 8, 1, 2], "score": [0.9, 0.8, 0.7, 0.1],
                           "region_network": ["deep", "outside", "lobar", "outside"],
                           "region_atlas": ["deep", "outside", "outside", "outside"]})
     table.to_csv(tmp_path / "candidates.tsv", sep="\t", index=False)
-    runs = [{"variant": "rpn", "dataset": "data", "table": str(tmp_path / "candidates.tsv")}]
-    table = filtering_table(runs, masks, thresholds=[0.05, 0.5])
+    runs = [{"variant": "rpn", "dataset": "data", "table": str(tmp_path / "candidates.tsv"), "thresholds": [0.05, 0.5]}]
+    table = filtering_table(runs, masks)
     assert table.loc[(table["score_threshold"] == 0.05) & (table["filter"] == "before"), "fp"].item() == 3
     rows = table[table["score_threshold"] == 0.5].set_index("filter")
     assert rows.loc["before", ["tp", "fp"]].tolist() == [1, 2]  # d is below the operating threshold

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import shutil
 import subprocess
 import sys
@@ -193,10 +195,36 @@ def test_candidates_are_in_world_mm_and_voxels_of_the_users_original_scan(tiny_r
     internal = pd.read_csv(workdir / paths.candidate_files("rpn", "tiny_internal")["table"], sep="\t", dtype={"subject": str})
     split = pd.read_csv(workdir / "results/inputs/tiny_internal/split.tsv", sep="\t", dtype={"key": str})
     assert set(internal["subject"]) == set(split.loc[split["split"] == "test", "key"])  # held-out subjects only
-    sensitivity = pd.read_csv(workdir / paths.detection_sensitivity(), sep="\t")
-    assert sorted(zip(sensitivity["variant"], sensitivity["dataset"])) == [
-        ("rpn", "tiny_internal"), ("rpn", "user_scans"), ("rpn_ffm_hspl", "tiny_internal"), ("rpn_ffm_hspl", "user_scans")]
-    assert sensitivity.filter(like="sens_at").stack().between(0, 1).all()
+
+
+def test_every_variant_and_annotated_dataset_is_evaluated_with_figures_and_tables(tiny_run):
+    workdir, _, _, _ = tiny_run
+    models = pd.read_csv(workdir / paths.evaluation_table("models_by_site", ".tsv"), sep="\t")
+    assert sorted(set(zip(models["variant"], models["dataset"], models["filter"]))) == [
+        (v, d, f) for v in ("rpn", "rpn_ffm_hspl") for d in ("tiny_internal", "user_scans") for f in ("after", "before")]
+    assert models[["sensitivity", "cpm", "ap"]].stack().between(0, 1).all()
+    assert (models["cpm_lower"] <= models["cpm"] + 1e-9).all() and (models["cpm"] <= models["cpm_upper"] + 1e-9).all()
+    assert (models["threshold"] == 0.0).all()  # census.score_threshold overrides the cards' operating points
+    assert "| rpn |" in (workdir / paths.evaluation_table("models_by_site", ".md")).read_text()
+    assert "Other data" in (workdir / paths.evaluation_table("literature", ".md")).read_text()
+    for variant in ("rpn", "rpn_ffm_hspl"):
+        card = json.loads((workdir / paths.model_files(variant)["card"]).read_text())
+        assert 0 <= card["operating_point"]["threshold"] <= 1  # chosen on validation subjects (fallback without any)
+        for dataset in ("tiny_internal", "user_scans"):
+            files = {k: workdir / v for k, v in paths.evaluation_files(variant, dataset).items()}
+            summary = pd.read_csv(files["summary"], sep="\t").set_index("filter")
+            lesions = pd.read_csv(files["lesions"], sep="\t", dtype={"subject": str})
+            assert summary.loc["before", "cmbs"] == len(lesions) > 0
+            assert summary.loc["after", "tp"] <= summary.loc["before", "tp"]
+            tsne = pd.read_csv(workdir / paths.figure(f"{variant}/{dataset}", "tsne")["png"].replace(".png", ".tsv"), sep="\t")
+            assert "TN" in set(tsne["kind"]) and tsne[["tsne_1", "tsne_2"]].notna().all().all()
+            assert tsne["kind"].isin(["TP", "FN"]).sum() == len(lesions)  # every CMB found or missed, once
+    figures = [paths.figure(d, f) for d in ("tiny_internal", "user_scans")
+               for f in ("froc", "precision_recall", "fp_per_subject", "candidate_panels", "anatomical_filtering")]
+    figures += [paths.figure("models", "feature_levels")]
+    for figure in figures:
+        assert (workdir / figure["png"]).stat().st_size > 10_000, figure
+        assert (workdir / figure["pdf"]).read_bytes()[:5] == b"%PDF-"
 
 
 def test_candidates_get_a_region_and_kept_and_the_census_counts_them(tiny_run):
@@ -245,13 +273,91 @@ def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run
     assert "detect_cmbs" in result.stdout and "train_detector" not in result.stdout and "train_localizer" not in result.stdout
 
 
-def test_changing_the_localization_choice_or_census_threshold_reruns_only_localization(tiny_run):
+def test_changing_localization_census_or_evaluation_options_reruns_neither_training_nor_inference(tiny_run):
     workdir, _, _, config = tiny_run
-    result = snakemake(workdir, {**config, "localization": "atlas", "region_margin_mm": 2.0, "census": {"score_threshold": 0.3}}, "-n")
+    changed = {**config, "localization": "atlas", "region_margin_mm": 2.0, "census": {"score_threshold": 0.3},
+               "evaluation": {"bootstrap": 50}}
+    result = snakemake(workdir, changed, "-n")
     assert result.returncode == 0, result.stdout
-    assert "localize_candidates" in result.stdout and "anatomical_filtering" in result.stdout
+    for rule in ("localize_candidates", "anatomical_filtering", "evaluate_detection", "site_figures"):
+        assert rule in result.stdout, rule
     for rule in ("train_detector", "detect_cmbs", "train_localizer", "segment_regions"):
         assert rule not in result.stdout, rule
+
+
+def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(tiny_run, user_bids, tmp_path):
+    """config `models:` with new datasets: inference, evaluation where annotated, census and
+    example figures everywhere; no training rule in the DAG; the model folders untouched."""
+    workdir, _, _, config = tiny_run
+    fresh = tmp_path / "fresh"
+    for name in ("rpn", "localizer"):
+        shutil.copytree(workdir / "results/models" / name, fresh / "results/models" / name)
+    unannotated = tmp_path / "unannotated"
+    shutil.copytree(user_bids, unannotated, ignore=shutil.ignore_patterns("derivatives"))
+    before = {p: p.read_bytes() for p in (fresh / "results/models").rglob("*") if p.is_file()}
+    datasets = {"user_scans": config["datasets"]["user_scans"],
+                "new_scans": {"bids_dir": str(unannotated), "role": "external", "phase_sign": -1}}
+    new = {"datasets": datasets, "models": {"rpn": "results/models/rpn", "localizer": "results/models/localizer"},
+           "synth": config["synth"], "preprocessing": TINY_PREPROCESSING, "localizer": TINY_LOCALIZER,
+           "detector": {"inference": TINY_DETECTOR["inference"]}}
+    result = snakemake(fresh, new)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "train_detector" not in result.stdout and "train_localizer" not in result.stdout
+    assert {p: p.read_bytes() for p in (fresh / "results/models").rglob("*") if p.is_file()} == before
+    summary = pd.read_csv(fresh / paths.evaluation_files("rpn", "user_scans")["summary"], sep="\t")
+    card = json.loads((fresh / "results/models/rpn/model_card.json").read_text())
+    assert (summary["threshold"] == card["operating_point"]["threshold"]).all()  # the card's operating point
+    assert not (fresh / paths.evaluation_files("rpn", "new_scans")["summary"]).exists()  # no annotations: census only
+    counts = pd.read_csv(fresh / paths.census_files("rpn", "new_scans")["counts"], sep="\t", dtype={"subject": str})
+    assert counts["subject"].tolist() == ["001", "002"]
+    assert (fresh / paths.figure("new_scans", "candidate_panels")["png"]).stat().st_size > 10_000
+    # dropping a dataset from the list leaves the other's outputs as they are
+    result = snakemake(fresh, {**new, "datasets": {"user_scans": datasets["user_scans"]}}, "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def _chromium_dom(chromium: str, page: Path, profile: Path) -> str:
+    """The DOM of ``page`` after its scripts ran, from headless Chromium."""
+    result = subprocess.run([chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=15000",
+                             "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def test_report_is_self_contained_and_its_figures_render_in_headless_chromium(tiny_run, tmp_path):
+    workdir, _, _, config = tiny_run
+    result = snakemake(workdir, config, "--report", "results/report.html")
+    assert result.returncode == 0, result.stdout[-3000:]
+    html = (workdir / "results/report.html").read_text()
+    embedded = dict(re.findall(r'"data_uri": "data:([a-z/+-]+);[^"]*?base64,([A-Za-z0-9+/=]+)"', html))
+    images = re.findall(r'"data_uri": "(data:image/png;[^"]*?base64,[A-Za-z0-9+/=]+)"', html)
+    names = set(re.findall(r'"name": "([^"]+\.png)"', html))
+    for expected in ("froc.png", "precision_recall.png", "fp_per_subject.png", "tsne.png", "candidate_panels.png",
+                     "anatomical_filtering.png", "feature_levels.png", "curves.png"):
+        assert expected in names, expected
+    assert embedded and len(images) >= 20
+    for uri in images:
+        assert base64.b64decode(uri.split("base64,", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not re.search(r'(src|href)="(?!data:|#|javascript:|https?://)[^"]+\.(png|pdf|tsv|md)"', html)  # nothing points to files
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian chromium is not installed (tools/install.sh --test installs it)")
+    dom = _chromium_dom(chromium, workdir / "results/report.html", tmp_path / "profile")
+    for category in ("Evaluation", "Detector", "Localization"):
+        assert category in dom, category  # the report's app ran and lists its categories
+    # every embedded figure decodes to a non-empty picture in the browser
+    page = tmp_path / "figures.html"
+    tags = "".join(f'<img id="f{n}" src="{uri}">' for n, uri in enumerate(images))
+    page.write_text("<html><body>" + tags + "<pre id='sizes'></pre><script>window.onload = () => { document.getElementById('sizes')"
+                    ".textContent = [...document.images].map(i => i.naturalWidth + 'x' + i.naturalHeight).join(' '); };"
+                    "</script></body></html>")
+    sizes = re.search(r'<pre id="sizes">([^<]*)</pre>', _chromium_dom(chromium, page, tmp_path / "profile2")).group(1).split()
+    assert len(sizes) == len(images)
+    assert all(int(w) > 100 and int(h) > 100 for w, h in (size.split("x") for size in sizes)), sizes
 
 
 def test_rerun_has_nothing_to_do(tiny_run):

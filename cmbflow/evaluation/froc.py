@@ -1,0 +1,136 @@
+"""Curves and summary numbers of matched candidates (:func:`cmbflow.evaluation.detection.match_candidates`).
+
+* **FROC**: sensitivity against false positives per subject, one point per distinct score
+  threshold. The **CPM** is the mean sensitivity at :data:`FP_LEVELS` on the curve linearly
+  interpolated between its points, as LUNA16 and ``monai.metrics.compute_froc_score`` do.
+  MONAI's ``compute_froc_curve_data`` skips the lowest score as a threshold; ours does not
+  (the lowest-scoring candidates count), so the two agree once MONAI is given a sentinel
+  false positive below every score (tests/evaluation/test_froc.py).
+* **Bootstrap**: subjects resampled with replacement; 95 % bands of the interpolated FROC and
+  an interval of the CPM.
+* **Precision-recall**: recall is over all CMBs, found or not, so it ends below 1 where
+  CMBs were missed; AP is the step-wise sum ``sum (R_n - R_n-1) P_n`` (scikit-learn's
+  definition, which equals ``average_precision_score`` when every CMB is found).
+* **Operating point**: the threshold with the highest F1 on the validation subjects.
+
+Duplicates (extra hits on an already-found CMB) are neither true nor false positives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+FP_LEVELS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # false positives per subject of the CPM (LUNA16)
+
+
+def _scored(matched: pd.DataFrame) -> pd.DataFrame:
+    """True and false positives, best first."""
+    table = matched[matched["outcome"] != "duplicate"]
+    return table.sort_values("score", ascending=False, kind="stable")
+
+
+def froc_curve(matched: pd.DataFrame, n_lesions: int, n_subjects: int) -> pd.DataFrame:
+    """FROC points of candidates pooled over subjects (``score`` and ``outcome`` columns): a
+    first point ``(0, 0)`` at threshold 1, then one row per distinct score (ties enter
+    together) with ``threshold``, ``tp``, ``fp``, ``sensitivity``, ``fp_per_subject``."""
+    if n_lesions <= 0 or n_subjects <= 0:
+        raise ValueError(f"need CMBs and subjects, got {n_lesions} CMBs in {n_subjects} subjects")
+    table = _scored(matched)
+    tp = np.cumsum(table["outcome"].to_numpy() == "tp")
+    fp = np.cumsum(table["outcome"].to_numpy() == "fp")
+    points = pd.DataFrame({"threshold": table["score"].to_numpy(float), "tp": tp, "fp": fp})
+    points = points.groupby("threshold", sort=False).last().reset_index()
+    points = pd.concat([pd.DataFrame({"threshold": [1.0], "tp": [0], "fp": [0]}), points], ignore_index=True)
+    points["sensitivity"] = points["tp"] / n_lesions
+    points["fp_per_subject"] = points["fp"] / n_subjects
+    return points
+
+
+def sensitivity_at(points: pd.DataFrame, levels=FP_LEVELS) -> np.ndarray:
+    """Sensitivity of a FROC (:func:`froc_curve`) at ``levels`` false positives per subject,
+    linearly interpolated between points (the last sensitivity beyond the curve's end)."""
+    return np.interp(np.asarray(levels, float), points["fp_per_subject"].to_numpy(float), points["sensitivity"].to_numpy(float))
+
+
+def cpm(points: pd.DataFrame, levels=FP_LEVELS) -> float:
+    """Competition performance metric: mean sensitivity at ``levels`` FPs per subject."""
+    return float(np.mean(sensitivity_at(points, levels)))
+
+
+def bootstrap_froc(matched: pd.DataFrame, lesions_per_subject: dict[str, int], levels, n_boot: int = 1000,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Subject-level bootstrap of the FROC: ``(n_boot, len(levels))`` sensitivities at
+    ``levels`` and ``(n_boot,)`` CPMs. Each replicate draws the subjects (keys of
+    ``lesions_per_subject``) with replacement; a replicate with no CMB is drawn again."""
+    rng = np.random.default_rng(seed)
+    subjects = list(lesions_per_subject)
+    by_subject = {key: rows for key, rows in _scored(matched).groupby(matched["subject"].astype(str))}
+    empty = matched.iloc[:0]
+    curves, cpms = [], []
+    while len(curves) < n_boot:
+        drawn = rng.choice(len(subjects), size=len(subjects), replace=True)
+        n_lesions = sum(lesions_per_subject[subjects[i]] for i in drawn)
+        if n_lesions == 0:
+            continue
+        pooled = pd.concat([by_subject.get(subjects[i], empty) for i in drawn], ignore_index=True)
+        points = froc_curve(pooled, n_lesions, len(subjects))
+        curves.append(sensitivity_at(points, levels))
+        cpms.append(cpm(points))
+    return np.asarray(curves), np.asarray(cpms)
+
+
+def pr_curve(matched: pd.DataFrame, n_lesions: int) -> pd.DataFrame:
+    """Precision and recall at each distinct score threshold (``threshold``, ``tp``, ``fp``,
+    ``precision``, ``recall``), recall over all ``n_lesions`` CMBs."""
+    if n_lesions <= 0:
+        raise ValueError("precision-recall needs at least one CMB")
+    table = _scored(matched)
+    tp = np.cumsum(table["outcome"].to_numpy() == "tp")
+    fp = np.cumsum(table["outcome"].to_numpy() == "fp")
+    points = pd.DataFrame({"threshold": table["score"].to_numpy(float), "tp": tp, "fp": fp})
+    points = points.groupby("threshold", sort=False).last().reset_index()
+    points["precision"] = points["tp"] / np.maximum(points["tp"] + points["fp"], 1)
+    points["recall"] = points["tp"] / n_lesions
+    return points
+
+
+def average_precision(points: pd.DataFrame) -> float:
+    """``sum (R_n - R_n-1) P_n`` over the points of :func:`pr_curve` (0 without candidates)."""
+    recall = np.concatenate([[0.0], points["recall"].to_numpy(float)])
+    return float(np.sum(np.diff(recall) * points["precision"].to_numpy(float)))
+
+
+def metrics_at(matched: pd.DataFrame, n_lesions: int, n_subjects: int, threshold: float) -> dict[str, float]:
+    """Counts and rates of the candidates scoring at least ``threshold``: ``tp``, ``fp``,
+    ``fn``, ``sensitivity``, ``fp_per_subject``, ``precision``, ``f1`` (NaN where undefined)."""
+    chosen = matched[matched["score"] >= threshold]
+    tp = int((chosen["outcome"] == "tp").sum())
+    fp = int((chosen["outcome"] == "fp").sum())
+    sensitivity = tp / n_lesions if n_lesions else np.nan
+    precision = tp / (tp + fp) if tp + fp else np.nan
+    f1 = 2 * tp / (2 * tp + fp + (n_lesions - tp)) if n_lesions + fp else np.nan
+    return {"tp": tp, "fp": fp, "fn": n_lesions - tp, "sensitivity": sensitivity,
+            "fp_per_subject": fp / n_subjects if n_subjects else np.nan, "precision": precision, "f1": f1}
+
+
+def choose_operating_point(matched: pd.DataFrame, n_lesions: int, n_subjects: int, fallback: float = 0.5) -> dict:
+    """The score threshold with the highest F1 on ``matched`` (validation candidates).
+
+    Among thresholds reaching that F1, the widest score gap is split in the middle: the
+    threshold lies halfway between the lowest score kept and the next candidate below it,
+    so that new data is not judged on the exact score of one validation candidate.
+    Returns ``threshold`` and :func:`metrics_at` there; ``fallback`` without CMBs or candidates.
+    """
+    points = pr_curve(matched, n_lesions) if n_lesions and len(matched) else None
+    if points is None or points.empty:
+        return {"threshold": fallback, "criterion": "fallback: no CMB or no candidate in the validation subjects",
+                **metrics_at(matched, n_lesions, n_subjects, fallback)}
+    f1 = 2 * points["tp"] / (points["tp"] + points["fp"] + n_lesions)
+    best = np.flatnonzero(np.isclose(f1, f1.max()))
+    scores = points["threshold"].to_numpy(float)
+    lower = np.append(scores[1:], 0.0)  # the next score below each threshold
+    pick = best[np.argmax(scores[best] - lower[best])]
+    threshold = float((scores[pick] + lower[pick]) / 2)
+    return {"threshold": threshold, "criterion": "highest F1 on the validation subjects, midway in its score gap",
+            **metrics_at(matched, n_lesions, n_subjects, threshold)}

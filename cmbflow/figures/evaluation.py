@@ -1,0 +1,124 @@
+"""Evaluation figures of one site, all variants together: FROC with bootstrap bands (the
+paper's Fig. 9a), precision-recall (Fig. 9b) and false positives per subject (Fig. 10).
+
+Every figure is written as PNG (report) and PDF (vector, for publication).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from cmbflow.evaluation.froc import FP_LEVELS  # noqa: E402
+
+FILTER_STYLE = {"after": "-", "before": "--"}
+FILTER_LABEL = {"after": "after anatomical filtering", "before": "before"}
+
+
+def save_figure(fig, png: str, pdf: str) -> None:
+    """Write ``fig`` as PNG (150 dpi) and vector PDF, then close it."""
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=150, bbox_inches="tight")
+    fig.savefig(pdf, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _colours(variants):
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {variant: cycle[n % len(cycle)] for n, variant in enumerate(variants)}
+
+
+def plot_froc(runs: dict[str, dict[str, pd.DataFrame]], title: str, png: str, pdf: str) -> None:
+    """FROC of each variant (``runs``: variant -> ``froc``, ``froc_band`` tables of
+    :func:`cmbflow.evaluation.run.evaluate_detection`): after filtering solid with its 95 %
+    bootstrap band, before filtering dashed; FPs per subject on a log axis."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    colours = _colours(runs)
+    for variant, tables in runs.items():
+        for name in ("after", "before"):
+            points = tables["froc"][tables["froc"]["filter"] == name]
+            if points.empty:
+                continue
+            ax.step(points["fp_per_subject"].clip(lower=1e-3), points["sensitivity"], where="post", color=colours[variant],
+                    linestyle=FILTER_STYLE[name], linewidth=1.6 if name == "after" else 1.0,
+                    label=f"{variant} ({FILTER_LABEL[name]})")
+        band = tables["froc_band"][tables["froc_band"]["filter"] == "after"]
+        ax.fill_between(band["fp_per_subject"], band["lower"], band["upper"], color=colours[variant], alpha=0.15, linewidth=0)
+    for level in FP_LEVELS:
+        ax.axvline(level, color="0.85", linewidth=0.6, zorder=0)
+    ax.set_xscale("log")
+    ax.set_xlim(FP_LEVELS[0] / 2, FP_LEVELS[-1] * 2)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false positives per subject")
+    ax.set_ylabel("sensitivity")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    save_figure(fig, png, pdf)
+
+
+def plot_precision_recall(runs: dict[str, dict[str, pd.DataFrame]], summaries: dict[str, pd.DataFrame], title: str,
+                          png: str, pdf: str) -> None:
+    """Precision-recall curve of each variant after filtering (dashed: before), AP in the legend."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    colours = _colours(runs)
+    for variant, tables in runs.items():
+        for name in ("after", "before"):
+            points = tables["pr"][tables["pr"]["filter"] == name]
+            if points.empty:
+                continue
+            ap = summaries[variant].set_index("filter").loc[name, "ap"]
+            ax.step(points["recall"], points["precision"], where="post", color=colours[variant], linestyle=FILTER_STYLE[name],
+                    linewidth=1.6 if name == "after" else 1.0, label=f"{variant} ({FILTER_LABEL[name]}), AP {ap:.2f}")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall (sensitivity)")
+    ax.set_ylabel("precision")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower left")
+    save_figure(fig, png, pdf)
+
+
+def false_positives_per_subject(matched: pd.DataFrame, subjects: list[str], threshold: float) -> pd.Series:
+    """False positives scoring at least ``threshold`` per subject (zero for a subject with none)."""
+    chosen = matched[(matched["outcome"] == "fp") & (matched["score"] >= threshold)]
+    return chosen.groupby(chosen["subject"].astype(str)).size().reindex(subjects, fill_value=0)
+
+
+def plot_fp_distribution(counts: dict[str, pd.Series], title: str, png: str, pdf: str) -> None:
+    """Box plot of the false positives per subject at the operating point, one box per variant,
+    every subject a dot (``counts``: variant -> FPs per subject)."""
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(counts), 4.0))
+    names = list(counts)
+    ax.boxplot([counts[name].to_numpy() for name in names], showfliers=False)
+    rng = np.random.default_rng(0)  # jitter only
+    for position, name in enumerate(names, start=1):
+        values = counts[name].to_numpy()
+        ax.scatter(position + rng.uniform(-0.12, 0.12, len(values)), values, s=12, color="0.25", zorder=3)
+    ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
+    ax.set_ylabel("false positives per subject (operating point)")
+    ax.set_title(title)
+    save_figure(fig, png, pdf)
+
+
+KIND_STYLE = {"TP": ("tab:green", "o"), "FP": ("tab:red", "^"), "FN": ("tab:orange", "s"), "TN": ("tab:blue", ".")}
+
+
+def plot_embedding(table: pd.DataFrame, title: str, png: str, pdf: str) -> None:
+    """t-SNE scatter (``tsne_1``, ``tsne_2``) coloured by ``kind`` (TP / FP / FN / TN)."""
+    fig, ax = plt.subplots(figsize=(5.0, 4.4))
+    for kind, (colour, marker) in KIND_STYLE.items():
+        rows = table[table["kind"] == kind]
+        if len(rows):
+            ax.scatter(rows["tsne_1"], rows["tsne_2"], s=18 if kind != "TN" else 30, c=colour, marker=marker,
+                       label=f"{kind} ({len(rows)})", alpha=0.8, linewidths=0)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="best")
+    save_figure(fig, png, pdf)

@@ -1,0 +1,55 @@
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from cmbflow import paths
+from cmbflow.evaluation.detection import HitRule
+from cmbflow.evaluation.run import evaluate_detection
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """Two subjects, 2 mm isotropic: CMB 1 in lobar (0), CMB 2 deep; region maps on the same grid."""
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    subjects = {}
+    for key, centres in (("a", [(5, 5, 5), (15, 15, 5)]), ("b", [(10, 10, 5)])):
+        labels = np.zeros((20, 20, 10), np.int16)
+        regions = np.zeros((20, 20, 10), np.int16)
+        regions[2:18, 2:18, 2:8] = 1
+        regions[12:18, 12:18, 2:8] = 2  # deep
+        for n, (i, j, k) in enumerate(centres, start=1):
+            labels[i, j, k] = n
+        for name, volume in (("mask", labels), ("regions", regions)):
+            nib.save(nib.Nifti1Image(volume, affine), tmp_path / f"{key}_{name}.nii.gz")
+        subjects[key] = {"mask": str(tmp_path / f"{key}_mask.nii.gz"), "regions": str(tmp_path / f"{key}_regions.nii.gz")}
+    voxels = np.array([[5, 5, 5], [5, 5, 5], [15, 15, 5], [1, 1, 1], [10, 10, 5], [8, 8, 5]], float)
+    table = pd.DataFrame({"subject": ["a", "a", "a", "a", "b", "b"], "candidate": [f"c{n}" for n in range(6)],
+                          "i": voxels[:, 0], "j": voxels[:, 1], "k": voxels[:, 2],
+                          "score": [0.9, 0.8, 0.7, 0.95, 0.3, 0.6],
+                          "region": ["lobar", "lobar", "deep", "outside", "lobar", "lobar"],
+                          # the first hit of CMB a/1 is removed by filtering, a later one is kept
+                          "kept": [False, True, True, False, True, True]})
+    world = voxels * 2.0
+    table[["x", "y", "z"]] = world
+    table.to_csv(tmp_path / "candidates.tsv", sep="\t", index=False)
+    return tmp_path, subjects
+
+
+def test_before_and_after_filtering_with_regions(dataset):
+    folder, subjects = dataset
+    outputs = {name: str(folder / f"{name}.tsv") for name in paths.EVALUATION_TABLES}
+    summary = evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule(), 0.5, outputs, n_boot=50).set_index("filter")
+    # before: TPs a/1 (0.9), a/2 (0.7); FPs 0.95 (outside) and 0.6; b's CMB only at 0.3 (below the threshold)
+    assert summary.loc["before", ["tp", "fp", "fn"]].tolist() == [2, 2, 1]
+    # after: the outside FP is gone and a/1 is found by its kept, second candidate
+    assert summary.loc["after", ["tp", "fp", "fn"]].tolist() == [2, 1, 1]
+    assert summary.loc["after", "fp_per_subject"] == 0.5 and summary.loc["after", "precision"] == pytest.approx(2 / 3)
+    assert summary.loc["before", "cpm"] <= summary.loc["after", "cpm"]
+    regions = pd.read_csv(outputs["regions"], sep="\t").set_index(["filter", "region"])
+    assert regions.loc[("after", "deep"), ["cmbs", "tp", "fp"]].tolist() == [1, 1, 0]
+    assert regions.loc[("after", "lobar"), ["cmbs", "tp", "fp"]].tolist() == [2, 1, 1]
+    lesions = pd.read_csv(outputs["lesions"], sep="\t", dtype={"subject": str})
+    assert lesions.sort_values(["subject", "lesion"])["best_score"].tolist() == [0.9, 0.7, 0.3]
+    matched = pd.read_csv(outputs["matched"], sep="\t")
+    assert sorted(set(matched["filter"])) == ["after", "before"] and len(matched) == 6 + 4
