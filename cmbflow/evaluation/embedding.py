@@ -48,7 +48,7 @@ def features_at(model: CMBDetector, image: np.ndarray, voxels: np.ndarray, patch
         patches = np.stack([crop_patch(image, centre - size // 2, size) for centre in chunk])
         features = model.eval()(torch.from_numpy(patches)).features
         out.append(features[(slice(None), slice(None), *(size // 2))].numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.feature_dim), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, model.projections[0].out_channels), np.float32)
 
 
 def negative_voxels(brain: np.ndarray, affine: np.ndarray, avoid_world: np.ndarray, spacing, away_mm: float,

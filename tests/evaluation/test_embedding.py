@@ -34,3 +34,8 @@ def test_embedding_is_two_dimensional_and_seeded():
     vectors = np.random.default_rng(0).normal(size=(40, 8)).astype(np.float32)
     first, again = embed(vectors, seed=1), embed(vectors, seed=1)
     assert first.shape == (40, 2) and np.allclose(first, again)
+
+
+def test_no_location_gives_an_empty_matrix_of_the_feature_width():
+    model = CMBDetector(channels=(4, 8, 8, 16), feature_dim=8)
+    assert features_at(model, np.zeros((2, 32, 32, 16), np.float32), np.zeros((0, 3)), (32, 32, 16)).shape == (0, 8)
