@@ -34,6 +34,16 @@ def _colours(variants):
     return {variant: cycle[n % len(cycle)] for n, variant in enumerate(variants)}
 
 
+def _step_curves(ax, points: pd.DataFrame, x: str, y: str, colour, label) -> None:
+    """One step curve per filter of ``points`` (``filter`` column): after solid, before dashed;
+    ``label(filter)`` names each."""
+    for name in ("after", "before"):
+        rows = points[points["filter"] == name]
+        if not rows.empty:
+            ax.step(rows[x].clip(lower=1e-3) if x == "fp_per_subject" else rows[x], rows[y], where="post", color=colour,
+                    linestyle=FILTER_STYLE[name], linewidth=1.6 if name == "after" else 1.0, label=label(name))
+
+
 def plot_froc(runs: dict[str, dict[str, pd.DataFrame]], title: str, png: str, pdf: str) -> None:
     """FROC of each variant (``runs``: variant -> ``froc``, ``froc_band`` tables of
     :func:`cmbflow.evaluation.run.evaluate_detection`): after filtering solid with its 95 %
@@ -41,13 +51,8 @@ def plot_froc(runs: dict[str, dict[str, pd.DataFrame]], title: str, png: str, pd
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     colours = _colours(runs)
     for variant, tables in runs.items():
-        for name in ("after", "before"):
-            points = tables["froc"][tables["froc"]["filter"] == name]
-            if points.empty:
-                continue
-            ax.step(points["fp_per_subject"].clip(lower=1e-3), points["sensitivity"], where="post", color=colours[variant],
-                    linestyle=FILTER_STYLE[name], linewidth=1.6 if name == "after" else 1.0,
-                    label=f"{variant} ({FILTER_LABEL[name]})")
+        _step_curves(ax, tables["froc"], "fp_per_subject", "sensitivity", colours[variant],
+                     lambda name: f"{variant} ({FILTER_LABEL[name]})")
         band = tables["froc_band"][tables["froc_band"]["filter"] == "after"]
         ax.fill_between(band["fp_per_subject"], band["lower"], band["upper"], color=colours[variant], alpha=0.15, linewidth=0)
     for level in FP_LEVELS:
@@ -68,13 +73,9 @@ def plot_precision_recall(runs: dict[str, dict[str, pd.DataFrame]], summaries: d
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     colours = _colours(runs)
     for variant, tables in runs.items():
-        for name in ("after", "before"):
-            points = tables["pr"][tables["pr"]["filter"] == name]
-            if points.empty:
-                continue
-            ap = summaries[variant].set_index("filter").loc[name, "ap"]
-            ax.step(points["recall"], points["precision"], where="post", color=colours[variant], linestyle=FILTER_STYLE[name],
-                    linewidth=1.6 if name == "after" else 1.0, label=f"{variant} ({FILTER_LABEL[name]}), AP {ap:.2f}")
+        ap = summaries[variant].set_index("filter")["ap"]
+        _step_curves(ax, tables["pr"], "recall", "precision", colours[variant],
+                     lambda name: f"{variant} ({FILTER_LABEL[name]}), AP {ap[name]:.2f}")
     ax.set_xlim(0, 1.02)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("recall (sensitivity)")
