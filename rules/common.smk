@@ -218,8 +218,8 @@ def _subject_with_cmb(lesions):
 
 # Config sections read only by later stages or for display: a change there must not retrain a model.
 DOWNSTREAM_OF = {
-    "detector": ("progress_bars", "localization", "region_margin_mm", "localizer", "census", "evaluation", "models"),
-    "localizer": ("progress_bars", "detector", "localization", "region_margin_mm", "census", "evaluation", "models"),
+    "detector": ("progress_bars", "use_gpu", "localization", "region_margin_mm", "localizer", "census", "evaluation", "models"),
+    "localizer": ("progress_bars", "use_gpu", "detector", "localization", "region_margin_mm", "census", "evaluation", "models"),
 }
 
 

@@ -42,6 +42,7 @@ if TRAINING:
         resources:
             mem_mb=6000,  # measured peak ~2 GB (all training volumes in memory) at the default scale
             runtime=120,
+            gpu=1 if config["use_gpu"] else 0,  # a cluster GPU for training (SLURM: --gpus=1)
         conda:
             "../envs/detector.yaml"
         script:

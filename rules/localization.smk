@@ -41,6 +41,7 @@ if TRAINING:
         resources:
             mem_mb=6000,  # all training volumes with their coordinate channels in memory (~2 GB default)
             runtime=120,
+            gpu=1 if config["use_gpu"] else 0,  # a cluster GPU for training (SLURM: --gpus=1)
         conda:
             "../envs/detector.yaml"
         script:

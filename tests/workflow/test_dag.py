@@ -6,7 +6,6 @@ import base64
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import json
@@ -16,72 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from cmbflow import paths
 from cmbflow.io.coords import voxel_to_world
-
-REPO = Path(__file__).resolve().parents[2]
-# 1 mm simulation grid: coarser simulated anatomy is too blocky to register like a real head.
-TINY_SITE = {"n_subjects": 3, "voxel_mm": [2.0, 2.0, 3.0], "sim_voxel_mm": 1.0, "medullary_veins": 5, "pial_veins": 5,
-             "cmb_free_fraction": 0.0, "cmb_diameter_mm": [3.0, 8.0]}
-
-# Quicker registration for 2 x 2 x 3 mm subjects.
-TINY_PREPROCESSING = {"registration": {"spacing_mm": 3.0, "syn_iterations": [30, 20]}}
-
-# A detector small enough to train in seconds; two variants (config, not classes).
-TINY_DETECTOR = {
-    "variants": {"rpn": {"fuse_levels": False, "hspl": False}, "rpn_ffm_hspl": {"fuse_levels": True, "hspl": True}},
-    "network": {"channels": [4, 8, 8, 16], "feature_dim": 8},
-    "training": {"patch_size": [32, 32, 16], "batch_size": 2, "iterations": 4, "validation_every": 2, "checkpoint_every": 2,
-                 "validation_patches": 2},
-    "inference": {"roi_size": [64, 64, -1], "probability_maps": True, "max_candidates": 20, "score_threshold": 0.0},
-}
-
-# A localizer that trains in seconds (no validation: two training subjects).
-TINY_LOCALIZER = {"channels": [4, 8, 16], "strides": [2, 2], "patch_size": [32, 32, 16], "iterations": 4,
-                  "validation_every": 2, "roi_size": [64, 64, -1]}
+from tests.workflow.tiny import TINY_DETECTOR, TINY_LOCALIZER, TINY_PREPROCESSING, snakemake
 
 pytestmark = pytest.mark.workflow
-
-
-def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None) -> subprocess.CompletedProcess:
-    """Run the workflow with ``config`` (and a second configfile ``override``, merged over it)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    configfiles = [workdir / "tiny.yaml"]
-    configfiles[0].write_text(yaml.safe_dump(config))
-    if override is not None:
-        configfiles.append(workdir / "override.yaml")
-        configfiles[1].write_text(yaml.safe_dump(override))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-               "--configfile", *map(str, configfiles), *extra]
-    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
-
-
-@pytest.fixture(scope="module")
-def user_bids(tmp_path_factory):
-    """A user's dataset: two subjects written by `cmbflow synth` (oblique LAS, scanner phase)."""
-    out = tmp_path_factory.mktemp("user") / "bids"
-    config = tmp_path_factory.mktemp("cfg") / "synth.yaml"
-    scan = dict(TINY_SITE, orientation="LAS", oblique_deg=10.0, phase_storage="scanner", phase_sign=-1, n_subjects=2)
-    config.write_text(yaml.safe_dump({"synth": {"seed": 3, "sites": {"scan": scan}}}))
-    subprocess.run([sys.executable, "-m", "cmbflow.cli", "synth", "--site", "scan", "--out", str(out), "--config", str(config),
-                    "--no-progress"], check=True, timeout=300)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, user_bids):
-    workdir = tmp_path_factory.mktemp("run")
-    config = {"datasets": {"tiny_internal": {"synthetic_site": "tiny", "role": "internal"},
-                           "user_scans": {"bids_dir": str(user_bids), "role": "external", "phase_sign": -1}},
-              "synth": {"seed": 11, "template_site": "tiny", "sites": {"tiny": TINY_SITE}},
-              "preprocessing": TINY_PREPROCESSING, "detector": TINY_DETECTOR, "localizer": TINY_LOCALIZER,
-              "census": {"score_threshold": 0.0}}
-    before = sorted(p.relative_to(user_bids) for p in user_bids.rglob("*"))
-    result = snakemake(workdir, config)
-    assert result.returncode == 0, result.stdout[-3000:]
-    return workdir, user_bids, before, config
 
 
 def test_dag_writes_manifests_split_template_and_qc(tiny_run):
