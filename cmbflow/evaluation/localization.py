@@ -17,7 +17,7 @@ import pandas as pd
 
 from cmbflow.atlas import REGION_NAMES
 from cmbflow.evaluation.detection import HitRule
-from cmbflow.evaluation.run import match_dataset
+from cmbflow.evaluation.run import load_dataset_truth, match_dataset
 from cmbflow.io.coords import world_to_voxel
 from cmbflow.localization.regions import CHOICES, grow_regions, regions_at
 from cmbflow.preprocessing.grid import Grid
@@ -82,9 +82,8 @@ def localization_accuracy(datasets: dict[str, dict[str, dict[str, str]]], margin
     return pd.DataFrame(rows)
 
 
-def _operating_point(candidates: pd.DataFrame, subjects: dict[str, dict], rule: HitRule) -> dict[str, float]:
-    matched, lesions = match_dataset(candidates, {key: {k: v for k, v in files.items() if k != "regions"}
-                                                  for key, files in subjects.items()}, rule)
+def _operating_point(candidates: pd.DataFrame, truths: dict, rule: HitRule) -> dict[str, float]:
+    matched, lesions = match_dataset(candidates, truths, rule)
     outcomes = matched["outcome"]
     return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()), "cmbs": len(lesions)}
 
@@ -100,11 +99,13 @@ def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule
     for run in runs:
         table = pd.read_csv(run["table"], sep="\t", dtype={"subject": str, "candidate": str})
         dataset_subjects = subjects[run["dataset"]]
+        truths = load_dataset_truth({key: {k: v for k, v in files.items() if k != "regions"}  # read once per run
+                                     for key, files in dataset_subjects.items()})
         for threshold in run["thresholds"]:
             chosen = table[table["score"] >= threshold]
             stages = {"before": chosen, **{method: chosen[chosen[f"region_{method}"] != outside] for method in CHOICES}}
             for stage, candidates in stages.items():
-                point = _operating_point(candidates, dataset_subjects, rule)
+                point = _operating_point(candidates, truths, rule)
                 rows.append({"variant": run["variant"], "dataset": run["dataset"], "score_threshold": threshold,
                              "filter": stage, "subjects": len(dataset_subjects), "cmbs": point["cmbs"],
                              "tp": point["tp"], "fp": point["fp"],

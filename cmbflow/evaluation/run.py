@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.evaluation.detection import HitRule, load_truth, match_candidates
+from cmbflow.evaluation.detection import HitRule, SubjectTruth, load_truth, match_candidates
 from cmbflow.evaluation.froc import (FP_LEVELS, average_precision, bootstrap_froc, cpm, froc_curve, metrics_at, pr_curve,
                                      sensitivity_at)
 from cmbflow.io.coords import world_to_voxel
@@ -29,27 +29,34 @@ COUNTED_REGIONS = tuple(REGION_NAMES[code] for code in (1, 2, 3))
 BAND_LEVELS = np.geomspace(1 / 16, 16, 33)  # FPs per subject at which the bootstrap band is drawn
 
 
-def match_dataset(candidates: pd.DataFrame, subjects: dict[str, dict], rule: HitRule,
-                  margin_mm: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Match the candidates of every subject of ``subjects`` (key -> ``mask`` and/or
-    ``markers``, optional ``regions``: region map of the model-ready grid).
+def load_dataset_truth(subjects: dict[str, dict], margin_mm: float = 0.0) -> dict[str, SubjectTruth]:
+    """The CMBs of every subject of ``subjects`` (key -> ``mask`` and/or ``markers``, optional
+    ``regions``: region map of the model-ready grid), read once; with a region map, each CMB's
+    ``region`` is the map's (grown by ``margin_mm``) at its centre."""
+    truths = {}
+    for key, files in subjects.items():
+        truth = load_truth(files.get("mask"), files.get("markers"))
+        if files.get("regions"):
+            codes, affine = read_region_map(files["regions"], margin_mm)
+            points = truth.lesions[["x", "y", "z"]].to_numpy(float).reshape(-1, 3)
+            truth.lesions = truth.lesions.assign(region=[REGION_NAMES[c] for c in regions_at(world_to_voxel(affine, points), codes)])
+        truths[str(key)] = truth
+    return truths
+
+
+def match_dataset(candidates: pd.DataFrame, truths: dict[str, SubjectTruth], rule: HitRule) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Match the candidates of every subject of ``truths`` (:func:`load_dataset_truth`).
 
     Returns the matched candidates of all subjects (:func:`match_candidates`) and the CMBs
     (``subject``, ``lesion``, ``x, y, z`` world mm, ``radius_mm``, ``region``, ``best_score``:
     the highest score of a candidate hitting it, NaN if none)."""
     matched, lesions = [], []
-    for key, files in subjects.items():
-        truth = load_truth(files.get("mask"), files.get("markers"))
-        rows = candidates[candidates["subject"].astype(str) == str(key)]
-        table = match_candidates(rows, truth, rule).assign(subject=str(key))
+    for key, truth in truths.items():
+        rows = candidates[candidates["subject"].astype(str) == key]
+        table = match_candidates(rows, truth, rule).assign(subject=key)
         found = table[table["lesion"] > 0].groupby("lesion")["score"].max()
-        cmbs = truth.lesions.assign(subject=str(key), best_score=truth.lesions["lesion"].map(found))
-        if files.get("regions"):
-            codes, affine = read_region_map(files["regions"], margin_mm)
-            points = cmbs[["x", "y", "z"]].to_numpy(float).reshape(-1, 3)
-            cmbs["region"] = [REGION_NAMES[c] for c in regions_at(world_to_voxel(affine, points), codes)]
         matched.append(table)
-        lesions.append(cmbs)
+        lesions.append(truth.lesions.assign(subject=key, best_score=truth.lesions["lesion"].map(found)))
     columns = ["subject", "lesion", "x", "y", "z", "radius_mm", "region", "best_score"]
     lesion_table = pd.concat(lesions, ignore_index=True) if lesions else pd.DataFrame(columns=columns)
     lesion_table = lesion_table.reindex(columns=columns)
@@ -76,10 +83,11 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
     Returns the summary (one row per filter)."""
     candidates = pd.read_csv(candidates_table, sep="\t", dtype={"subject": str, "candidate": str})
     n_subjects = len(subjects)
+    truths = load_dataset_truth(subjects, margin_mm)  # masks and region maps read once for both filters
     summaries, froc_tables, bands, pr_tables, regions, matched_tables = [], [], [], [], [], []
     for name in FILTERS:
         chosen = candidates if name == "before" else candidates[candidates["kept"].astype(bool)]
-        matched, lesions = match_dataset(chosen, subjects, rule, margin_mm)
+        matched, lesions = match_dataset(chosen, truths, rule)
         matched_tables.append(matched.assign(filter=name))
         n_lesions = len(lesions)
         row = {"filter": name, "subjects": n_subjects, "cmbs": n_lesions, "threshold": threshold,
