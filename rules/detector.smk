@@ -39,6 +39,7 @@ if TRAINING:
         benchmark:
             paths.benchmark("detector", "train_{variant}")
         threads: config["detector"]["training"]["threads"]
+        priority: 1  # training gates everything downstream: before inference and evaluation jobs
         resources:
             mem_mb=6000,  # measured peak ~2 GB (all training volumes in memory) at the default scale
             runtime=120,

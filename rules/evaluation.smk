@@ -117,7 +117,7 @@ rule feature_embedding:
         paths.log("figures", "tsne_{variant}_{dataset}"),
     benchmark:
         paths.benchmark("figures", "tsne_{variant}_{dataset}")
-    threads: 2
+    threads: 1
     resources:
         mem_mb=3000,
         runtime=15,
@@ -174,7 +174,7 @@ rule feature_levels:
                                         for kind in ("swi", "phase", "brainmask")},
     log:
         paths.log("figures", "feature_levels"),
-    threads: 2
+    threads: 1
     resources:
         mem_mb=2000,
         runtime=5,

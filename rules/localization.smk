@@ -38,6 +38,7 @@ if TRAINING:
         benchmark:
             paths.benchmark("localization", "train_localizer")
         threads: config["localizer"]["threads"]
+        priority: 2  # the longest training job: started first, beside the detector trainings, not after them
         resources:
             mem_mb=6000,  # all training volumes with their coordinate channels in memory (~2 GB default)
             runtime=120,

@@ -1,9 +1,9 @@
-"""Template -> subject registration with ANTs (rigid -> affine -> SyN, stages configurable).
+"""Template -> subject registration with ANTs (affine -> SyN by default; rigid, affine, SyN configurable).
 
 The template (an SWI-like image, or a T1w with Mattes mutual information, which does not
 assume the two modalities share intensities) is the moving image and the subject's
 bias-corrected SWI magnitude the fixed one. Both are first resampled to
-``spacing_mm`` (default 2 mm): the deformation fields a head needs are smooth on that
+``spacing_mm`` (default 2.5 mm): the deformation fields a head needs are smooth on that
 scale, while the atlas is later resampled through the transform at full resolution.
 
 Stages run one after another, each starting from the previous result; the last writes
@@ -43,14 +43,14 @@ METRICS = ("mattes", "meansquares", "CC")  # names ANTs understands for every st
 class RegistrationSettings:
     """Registration parameters (config ``preprocessing.registration``); see config.yaml."""
 
-    stages: tuple[str, ...] = STAGES
+    stages: tuple[str, ...] = ("affine", "syn")
     metric: str = "mattes"
-    spacing_mm: float = 2.0
-    linear_iterations: tuple[int, ...] = (200, 100, 50)
+    spacing_mm: float = 2.5
+    linear_iterations: tuple[int, ...] = (100, 50, 25)
     linear_shrink_factors: tuple[int, ...] = (4, 2, 1)
     linear_smoothing_vox: tuple[float, ...] = (2, 1, 0)
     syn_iterations: tuple[int, ...] = (40, 20, 10)
-    sampling_rate: float = 0.25
+    sampling_rate: float = 0.1
     seed: int = 1
 
     def __post_init__(self):

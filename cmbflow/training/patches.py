@@ -81,17 +81,19 @@ class PatchSampler:
         self.rng = np.random.default_rng(seed)
         self.transform = augmentation(seed) if augment else None
         self.lesions = [(n, label) for n, s in enumerate(subjects) for label in s.diameters]
+        # Voxel lists found once (a whole-volume search per patch was ~10 % of an iteration).
+        self._lesion_voxels = {(n, label): np.argwhere(subjects[n].labels == label) for n, label in self.lesions}
+        self._brain_voxels = [np.flatnonzero(s.brain) for s in subjects]
 
     def _centre(self) -> tuple[SubjectVolumes, np.ndarray]:
         if self.lesions and self.rng.random() < self.cmb_fraction:
             n, label = self.lesions[self.rng.integers(len(self.lesions))]
-            subject = self.subjects[n]
-            voxels = np.argwhere(subject.labels == label)
+            voxels = self._lesion_voxels[n, label]
             centre = voxels[self.rng.integers(len(voxels))] + self.rng.integers(-self.size // 4, self.size // 4 + 1)
-            return subject, centre
-        subject = self.subjects[self.rng.integers(len(self.subjects))]
-        voxels = np.argwhere(subject.brain)
-        return subject, voxels[self.rng.integers(len(voxels))]
+            return self.subjects[n], centre
+        n = self.rng.integers(len(self.subjects))
+        brain = self._brain_voxels[n]
+        return self.subjects[n], np.array(np.unravel_index(brain[self.rng.integers(len(brain))], self.subjects[n].brain.shape))
 
     def sample(self) -> dict:
         """One patch: ``image`` (2, *size) float tensor, ``label`` (*size) int tensor,
