@@ -65,7 +65,8 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
     import torch
 
     from cmbflow.inference.detect import InferenceSettings, detect_subject
-    from cmbflow.models.card import INPUT_CHANNELS, load_model
+    from cmbflow.models.card import INPUT_CHANNELS
+    from cmbflow.models.weights import load_model
     from cmbflow.models.detector import CMBDetector
 
     torch.set_num_threads(threads)

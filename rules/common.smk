@@ -78,6 +78,14 @@ EVALUATED_DATASETS = [name for name in config["datasets"] if TEST_SUBJECTS[name]
                       and all(any(SUBJECT_INPUTS[name][key][kind] for kind in ANNOTATION) for key in TEST_SUBJECTS[name])]
 # Datasets with the generator's true region map (synthetic), for the localization accuracy.
 TRUTH_DATASETS = [name for name in config["datasets"] if "synthetic_site" in config["datasets"][name] and TEST_SUBJECTS[name]]
+
+
+def training_subject_first(wildcards):
+    """Priority of a subject's preprocessing: the subjects training reads come first, so the
+    trainings start while the test and external subjects are still being preprocessed."""
+    return 1 if wildcards.subject in TRAIN_SUBJECTS.get(wildcards.dataset, ()) else 0
+
+
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
 
 

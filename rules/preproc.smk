@@ -28,6 +28,7 @@ rule preprocess_subject:
     benchmark:
         paths.benchmark("preproc", "{dataset}_sub-{subject}")
     threads: config["preprocessing"]["threads"]
+    priority: training_subject_first
     resources:
         mem_mb=4000,  # measured peak ~0.9 GB at the default scale; 1 mm isotropic data needs more
         runtime=20,

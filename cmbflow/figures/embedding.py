@@ -10,7 +10,7 @@ import pandas as pd
 
 from cmbflow.evaluation.embedding import collect_vectors, embed
 from cmbflow.figures.evaluation import plot_embedding
-from cmbflow.models.card import load_model
+from cmbflow.models.weights import load_model
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import torch  # noqa: E402
 from cmbflow.figures.evaluation import save_figure  # noqa: E402
 from cmbflow.io.coords import world_to_voxel  # noqa: E402
 from cmbflow.io.model_input import load_model_input  # noqa: E402
-from cmbflow.models.card import load_model  # noqa: E402
+from cmbflow.models.weights import load_model  # noqa: E402
 from cmbflow.training.patches import crop_patch  # noqa: E402
 
 

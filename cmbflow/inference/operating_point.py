@@ -19,7 +19,7 @@ import torch
 from cmbflow.evaluation.detection import match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
 from cmbflow.inference.detect import InferenceSettings, detect_candidates, predict_volume
-from cmbflow.models.card import build_detector
+from cmbflow.models.weights import build_detector
 
 log = logging.getLogger(__name__)
 

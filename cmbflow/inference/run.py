@@ -13,7 +13,7 @@ import pandas as pd
 from cmbflow.device import default_device
 from cmbflow.inference.detect import CANDIDATE_COLUMNS, InferenceSettings, detect_subject
 from cmbflow.logs import progress
-from cmbflow.models.card import load_model
+from cmbflow.models.weights import load_model
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,8 @@ from cmbflow.figures.curves import plot_training_curves
 from cmbflow.localization.coordinates import COORDINATE_SCALE_MM
 from cmbflow.localization.network import LocalizerSettings, load_region_subject, settings_record, train_localizer
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.models.card import normalization_record, provenance_record, save_model
+from cmbflow.models.card import normalization_record, provenance_record
+from cmbflow.models.weights import save_model
 from cmbflow.training.variant import validation_keys
 
 log = logging.getLogger(__name__)

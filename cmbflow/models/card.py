@@ -1,10 +1,9 @@
-"""A trained model on disk: ``state_dict`` weights and a model card, read back safely.
+"""The model card: the JSON beside a trained model's weights (:mod:`cmbflow.models.weights`).
 
-The weights file holds plain state_dicts (``detector`` and, for HSPL, ``prototypes``) and is
-loaded with ``torch.load(weights_only=True)``: no pickled code runs. The card (JSON) says what
-the network expects (input channels, voxel spacing, intensity normalization, anchors), how
-it was built and trained (variant, network, settings, resolved workflow config, data split)
-and with what (package versions, git commit), so a model folder stands on its own.
+It says what the network expects (input channels, voxel spacing, intensity normalization,
+anchors), how it was built and trained (variant, network, settings, resolved workflow config,
+data split) and with what (package versions, git commit), so a model folder stands on its own.
+Reading it (the operating point, in census and evaluation jobs) needs no torch.
 """
 
 from __future__ import annotations
@@ -14,10 +13,6 @@ import platform
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-
-import torch
-
-from cmbflow.models.detector import CMBDetector
 
 INPUT_CHANNELS = ["swi: SWI magnitude, N4-corrected, brain percentiles mapped to 0..1",
                   "phase: phase_sign * radians / pi, in -1..1"]
@@ -60,28 +55,6 @@ def provenance_record(train: list[str], validation: list[str], held_out, curves,
             "versions": versions(),
             "git_commit": git_commit(workflow_dir),
             "resolved_config": config}
-
-
-def save_model(folder_files: dict[str, str], state: dict[str, dict[str, torch.Tensor]], card: dict) -> None:
-    """Write the weights (``state``: name -> state_dict) and the card to the paths of
-    :func:`cmbflow.paths.model_files`."""
-    torch.save(state, folder_files["weights"])
-    Path(folder_files["card"]).write_text(json.dumps(card, indent=2, default=str) + "\n")
-
-
-def load_model(weights: str | Path, card: str | Path) -> tuple[CMBDetector, dict]:
-    """The trained detector (eval mode, CPU) and its card."""
-    card_content = json.loads(Path(card).read_text())
-    model = build_detector(card_content["network"])
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["detector"])
-    return model.eval(), card_content
-
-
-def build_detector(network: dict) -> CMBDetector:
-    """An untrained detector from the card's ``network`` record (JSON lists become tuples)."""
-    return CMBDetector(**{k: tuple(map(tuple, v)) if k == "strides" else (tuple(v) if isinstance(v, list) else v)
-                          for k, v in network.items()})
 
 
 def operating_threshold(card: str | Path, configured: float | None = None) -> float:

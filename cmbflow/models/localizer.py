@@ -55,7 +55,7 @@ def divisor(strides, pool=(1, 1, 1)) -> tuple[int, int, int]:
 
 
 def load_localizer(weights: str | Path, card: str | Path) -> tuple[Localizer, dict]:
-    """The trained localizer (eval mode, CPU) and its card (:func:`cmbflow.models.card.save_model`
+    """The trained localizer (eval mode, CPU) and its card (:func:`cmbflow.models.weights.save_model`
     layout; weights loaded with ``weights_only=True``)."""
     card_content = json.loads(Path(card).read_text())
     model = build_localizer(**card_content["network"])

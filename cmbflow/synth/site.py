@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, fields
 
 import nibabel as nib
 import numpy as np
-from scipy.spatial.transform import Rotation
+from nibabel.eulerangles import euler2mat
 
 
 @dataclass
@@ -62,7 +62,7 @@ class SiteParams:
         directions = np.zeros((3, 3))
         for axis, (world_axis, flip) in enumerate(ornt):
             directions[int(world_axis), axis] = flip
-        tilt = Rotation.from_euler("x", self.oblique_deg, degrees=True).as_matrix()
+        tilt = euler2mat(x=np.deg2rad(self.oblique_deg))
         affine = np.eye(4)
         affine[:3, :3] = tilt @ directions @ np.diag(self.voxel_mm)
         centre_voxel = (np.array(self.shape) - 1) / 2.0

@@ -14,7 +14,8 @@ from pathlib import Path
 from cmbflow.config import split_subjects
 from cmbflow.figures.curves import plot_training_curves
 from cmbflow.inference.operating_point import validation_operating_point
-from cmbflow.models.card import INPUT_CHANNELS, normalization_record, provenance_record, save_model
+from cmbflow.models.card import INPUT_CHANNELS, normalization_record, provenance_record
+from cmbflow.models.weights import save_model
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
 from cmbflow.training.patches import load_subject
 

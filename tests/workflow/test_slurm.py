@@ -42,12 +42,15 @@ def _tables(results: Path) -> dict[str, Path]:
 def test_tiny_workflow_through_slurm_equals_the_local_run(slurm, tiny_run, tmp_path):
     local, _, _, config = tiny_run
     workdir = tmp_path / "cluster"
-    # The profiles as a user runs them without accounting; the node has 2 CPUs, so training takes
-    # one thread (the profile's 4 would never be scheduled) and groups are capped by --cores 2.
+    # The profiles as a user runs them without accounting. The node has 2 CPUs: --cores 1 makes every
+    # SLURM job (groups too) ask for one, so two run side by side. Trainings get one thread: the job
+    # step sees the whole node (no CPU binding here) and would otherwise take the profile's 4, down
+    # to 2, which also changes their floating-point sums from the local run's.
     result = snakemake(workdir, config, "--profile", str(REPO / "profiles/slurm"),
-                       "--workflow-profile", str(REPO / "profiles/slurm-noaccounting"), "--jobs", "4",
+                       "--workflow-profile", str(REPO / "profiles/slurm-noaccounting"), "--cores", "1",
+                       "--set-threads", "train_detector=1", "train_localizer=1",
                        "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs",
-                       "--set-threads", "train_detector=1", "train_localizer=1", env=slurm, timeout=600)
+                       env=slurm, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:]
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", result.stdout))
     # SLURM knows every submission as completed (MinJobAge keeps finished jobs in squeue) ...
