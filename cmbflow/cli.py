@@ -28,6 +28,7 @@ def _load_config(path: str | None) -> dict:
 def cmd_synth(args: argparse.Namespace) -> int:
     from cmbflow.synth.cohort import make_simulator, synthesize_subject, write_dataset_files
     from cmbflow.synth.site import SiteParams
+    from cmbflow.synth.randomize import Randomization
 
     config = _load_config(args.config)
     synth = config.get("synth", {})
@@ -36,13 +37,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
         site_values["n_subjects"] = args.n_subjects
     site = SiteParams.from_config(args.site, site_values)
     seed = args.seed if args.seed is not None else synth.get("seed", 0)
-    simulator = make_simulator(workers=args.threads, **config.get("atlas", {}))
+    simulator = make_simulator(workers=args.threads, contrast=site.anatomy_contrast, **config.get("atlas", {}))
+    randomization = Randomization.from_config(synth.get("randomization"))
     out = Path(args.out)
     marker_files = []
     for subject in progress(paths.synth_subject_ids(site.n_subjects), args.progress, f"site {site.name}"):
         outputs = {k: str(out / Path(v).relative_to(paths.synth_root(site.name)))
                    for k, v in paths.synth_subject_files(site.name, subject).items()}
-        synthesize_subject(simulator, site, subject, seed, outputs)
+        synthesize_subject(simulator, site, subject, seed, outputs, randomization)
         marker_files.append(outputs["markers"])
     write_dataset_files(site, out, marker_files)
     log.info("wrote %d subjects of site '%s' to %s", site.n_subjects, site.name, out)

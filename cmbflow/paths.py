@@ -112,6 +112,7 @@ def synth_subject_files(site: str, subject: str) -> dict[str, str]:
     return {
         "magnitude": bids("magnitude"),
         "phase": bids("phase"),
+        "acquisition": bids("magnitude").replace(".nii.gz", ".json"),  # BIDS sidecar: field, TE, voxel, ...
         "mask": bids("mask"),
         "markers": bids("markers"),
         "regions": f"{truth}_desc-regions_dseg.nii.gz",
@@ -128,10 +129,12 @@ def synth_subject_ids(n_subjects: int) -> list[str]:
 def model_files(variant: str) -> dict[str, str]:
     """A trained detector, one folder per variant (``results/models/<variant>/``): ``weights``
     (state_dicts, for ``torch.load(weights_only=True)``), ``card`` (model card JSON),
-    ``curves`` (training curves TSV) and ``curves_png``."""
+    ``curves`` (training curves TSV), ``curves_png`` and ``operating_point`` (JSON, rule
+    choose_operating_point)."""
     folder = f"{RESULTS}/models/{variant}"
     return {"weights": f"{folder}/model.pt", "card": f"{folder}/model_card.json",
-            "curves": f"{folder}/curves.tsv", "curves_png": f"{folder}/curves.png"}
+            "curves": f"{folder}/curves.tsv", "curves_png": f"{folder}/curves.png",
+            "operating_point": f"{folder}/operating_point.json"}
 
 
 LOCALIZER = "localizer"  # model folder name of the localization network; not a detector variant name
@@ -234,7 +237,8 @@ def figure(scope: str, name: str) -> dict[str, str]:
 
 
 def model_folder_files(folder: str) -> dict[str, str]:
-    """``weights`` and ``card`` of a model folder given by the user (config ``models``), laid
-    out as :func:`model_files` writes it."""
+    """``weights``, ``card`` and ``operating_point`` of a model folder given by the user
+    (config ``models``), laid out as :func:`model_files` writes it."""
     folder = folder.rstrip("/")
-    return {"weights": f"{folder}/model.pt", "card": f"{folder}/model_card.json"}
+    return {"weights": f"{folder}/model.pt", "card": f"{folder}/model_card.json",
+            "operating_point": f"{folder}/operating_point.json"}

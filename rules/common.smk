@@ -260,7 +260,8 @@ def final_outputs():
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
     targets += [paths.registration_quality(name) for name in config["datasets"]]
     if TRAINING:
-        targets += [paths.model_files(variant)[kind] for variant in VARIANTS for kind in ("weights", "card", "curves_png")]
+        targets += [paths.model_files(variant)[kind] for variant in VARIANTS
+                    for kind in ("weights", "card", "curves_png", "operating_point")]
         targets += [paths.localizer_files()[kind] for kind in ("weights", "card", "curves_png")]
     if HAS_MODELS:
         targets += [path for variant in VARIANTS for name in config["datasets"] if TEST_SUBJECTS[name]

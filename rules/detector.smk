@@ -49,6 +49,30 @@ if TRAINING:
         script:
             "../scripts/train_detector.py"
 
+    rule choose_operating_point:
+        input:
+            weights=paths.model_files("{variant}")["weights"],
+            card=paths.model_files("{variant}")["card"],  # names the validation subjects
+            images=training_files,
+        output:
+            paths.model_files("{variant}")["operating_point"],
+        params:
+            subjects=training_subjects(),
+            inference=config["detector"]["inference"],  # a change re-runs this rule, not training
+        log:
+            paths.log("detector", "operating_point_{variant}"),
+        benchmark:
+            paths.benchmark("detector", "operating_point_{variant}")
+        threads: config["detector"]["inference"]["threads"]
+        resources:
+            mem_mb=4000,
+            runtime=30,
+        conda:
+            "../envs/detector.yaml"
+        script:
+            "../scripts/choose_operating_point.py"
+
+
 rule detect_cmbs:
     input:
         weights=lambda wildcards: detector_model(wildcards.variant)["weights"],

@@ -5,7 +5,7 @@
 rule evaluate_detection:
     input:
         candidates=paths.candidate_files("{variant}", "{dataset}")["table"],
-        card=lambda wildcards: detector_model(wildcards.variant)["card"],  # its operating point
+        operating_point=lambda wildcards: detector_model(wildcards.variant)["operating_point"],
         network=paths.region_segmentations("{dataset}"),
         annotations=evaluation_inputs,
     output:

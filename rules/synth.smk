@@ -31,6 +31,7 @@ rule synthesize_subject:
     params:
         site=lambda wildcards: site_config(wildcards.site),
         seed=config["synth"]["seed"],
+        randomization=config["synth"]["randomization"],  # ranges of a `randomize` site's per-subject draws
         progress=config["progress_bars"],
     log:
         paths.log("synth", "site-{site}_sub-{subject}"),

@@ -7,5 +7,5 @@ from cmbflow.models.card import operating_threshold
 
 setup_logging(snakemake.log[0])
 evaluate_detection(snakemake.input.candidates, snakemake.params.subjects, HitRule.from_config(snakemake.params.hit_rule),
-                   operating_threshold(snakemake.input.card, snakemake.params.score_threshold), dict(snakemake.output),
+                   operating_threshold(snakemake.input.operating_point, snakemake.params.score_threshold), dict(snakemake.output),
                    snakemake.params.margin_mm, snakemake.params.bootstrap, snakemake.params.seed)

@@ -6,6 +6,6 @@ from cmbflow.models.card import operating_threshold
 
 setup_logging(snakemake.log[0])
 run_localization(snakemake.input.detections, snakemake.params.subjects, snakemake.params.choice, snakemake.params.margin_mm,
-                 operating_threshold(snakemake.input.card, snakemake.params.score_threshold),
+                 operating_threshold(snakemake.input.operating_point, snakemake.params.score_threshold),
                  {"table": snakemake.output.table, "cmbs": snakemake.output.cmbs, "counts": snakemake.output.counts},
                  snakemake.params.subject_tables)

@@ -42,6 +42,7 @@ class InferenceSettings:
     nms_iou: float = 0.1
     max_candidates: int = 200
     brain_margin_mm: float = 10.0  # the search region: the brain mask grown by this (mm)
+    tta_flips: tuple[int, ...] = ()  # test-time augmentation: also run on the volume flipped along each of these axes
 
     @classmethod
     def from_config(cls, options: dict) -> "InferenceSettings":
@@ -76,10 +77,20 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
         out = model(window.contiguous(memory_format=torch.channels_last_3d))
         return out.logits, out.deltas.flatten(1, 2), out.features
 
-    logits, deltas, features = sliding_window(predictor, image, settings.roi_size, settings.overlap, model.divisor,
-                                              device, settings.sw_batch_size)
     shape = image.shape[1:]
-    return VolumeOutputs(logits.float(), deltas.float().reshape(n_anchors, 6, *shape), features.float())
+    passes = [None, *settings.tta_flips]  # None: the volume as it is
+    total = None
+    for axis in passes:
+        volume = image if axis is None else np.ascontiguousarray(np.flip(image, axis=1 + axis))
+        logits, deltas, features = (out.float() for out in sliding_window(
+            predictor, volume, settings.roi_size, settings.overlap, model.divisor, device, settings.sw_batch_size))
+        deltas = deltas.reshape(n_anchors, 6, *shape)
+        if axis is not None:  # back to the original orientation; the box centre code along the axis changes sign
+            logits, deltas, features = (torch.flip(t, dims=(t.ndim - 3 + axis,)) for t in (logits, deltas, features))
+            deltas[:, axis] = -deltas[:, axis]
+        total = [logits, deltas, features] if total is None else [a + b for a, b in zip(total, (logits, deltas, features))]
+    # Mean over passes: logits (a mean in logit space), box codes and features alike.
+    return VolumeOutputs(*(t / len(passes) for t in total))
 
 
 def detect_candidates(outputs: VolumeOutputs, brain: np.ndarray, anchors_mm, spacing,

@@ -1,16 +1,22 @@
-"""The detector's operating point, chosen on the validation subjects of training.
+"""The detector's operating point: its own step after training (rule ``choose_operating_point``).
 
-Training holds back a seeded share of its subjects for validation (never the test split).
-After training, the detector runs over those subjects' whole volumes with the default
-inference settings, candidates are matched to the CMB masks on the model-ready grid (mask
-hit rule, one voxel of dilation), and the threshold with the highest F1 is chosen
-(:func:`cmbflow.evaluation.froc.choose_operating_point`). The model card stores it, so new
-data is judged at the same threshold.
+Training holds back a seeded share of its subjects for validation (never the test split) and
+names them in the model card. This step runs the trained detector over those subjects' whole
+volumes with the **configured** inference settings (``detector.inference``: changing them
+re-runs this step, not training), matches candidates to the CMB masks on the model-ready
+grid (mask hit rule, one voxel of dilation) and chooses the threshold with the highest F1
+(:func:`cmbflow.evaluation.froc.choose_operating_point`). It writes ``operating_point.json``
+into the model folder, the one file the census, the tables and the figures read, so a copied
+model folder judges new data at the same threshold.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,19 +25,21 @@ import torch
 from cmbflow.evaluation.detection import match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
 from cmbflow.inference.detect import InferenceSettings, detect_candidates, predict_volume
-from cmbflow.models.weights import build_detector
+from cmbflow.models.weights import build_detector, load_model
 
 log = logging.getLogger(__name__)
 
 
 def validation_operating_point(state: dict[str, torch.Tensor], network: dict, anchors_mm, subjects: list,
-                               fallback: float = 0.5, device: torch.device | None = None) -> dict:
+                               settings: InferenceSettings | None = None, fallback: float = 0.5,
+                               device: torch.device | None = None) -> dict:
     """Operating point of the detector ``state`` (its ``network`` record) on ``subjects``
-    (:class:`cmbflow.training.patches.SubjectVolumes`): ``threshold``, ``criterion``, the
-    metrics there, and the ``subjects`` it was chosen on. ``fallback`` without validation CMBs."""
+    (:class:`cmbflow.training.patches.SubjectVolumes`) with inference ``settings``:
+    ``threshold``, ``criterion``, the metrics there, and the ``subjects`` it was chosen on.
+    ``fallback`` without validation CMBs."""
     model = build_detector(network)
     model.load_state_dict(state)
-    settings = InferenceSettings()
+    settings = settings or InferenceSettings()
     matched, n_lesions = [], 0
     for subject in subjects:
         outputs = predict_volume(model, subject.image, settings, device)
@@ -45,3 +53,34 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
     log.info("operating point %.3f (%s): sensitivity %.3f, %.2f FPs per subject on %d validation subjects (%d CMBs)",
              point["threshold"], point["criterion"], point["sensitivity"], point["fp_per_subject"], len(subjects), n_lesions)
     return {**point, "subjects": [subject.key for subject in subjects]}
+
+
+def write_operating_point(weights: str | Path, card: str | Path, subject_files: dict[str, dict[str, str]],
+                          inference: dict, output: str | Path) -> dict:
+    """Choose the operating point of a trained detector on the validation subjects its card
+    names (``subject_files``: ``<dataset>/<key>`` -> preprocessed files, a superset) with the
+    ``inference`` options, and write it to ``output`` (JSON). Returns what was written."""
+    from cmbflow.training.patches import load_subject
+
+    model, content = load_model(weights, card)
+    names = list(content["data_split"]["validation"])
+    missing = [name for name in names if name not in subject_files]
+    if missing:
+        raise ValueError(f"{card}: validation subjects {missing} are not among the training subjects of this run")
+    subjects = [load_subject(name, subject_files[name]) for name in names]
+    settings = InferenceSettings.from_config(inference)
+    state = torch.load(weights, map_location="cpu", weights_only=True)["detector"]
+    point = validation_operating_point(state, content["network"], content["anchors_mm"], subjects, settings)
+    record = {**point, "source": "validation subjects of training (model card data_split.validation)",
+              "inference": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}}
+    write_json_atomic(output, record)
+    return record
+
+
+def write_json_atomic(path: str | Path, content: dict) -> None:
+    """Write JSON whole or not at all (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(content, indent=2, default=str) + "\n")
+    os.replace(temporary, path)

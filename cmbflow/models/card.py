@@ -57,14 +57,15 @@ def provenance_record(train: list[str], validation: list[str], held_out, curves,
             "resolved_config": config}
 
 
-def operating_threshold(card: str | Path, configured: float | None = None) -> float:
+def operating_threshold(point_file: str | Path, configured: float | None = None) -> float:
     """The score threshold a detector is used at: ``configured`` (config
-    ``census.score_threshold``) when set, else the operating point its card stores (chosen
-    on the validation subjects of training)."""
+    ``census.score_threshold``) when set, else the one in its ``operating_point.json``
+    (rule ``choose_operating_point``: chosen on the validation subjects of training)."""
     if configured is not None:
         return float(configured)
-    content = json.loads(Path(card).read_text())
-    if "operating_point" not in content:
-        raise ValueError(f"{card}: the model card has no operating_point (a model trained before cmbflow chose one). "
-                         "Set census.score_threshold in the config, or retrain the model.")
-    return float(content["operating_point"]["threshold"])
+    path = Path(point_file)
+    if not path.exists():
+        raise ValueError(f"{path}: no operating point beside this model (a model folder from before cmbflow chose it in "
+                         "its own step). Set census.score_threshold in the config, or rerun the workflow's "
+                         "choose_operating_point rule for the model.")
+    return float(json.loads(path.read_text())["threshold"])

@@ -12,6 +12,7 @@ import pandas as pd
 
 from cmbflow.atlas import build_region_atlas, load_template
 from cmbflow.io.nifti import load_volume, save_volume
+from cmbflow.synth.randomize import Appearance, Randomization
 from cmbflow.synth.site import SiteParams
 from cmbflow.synth.subject import Geometry, SyntheticSubject, Simulator
 from cmbflow.synth.tissue import build_tissue_maps
@@ -28,16 +29,18 @@ def subject_rng(seed: int, site: str, subject: str) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, digest]))
 
 
-def make_simulator(atlas_path: str | Path | None = None, workers: int = 1, **atlas_options) -> Simulator:
+def make_simulator(atlas_path: str | Path | None = None, workers: int = 1, contrast: str = "t1",
+                   **atlas_options) -> Simulator:
     """Simulator over the ICBM template with a MARS atlas: the one written by the atlas rule
     (``atlas_path``), or built in memory with ``atlas_options`` of
-    :func:`cmbflow.atlas.build_region_atlas` when no path is given."""
+    :func:`cmbflow.atlas.build_region_atlas` when no path is given. ``contrast``: the
+    template image that shapes the anatomy (:func:`cmbflow.synth.tissue.build_tissue_maps`)."""
     template = load_template()
     if atlas_path is None:
         regions = build_region_atlas(template, **atlas_options)
     else:
         regions, _ = load_volume(atlas_path, dtype=np.uint8)
-    return Simulator(build_tissue_maps(template), regions, workers=workers)
+    return Simulator(build_tissue_maps(template, contrast), regions, workers=workers)
 
 
 def store_phase(phase: np.ndarray, storage: str) -> np.ndarray:
@@ -67,14 +70,39 @@ def write_subject(subject: SyntheticSubject, site: SiteParams, outputs: dict[str
         table.to_csv(outputs[key], sep="\t", index=False, float_format="%.3f")
 
 
-def synthesize_subject(simulator: Simulator, site: SiteParams, subject: str, seed: int,
-                       outputs: dict[str, str]) -> SyntheticSubject:
-    """Simulate and write one subject; returns the simulated subject."""
-    simulated = simulator.simulate(site, subject_rng(seed, site.name, subject))
-    write_subject(simulated, site, outputs)
-    log.info("site %s sub-%s: %d CMBs, %d calcifications, %d vein points; grid %s at %s mm",
+def draw_subject(site: SiteParams, subject: str, seed: int,
+                 randomization: Randomization | None = None) -> tuple[SiteParams, Appearance, np.random.Generator]:
+    """The acquisition and appearance of one subject, and the stream that simulates it: drawn
+    from ``randomization`` for a ``randomize`` site, else the site's own."""
+    rng = subject_rng(seed, site.name, subject)
+    if site.randomize:
+        acquisition, appearance = (randomization or Randomization()).draw(site, rng)
+        return acquisition, appearance, rng
+    return site, Appearance.of_site(site), rng
+
+
+def acquisition_record(site: SiteParams, appearance: Appearance) -> dict:
+    """BIDS-like sidecar of a simulated acquisition (BIDS units: seconds, tesla) and its appearance."""
+    return {"MagneticFieldStrength": site.b0_tesla, "EchoTime": round(site.te_ms / 1000, 6),
+            "VoxelSizeMm": [round(float(v), 4) for v in site.voxel_mm], "ObliqueDeg": round(site.oblique_deg, 3),
+            "Orientation": site.orientation, "SNR": round(site.snr, 3), "Randomized": site.randomize,
+            "cmbflow": {"bias_amplitude": site.bias_amplitude, "background_field_ppm": site.background_field_ppm,
+                        "homodyne_window_fraction": site.homodyne_window_fraction, "cmb_chi_ppm": list(site.cmb_chi_ppm),
+                        "medullary_veins": site.medullary_veins, "pial_veins": site.pial_veins,
+                        "anatomy_contrast": site.anatomy_contrast, **appearance.record()}}
+
+
+def synthesize_subject(simulator: Simulator, site: SiteParams, subject: str, seed: int, outputs: dict[str, str],
+                       randomization: Randomization | None = None) -> SyntheticSubject:
+    """Simulate and write one subject (and its acquisition sidecar); returns the simulated subject."""
+    acquisition, appearance, rng = draw_subject(site, subject, seed, randomization)
+    simulated = simulator.simulate(acquisition, rng, appearance=appearance)
+    write_subject(simulated, acquisition, outputs)
+    Path(outputs["acquisition"]).write_text(json.dumps(acquisition_record(acquisition, appearance), indent=2) + "\n")
+    log.info("site %s sub-%s: %d CMBs, %d calcifications, %d vein points; grid %s at %s mm, %.1f T, TE %.1f ms, SNR %.0f",
              site.name, subject, len(simulated.markers), int((simulated.mimics["kind"] == "calcification").sum()),
-             int(simulated.mimics["kind"].str.endswith("vein").sum()), simulated.swi.shape, site.voxel_mm)
+             int(simulated.mimics["kind"].str.endswith("vein").sum()), simulated.swi.shape,
+             tuple(round(float(v), 2) for v in acquisition.voxel_mm), acquisition.b0_tesla, acquisition.te_ms, acquisition.snr)
     return simulated
 
 

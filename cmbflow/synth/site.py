@@ -32,10 +32,19 @@ class SiteParams:
     cmb_count_max: int = 8
     cmb_free_fraction: float = 0.2
     cmb_diameter_mm: tuple = (2.0, 10.0)
+    cmb_chi_ppm: tuple = (0.4, 1.2)
     region_weights: dict = field(default_factory=lambda: {"lobar": 0.5, "deep": 0.3, "infratentorial": 0.2})
     calcifications_max: int = 2
     medullary_veins: int = 40
     pial_veins: int = 30
+    vein_radius_mm: tuple | None = None  # None: 0.4-0.7 mm medullary, 0.6-1.2 mm pial
+    ventricle_expansion: float = 0.0
+    swi_power: int = 4
+    anatomy_contrast: str = "t1"  # template image whose intensities set partial volumes and head tissue
+    pose_rotation_deg: float = 6.0
+    pose_scale_sd: float = 0.04
+    warp_mm: float = 2.5
+    randomize: bool = False  # training mode: each subject draws its acquisition (synth.randomization)
 
     @classmethod
     def from_config(cls, name: str, values: dict) -> "SiteParams":

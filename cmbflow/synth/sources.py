@@ -74,14 +74,17 @@ class Vein:
         return best
 
 
-def random_cmb(rng: np.random.Generator, centre, diameter_range, region: int) -> Focus:
-    """A microbleed: log-uniform diameter (more small than large), mild ellipticity."""
+def random_cmb(rng: np.random.Generator, centre, diameter_range, region: int, chi_range=(0.4, 1.2),
+               r2star_factor: float = 1.0) -> Focus:
+    """A microbleed: log-uniform diameter (more small than large), mild ellipticity; chi
+    log-uniform over ``chi_range`` (ppm: faint to strong); R2* (3 T values) times ``r2star_factor``."""
     low, high = diameter_range
     diameter = float(np.exp(rng.uniform(np.log(low), np.log(high))))
     semi = diameter / 2 * rng.uniform(0.8, 1.2, 3)
     semi *= diameter / 2 / semi.mean()
     return Focus("cmb", np.asarray(centre, float), semi, Rotation.random(random_state=rng).as_matrix(),
-                 chi=float(rng.uniform(0.4, 1.2)), r2star=float(rng.uniform(300, 500)), m0=0.6, region=region)
+                 chi=float(np.exp(rng.uniform(np.log(chi_range[0]), np.log(chi_range[1])))),
+                 r2star=float(rng.uniform(300, 500) * r2star_factor), m0=0.6, region=region)
 
 
 def random_calcification(rng: np.random.Generator, centre, region: int) -> Focus:

@@ -28,9 +28,10 @@ from scipy import ndimage
 from cmbflow.atlas import DEEP, REGION_NAMES
 from cmbflow.io.coords import direction_cosines, grid_world_coordinates, world_to_voxel
 from cmbflow.synth import physics
+from cmbflow.synth.randomize import Appearance
 from cmbflow.synth.site import SiteParams
 from cmbflow.synth.sources import Focus, Vein, random_calcification, random_cmb, random_walk
-from cmbflow.synth.tissue import WHITE, TissueMaps
+from cmbflow.synth.tissue import AIR_CLASS, BONE_CLASS, CSF_CLASS, NUCLEI_CLASS, WHITE, TissueMaps
 from cmbflow.synth.warp import SubjectWarp
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,12 @@ class Simulator:
         self.params = np.stack([tissue.m0, tissue.r2star, tissue.chi])
         centre_ijk = np.argwhere(tissue.brain).mean(0)
         self.template_centre = (tissue.affine[:3, :3] @ centre_ijk + tissue.affine[:3, 3])
+        # Centre of the ventricles: CSF within 30 mm of the deep grey nuclei (not sulcal CSF).
+        nuclei_ijk = np.argwhere(tissue.tissue_class == NUCLEI_CLASS).mean(0)
+        csf_ijk = np.argwhere(tissue.tissue_class == CSF_CLASS)
+        near = csf_ijk[np.linalg.norm((csf_ijk - nuclei_ijk) * np.sqrt((tissue.affine[:3, :3] ** 2).sum(0)), axis=1) < 30]
+        ventricles_ijk = near.mean(0) if len(near) else nuclei_ijk
+        self.ventricle_centre = tissue.affine[:3, :3] @ ventricles_ijk + tissue.affine[:3, 3]
 
     # -- sampling the warped template ---------------------------------------------------
     def _template_index(self, world: np.ndarray, warp: SubjectWarp) -> np.ndarray:
@@ -117,16 +124,26 @@ class Simulator:
 
     # -- the simulation -----------------------------------------------------------------
     def simulate(self, site: SiteParams, rng: np.random.Generator, warp: SubjectWarp | None = None,
-                 geometry: Geometry | None = None, with_sources: bool = True, with_noise: bool = True) -> SyntheticSubject:
-        """Simulate one acquisition of ``site`` (or of ``geometry`` when given, e.g. the template grid)."""
+                 geometry: Geometry | None = None, with_sources: bool = True, with_noise: bool = True,
+                 appearance: Appearance | None = None) -> SyntheticSubject:
+        """Simulate one acquisition of ``site`` (or of ``geometry`` when given, e.g. the template grid).
+
+        ``appearance``: the subject's tissue factors, head tissue and atrophy (randomized
+        training mode, :mod:`cmbflow.synth.randomize`); default: the site's fixed appearance.
+        """
+        appearance = appearance or Appearance.of_site(site)
         geometry = geometry or Geometry(site.affine(), site.shape, site.sim_factors)
-        warp = warp or SubjectWarp.random(rng, self.template_centre)
+        if warp is None:
+            warp = SubjectWarp.random(rng, self.template_centre, rotation_deg=site.pose_rotation_deg,
+                                      scale_sd=site.pose_scale_sd, warp_mm=site.warp_mm)
+            warp.expansion, warp.expansion_centre = appearance.ventricle_expansion, self.ventricle_centre
         f = geometry.sim_factors
         world = grid_world_coordinates(geometry.affine, geometry.shape, f)
         index = self._template_index(world, warp)
         m0, r2star, chi = (ndimage.map_coordinates(p, index, order=1, mode="constant", cval=0.0) for p in self.params)
         tissue_class, region, brain = self._sample_codes(index)
         del index
+        self._apply_appearance(appearance, tissue_class, m0, r2star, chi)
         # Individual variation of tissue properties.
         chi *= np.float32(rng.normal(1.0, 0.1))
         r2star *= np.float32(rng.normal(1.0, 0.05))
@@ -137,7 +154,7 @@ class Simulator:
             veins = self._place_veins(site, rng, geometry, tissue_class, region, brain)
             for vein in veins:
                 self._rasterize_vein(vein, geometry, m0, r2star, chi)
-            foci = self._place_foci(site, rng, geometry, tissue_class, region)
+            foci = self._place_foci(site, rng, geometry, tissue_class, region, appearance.r2star_field_factor)
 
         background = self._background_field(site, rng, world) if with_noise else 0.0
         del world
@@ -172,12 +189,31 @@ class Simulator:
 
         magnitude = np.abs(signal).astype(np.float32)
         phase = physics.homodyne_phase(signal, site.homodyne_window_fraction, workers=self.workers)
-        swi = physics.swi_from(magnitude, phase)
+        swi = physics.swi_from(magnitude, phase, power=appearance.swi_power)
         return SyntheticSubject(
             affine=geometry.affine, swi=swi, phase=(site.phase_sign * phase).astype(np.float32), magnitude=magnitude,
             cmb_labels=cmb_labels, brain_mask=brain_mask.astype(np.uint8), regions=regions.astype(np.uint8),
             markers=self._markers_table(foci, geometry, cmb_labels), mimics=self._mimics_table(foci, veins, geometry),
         )
+
+    @staticmethod
+    def _apply_appearance(appearance: Appearance, tissue_class, m0, r2star, chi) -> None:
+        """Per-class factors on M0, R2*, chi (in place), the skull band's and air cavities' values,
+        and R2* scaled with the field strength."""
+        factors = appearance.tissue_factors[tissue_class]
+        m0 *= factors[..., 0]
+        r2star *= factors[..., 1] * np.float32(appearance.r2star_field_factor)
+        chi *= factors[..., 2]
+        del factors
+        for code, m0_value, chi_value in ((BONE_CLASS, appearance.bone_m0, appearance.bone_chi_ppm),
+                                          (AIR_CLASS, None, appearance.air_chi_ppm)):
+            if m0_value is None and chi_value is None:
+                continue
+            where = tissue_class == code
+            if m0_value is not None:
+                m0[where] = m0_value
+            if chi_value is not None:
+                chi[where] = chi_value
 
     # -- sources --------------------------------------------------------------------------
     @staticmethod
@@ -193,7 +229,7 @@ class Simulator:
         out[inside] = array[tuple(idx[inside].T)]
         return out
 
-    def _place_foci(self, site, rng, geometry, tissue_class, region) -> list[Focus]:
+    def _place_foci(self, site, rng, geometry, tissue_class, region, r2star_factor: float = 1.0) -> list[Focus]:
         parenchyma = np.isin(tissue_class, PARENCHYMA)
         if rng.uniform() < site.cmb_free_fraction:
             n_cmb = 0
@@ -231,7 +267,8 @@ class Simulator:
         for _ in range(n_cmb):
             name = names[rng.choice(len(names), p=weights / weights.sum())]
             code = REGION_CODES[name]
-            try_place(lambda c, code=code: random_cmb(rng, c, site.cmb_diameter_mm, code), name, code)
+            try_place(lambda c, code=code: random_cmb(rng, c, site.cmb_diameter_mm, code, site.cmb_chi_ppm, r2star_factor),
+                      name, code)
         for _ in range(int(rng.integers(0, site.calcifications_max + 1))):
             try_place(lambda c: random_calcification(rng, c, DEEP), "deep_nuclei", None)
         for focus in foci:
@@ -249,9 +286,11 @@ class Simulator:
             return lambda pts: self._lookup(mask, geometry, pts).astype(bool)
 
         white = tissue_class == 3
+        medullary_radius = site.vein_radius_mm or (0.4, 0.7)
+        pial_radius = site.vein_radius_mm or (0.6, 1.2)
         for kind, pool, count, inside, length, radius in (
-            ("medullary_vein", deep_white, site.medullary_veins, allowed(white), (10, 25), (0.4, 0.7)),
-            ("pial_vein", pial_start, site.pial_veins, allowed(shell), (15, 40), (0.6, 1.2)),
+            ("medullary_vein", deep_white, site.medullary_veins, allowed(white), (10, 25), medullary_radius),
+            ("pial_vein", pial_start, site.pial_veins, allowed(shell), (15, 40), pial_radius),
         ):
             if len(pool) == 0:
                 continue

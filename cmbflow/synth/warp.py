@@ -4,7 +4,8 @@ The mapping goes from the subject's world frame (mm RAS+ of the scanner) to the 
 world frame (mm RAS+, MNI): ``x_tpl = A (x - c_subj) + c_tpl + d(x)``. ``d`` is a sum of
 random low-frequency sinusoids (a smooth random field, wavelengths 60-160 mm), cheap to
 evaluate at any point and differentiable everywhere, so the warp stays diffeomorphic for
-the small amplitudes used.
+the small amplitudes used. Atrophy adds a radial expansion around the ventricles
+(``expansion``, see :meth:`SubjectWarp.to_template`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ class SubjectWarp:
     frequencies: np.ndarray  # (3, n_terms, 3) cycles/mm
     phases: np.ndarray  # (3, n_terms)
     amplitudes: np.ndarray  # (3, n_terms) mm
+    expansion: float = 0.0  # atrophy: radial widening around expansion_centre (template mm), 0 none, < 1
+    expansion_centre: np.ndarray | None = None
+    expansion_sigma_mm: float = 25.0
 
     @classmethod
     def identity(cls, template_centre) -> "SubjectWarp":
@@ -60,4 +64,10 @@ class SubjectWarp:
                     continue
                 arg = rel @ (2 * np.pi * self.frequencies[axis, term]).astype(np.float32) + np.float32(self.phases[axis, term])
                 out[..., axis] += np.float32(self.amplitudes[axis, term]) * np.sin(arg)
+        if self.expansion > 0:
+            # y = c + (y - c)(1 - a g(|y - c|)), g Gaussian: monotone in the radius for a < 1, so the
+            # structures around c (the ventricles) appear wider in the subject.
+            offset = out - np.asarray(self.expansion_centre, np.float32)
+            gauss = np.exp(-(offset**2).sum(-1, keepdims=True) / np.float32(2 * self.expansion_sigma_mm**2))
+            out -= np.float32(self.expansion) * gauss * offset
         return out

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from cmbflow.config import split_subjects
 from cmbflow.figures.curves import plot_training_curves
-from cmbflow.inference.operating_point import validation_operating_point
 from cmbflow.models.card import INPUT_CHANNELS, normalization_record, provenance_record
 from cmbflow.models.weights import save_model
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
@@ -71,8 +70,6 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
         "anchors_mm": list(settings.anchors_mm),
         "network": network_record(settings),
         "training": settings_record(settings),
-        "operating_point": validation_operating_point(state["detector"], network_record(settings), settings.anchors_mm,
-                                                      validation),
         **provenance_record([s.key for s in train], [s.key for s in validation], held_out, curves, config, workflow_dir),
     }
     curves.to_csv(outputs["curves"], sep="\t", index=False)

@@ -17,11 +17,10 @@ def test_reading_a_card_imports_no_torch():
     assert imported == "[]"  # torch + MONAI cost a job ~3 s to import
 
 
-def test_operating_threshold_from_card_or_config(tmp_path):
-    card = tmp_path / "card.json"
-    card.write_text(json.dumps({"operating_point": {"threshold": 0.42}}))
-    assert operating_threshold(card) == 0.42
-    assert operating_threshold(card, configured=0.1) == 0.1
-    card.write_text(json.dumps({}))
+def test_operating_threshold_from_its_file_or_config(tmp_path):
+    point = tmp_path / "operating_point.json"
+    point.write_text(json.dumps({"threshold": 0.42, "source": "validation subjects of training"}))
+    assert operating_threshold(point) == 0.42
+    assert operating_threshold(point, configured=0.1) == 0.1
     with pytest.raises(ValueError, match="census.score_threshold"):
-        operating_threshold(card)
+        operating_threshold(tmp_path / "missing.json")
