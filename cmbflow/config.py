@@ -131,6 +131,30 @@ def split_subjects(keys: list[str], test_fraction: float, seed: int) -> dict[str
     return {key: "test" if key in test else "train" for key in ordered}
 
 
+def calibration_split(keys: list[str], n_calibration: int, seed: int) -> dict[str, str]:
+    """Seeded split of an external dataset: subject key -> ``calibration`` (``n_calibration``
+    subjects, for fine-tuning and calibration, never scored) or ``test``. Independent of the
+    order of ``keys``; at least one subject stays ``test``."""
+    ordered = sorted(keys)
+    if n_calibration >= len(ordered):
+        raise ValueError(f"calibration_subjects: {n_calibration} of {len(ordered)} subjects would leave none to score; "
+                         "lower it")
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    chosen = {ordered[i] for i in order[:n_calibration]}
+    return {key: "calibration" if key in chosen else "test" for key in ordered}
+
+
+def dataset_split(keys: list[str], dataset: dict, split: dict) -> dict[str, str] | None:
+    """The split of one dataset (config ``split`` and the dataset's entry): train / test for
+    an internal dataset, calibration / test for an external one with calibration subjects,
+    None for an external dataset scored whole."""
+    if dataset["role"] == "internal":
+        return split_subjects(keys, split["test_fraction"], split["seed"])
+    if dataset.get("calibration_subjects", 0) > 0:
+        return calibration_split(keys, int(dataset["calibration_subjects"]), split["seed"])
+    return None
+
+
 def registration_template(config: dict) -> dict[str, str]:
     """Files of the registration template chosen by ``preprocessing.template``: ``image``,
     ``regions`` (MARS atlas on the image's grid) and ``brainmask``."""

@@ -137,6 +137,11 @@ def model_files(variant: str) -> dict[str, str]:
             "operating_point": f"{folder}/operating_point.json"}
 
 
+def calibrated_operating_point(variant: str, dataset: str) -> str:
+    """A variant's operating point calibrated on one dataset's calibration subjects."""
+    return f"{RESULTS}/calibration/{variant}/{dataset}/operating_point.json"
+
+
 LOCALIZER = "localizer"  # model folder name of the localization network; not a detector variant name
 
 

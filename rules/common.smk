@@ -7,7 +7,7 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import bids_dir, registration_template, split_subjects, subject_inputs, target_spacing
+from cmbflow.config import bids_dir, dataset_split, registration_template, subject_inputs, target_spacing
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
 from cmbflow.synth.site import SiteParams
@@ -36,14 +36,34 @@ INTERNAL_DATASETS = [name for name, d in config["datasets"].items() if d["role"]
 TRAINED_MODELS = dict(config.get("models") or {})
 TRAINING = not TRAINED_MODELS and bool(INTERNAL_DATASETS)
 HAS_MODELS = TRAINING or bool(TRAINED_MODELS)
-VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if TRAINED_MODELS else list(config["detector"]["variants"])
+BASE_VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if TRAINED_MODELS else list(config["detector"]["variants"])
+# config `fine_tune:` (name -> parent, dataset, settings): detectors tuned on a site's calibration subjects.
+FINE_TUNED = dict(config.get("fine_tune") or {})
+VARIANTS = BASE_VARIANTS + [name for name in FINE_TUNED if name not in BASE_VARIANTS]
 
 
 def detector_model(variant):
-    """``weights`` and ``card`` of a detector variant: the folder config ``models`` names, else the one training writes."""
-    if TRAINED_MODELS:
+    """``weights``, ``card`` and ``operating_point`` of a detector: the folder config ``models``
+    names, else the one training (or fine-tuning) writes."""
+    if variant in TRAINED_MODELS:
         return paths.model_folder_files(TRAINED_MODELS[variant])
     return paths.model_files(variant)
+
+
+def parent_model(name):
+    """The model a fine-tuned detector starts from: a variant of this run, or a model folder."""
+    parent = FINE_TUNED[name]["parent"]
+    if parent in BASE_VARIANTS:
+        return detector_model(parent)
+    return paths.model_folder_files(parent)
+
+
+def operating_point_file(variant, dataset):
+    """The operating point a variant is used at on a dataset: calibrated on the dataset's
+    calibration subjects (``datasets.<name>.calibrate``), else the model's own."""
+    if config["datasets"][dataset].get("calibrate") and CALIBRATION_SUBJECTS[dataset]:
+        return paths.calibrated_operating_point(variant, dataset)
+    return detector_model(variant)["operating_point"]
 
 
 def localizer_model():
@@ -55,21 +75,34 @@ def localizer_model():
 
 def fuses_levels(variant):
     """Whether a variant uses the Feature Fusion Module (its config, or its model card)."""
+    if variant in FINE_TUNED:
+        parent = FINE_TUNED[variant]["parent"]
+        return fuses_levels(parent) if parent in BASE_VARIANTS else bool(json.loads(open(parent_model(variant)["card"]).read())["network"]["fuse_levels"])
     if TRAINED_MODELS:
         return bool(json.loads(open(detector_model(variant)["card"]).read())["network"]["fuse_levels"])
     return bool(config["detector"]["variants"][variant]["fuse_levels"])
 
 
-def _test_subjects(name):
-    """Subjects a detector is run on: the test split of an internal dataset (the same seeded
-    split that rule split_dataset writes), every subject of an external one."""
-    if name not in INTERNAL_DATASETS:
-        return SUBJECTS[name]
-    split = split_subjects(SUBJECTS[name], config["split"]["test_fraction"], config["split"]["seed"])
-    return [key for key in SUBJECTS[name] if split[key] == "test"]
+def _split(name):
+    """The seeded split of a dataset, the same that rule split_dataset writes (None: scored whole)."""
+    try:
+        return dataset_split(SUBJECTS[name], config["datasets"][name], config["split"])
+    except ValueError as error:
+        raise WorkflowError(f"datasets.{name}.{error}") from None
 
 
-TEST_SUBJECTS = {name: _test_subjects(name) for name in config["datasets"]}
+SPLITS = {name: _split(name) for name in config["datasets"]}
+for _name, _tune in FINE_TUNED.items():
+    if _tune["dataset"] not in config["datasets"] or not (SPLITS[_tune["dataset"]] and "calibration" in SPLITS[_tune["dataset"]].values()):
+        raise WorkflowError(f"fine_tune.{_name}.dataset: {_tune['dataset']!r} must be a dataset of this run with "
+                            "calibration_subjects > 0 (the annotated subjects it is tuned on)")
+SPLIT_DATASETS = [name for name, split in SPLITS.items() if split is not None]
+# Subjects a detector is scored on: an internal dataset's test split, an external one's
+# subjects but its calibration subjects (those tune and calibrate, and are never scored).
+TEST_SUBJECTS = {name: [key for key in SUBJECTS[name] if SPLITS[name] is None or SPLITS[name][key] == "test"]
+                 for name in config["datasets"]}
+CALIBRATION_SUBJECTS = {name: [key for key in SUBJECTS[name] if SPLITS[name] and SPLITS[name][key] == "calibration"]
+                        for name in config["datasets"]}
 TRAIN_SUBJECTS = {name: [key for key in SUBJECTS[name] if key not in TEST_SUBJECTS[name]] for name in INTERNAL_DATASETS}
 # Datasets scored against their annotations: those whose test subjects all have a CMB mask
 # (or, with the distance hit rule, a markers table).
@@ -144,6 +177,12 @@ def training_subjects():
             for name, keys in TRAIN_SUBJECTS.items() for key in keys}
 
 
+def calibration_subject_files(name):
+    """``<dataset>/<key>`` -> preprocessed files, for the calibration subjects of a dataset."""
+    return {f"{name}/{key}": {kind: paths.preproc_subject_files(name, key)[kind] for kind in MODEL_INPUTS}
+            for key in CALIBRATION_SUBJECTS[name]}
+
+
 def training_files(wildcards):
     return [path for files in training_subjects().values() for path in files.values()]
 
@@ -212,8 +251,8 @@ def example_runs(name):
 
 
 # Fig. 6 needs a baseline (no FFM) and an FFM variant and an annotated internal test subject with a CMB.
-BASELINE = next((v for v in VARIANTS if not fuses_levels(v)), None)
-FUSED = next((v for v in VARIANTS if fuses_levels(v)), None)
+BASELINE = next((v for v in BASE_VARIANTS if not fuses_levels(v)), None)
+FUSED = next((v for v in BASE_VARIANTS if fuses_levels(v)), None)
 FIGURE_DATASET = next((d for d in EVALUATED_DATASETS if d in INTERNAL_DATASETS), None)
 
 
@@ -255,14 +294,14 @@ def dataset_settings(name):
 
 def final_outputs():
     targets = [paths.output("inputs", name, suffix="manifest", ext=".tsv") for name in config["datasets"]]
-    targets += [paths.output("inputs", name, suffix="split", ext=".tsv")
-                for name, d in config["datasets"].items() if d["role"] == "internal"]
+    targets += [paths.output("inputs", name, suffix="split", ext=".tsv") for name in SPLIT_DATASETS]
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
     targets += [paths.registration_quality(name) for name in config["datasets"]]
     if TRAINING:
         targets += [paths.model_files(variant)[kind] for variant in VARIANTS
                     for kind in ("weights", "card", "curves_png", "operating_point")]
         targets += [paths.localizer_files()[kind] for kind in ("weights", "card", "curves_png")]
+    targets += [paths.model_files(name)[kind] for name in FINE_TUNED for kind in ("weights", "card", "curves_png", "operating_point")]
     if HAS_MODELS:
         targets += [path for variant in VARIANTS for name in config["datasets"] if TEST_SUBJECTS[name]
                     for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values())]
@@ -270,6 +309,8 @@ def final_outputs():
                     for figure in ("candidate_panels", "anatomical_filtering")]
     if EVALUATED_DATASETS and HAS_MODELS:
         targets += [paths.anatomical_filtering(), paths.evaluation_table("models_by_site", ".tsv")]
+        if len(VARIANTS) > 1:
+            targets.append(paths.evaluation_table("paired_differences", ".tsv"))
         targets += [paths.figure(name, figure)["png"] for name in EVALUATED_DATASETS
                     for figure in ("froc", "precision_recall", "fp_per_subject")]
         targets += [paths.figure(f"{v}/{name}", "tsne")["png"] for v in VARIANTS for name in EVALUATED_DATASETS]

@@ -49,16 +49,36 @@ if TRAINING:
         script:
             "../scripts/train_detector.py"
 
+def operating_subjects(variant):
+    """Where a detector's own operating point is chosen: a trained variant's validation subjects
+    (its card names them; None), a fine-tuned one's tuning subjects (its dataset's calibration subjects)."""
+    if variant in FINE_TUNED:
+        dataset = FINE_TUNED[variant]["dataset"]
+        return calibration_subject_files(dataset), list(calibration_subject_files(dataset))
+    return training_subjects(), None
+
+
+OWN_POINTS = (BASE_VARIANTS if TRAINING else []) + list(FINE_TUNED)  # operating points this run chooses
+
+
+if OWN_POINTS:
+
     rule choose_operating_point:
         input:
-            weights=paths.model_files("{variant}")["weights"],
-            card=paths.model_files("{variant}")["card"],  # names the validation subjects
-            images=training_files,
+            weights=lambda wildcards: detector_model(wildcards.variant)["weights"],
+            card=lambda wildcards: detector_model(wildcards.variant)["card"],
+            images=lambda wildcards: [p for files in operating_subjects(wildcards.variant)[0].values() for p in files.values()],
         output:
             paths.model_files("{variant}")["operating_point"],
         params:
-            subjects=training_subjects(),
+            subjects=lambda wildcards: operating_subjects(wildcards.variant)[0],
+            names=lambda wildcards: operating_subjects(wildcards.variant)[1],
+            source=lambda wildcards: (f"the {FINE_TUNED[wildcards.variant]['dataset']} subjects it was fine-tuned on"
+                                      if wildcards.variant in FINE_TUNED
+                                      else "validation subjects of training (model card data_split.validation)"),
             inference=config["detector"]["inference"],  # a change re-runs this rule, not training
+        wildcard_constraints:
+            variant="|".join(OWN_POINTS),
         log:
             paths.log("detector", "operating_point_{variant}"),
         benchmark:
@@ -71,6 +91,79 @@ if TRAINING:
             "../envs/detector.yaml"
         script:
             "../scripts/choose_operating_point.py"
+
+
+rule calibrate_operating_point:
+    input:
+        weights=lambda wildcards: detector_model(wildcards.variant)["weights"],
+        card=lambda wildcards: detector_model(wildcards.variant)["card"],
+        images=lambda wildcards: [p for files in calibration_subject_files(wildcards.dataset).values() for p in files.values()],
+    output:
+        paths.calibrated_operating_point("{variant}", "{dataset}"),
+    params:
+        subjects=lambda wildcards: calibration_subject_files(wildcards.dataset),
+        names=lambda wildcards: list(calibration_subject_files(wildcards.dataset)),
+        source=lambda wildcards: f"calibration subjects of {wildcards.dataset} (datasets.{wildcards.dataset}.calibrate)",
+        inference=config["detector"]["inference"],
+    log:
+        paths.log("detector", "calibrate_{variant}_{dataset}"),
+    benchmark:
+        paths.benchmark("detector", "calibrate_{variant}_{dataset}")
+    threads: config["detector"]["inference"]["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/detector.yaml"
+    script:
+        "../scripts/choose_operating_point.py"
+
+
+if FINE_TUNED:
+
+    rule fine_tune_detector:
+        input:
+            parent_weights=lambda wildcards: parent_model(wildcards.name)["weights"],
+            parent_card=lambda wildcards: parent_model(wildcards.name)["card"],
+            splits=lambda wildcards: paths.output("inputs", FINE_TUNED[wildcards.name]["dataset"], suffix="split", ext=".tsv"),
+            images=lambda wildcards: [p for files in calibration_subject_files(FINE_TUNED[wildcards.name]["dataset"]).values()
+                                      for p in files.values()],
+        output:
+            weights=paths.model_files("{name}")["weights"],
+            card=paths.model_files("{name}")["card"],
+            curves=paths.model_files("{name}")["curves"],
+            curves_png=report(
+                paths.model_files("{name}")["curves_png"],
+                caption="../report/training_curves.rst",
+                category="Detector",
+                subcategory="Fine-tuning",
+                labels={"variant": "{name}", "figure": "curves"},
+            ),
+        params:
+            settings=lambda wildcards: FINE_TUNED[wildcards.name],
+            parent=lambda wildcards: os.path.dirname(parent_model(wildcards.name)["weights"]),
+            subjects=lambda wildcards: calibration_subject_files(FINE_TUNED[wildcards.name]["dataset"]),
+            held_out=lambda wildcards: [f"{FINE_TUNED[wildcards.name]['dataset']}/{key}"
+                                        for key in TEST_SUBJECTS[FINE_TUNED[wildcards.name]["dataset"]]],
+            checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.name),
+            config=model_config("detector"),
+            workflow_dir=workflow.basedir,
+        wildcard_constraints:
+            name="|".join(FINE_TUNED),
+        log:
+            paths.log("detector", "fine_tune_{name}"),
+        benchmark:
+            paths.benchmark("detector", "fine_tune_{name}")
+        threads: config["detector"]["training"]["threads"]
+        priority: 1
+        resources:
+            mem_mb=4000,
+            runtime=60,
+            gpu=1 if config["use_gpu"] else 0,
+        conda:
+            "../envs/detector.yaml"
+        script:
+            "../scripts/fine_tune_detector.py"
 
 
 rule detect_cmbs:

@@ -5,7 +5,7 @@
 rule evaluate_detection:
     input:
         candidates=paths.candidate_files("{variant}", "{dataset}")["table"],
-        operating_point=lambda wildcards: detector_model(wildcards.variant)["operating_point"],
+        operating_point=lambda wildcards: operating_point_file(wildcards.variant, wildcards.dataset),
         network=paths.region_segmentations("{dataset}"),
         annotations=evaluation_inputs,
     output:
@@ -65,6 +65,45 @@ rule evaluation_tables:
         "../envs/figures.yaml"
     script:
         "../scripts/evaluation_tables.py"
+
+
+rule paired_comparison:
+    input:
+        tables=[paths.evaluation_files(v, d)[k] for v in VARIANTS for d in EVALUATED_DATASETS for k in ("matched", "lesions")],
+    output:
+        table=report(
+            paths.evaluation_table("paired_differences", ".tsv"),
+            caption="../report/paired_differences.rst",
+            category="Evaluation",
+            subcategory="Tables",
+            labels={"table": "paired differences between variants", "format": "TSV"},
+        ),
+        markdown=paths.evaluation_table("paired_differences", ".md"),
+        png=report(
+            paths.figure("models", "paired_differences")["png"],
+            caption="../report/paired_differences.rst",
+            category="Evaluation",
+            subcategory="Tables",
+            labels={"table": "paired differences between variants", "format": "forest plot"},
+        ),
+        pdf=paths.figure("models", "paired_differences")["pdf"],
+    params:
+        runs={d: {v: paths.evaluation_files(v, d) for v in VARIANTS} for d in EVALUATED_DATASETS},
+        subjects={d: TEST_SUBJECTS[d] for d in EVALUATED_DATASETS},
+        bootstrap=config["evaluation"]["bootstrap"],
+        seed=config["evaluation"]["seed"],
+    log:
+        paths.log("evaluation", "paired_comparison"),
+    benchmark:
+        paths.benchmark("evaluation", "paired_comparison")
+    threads: 1
+    resources:
+        mem_mb=1500,
+        runtime=15,
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/paired_comparison.py"
 
 
 rule site_figures:

@@ -33,8 +33,8 @@ rule split_dataset:
     output:
         paths.output("inputs", "{dataset}", suffix="split", ext=".tsv"),
     params:
-        test_fraction=config["split"]["test_fraction"],
-        seed=config["split"]["seed"],
+        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        split=config["split"],
     log:
         paths.log("inputs", "split_{dataset}"),
     threads: 1

@@ -76,7 +76,7 @@ rule segment_regions:
 rule localize_candidates:
     input:
         detections=paths.detection_files("{variant}", "{dataset}")["table"],
-        operating_point=lambda wildcards: detector_model(wildcards.variant)["operating_point"],
+        operating_point=lambda wildcards: operating_point_file(wildcards.variant, wildcards.dataset),
         network=paths.region_segmentations("{dataset}"),
         atlas=lambda wildcards: [files["atlas"] for files in region_maps(wildcards.dataset).values()],
     output:
@@ -146,7 +146,7 @@ rule localization_accuracy:
 rule anatomical_filtering:
     input:
         tables=[paths.candidate_files(v, d)["table"] for v in VARIANTS for d in EVALUATED_DATASETS],
-        operating_points=[detector_model(v)["operating_point"] for v in VARIANTS],
+        operating_points=[operating_point_file(v, d) for v in VARIANTS for d in EVALUATED_DATASETS],
         annotations=[path for d in EVALUATED_DATASETS for files in evaluation_subjects(d).values()
                      for kind, path in files.items() if path and kind != "regions"],
     output:
@@ -160,7 +160,7 @@ rule anatomical_filtering:
     params:
         runs=[
             {"variant": v, "dataset": d, "table": paths.candidate_files(v, d)["table"],
-             "operating_point": detector_model(v)["operating_point"]}
+             "operating_point": operating_point_file(v, d)}
             for v in VARIANTS
             for d in EVALUATED_DATASETS
         ],

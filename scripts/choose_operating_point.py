@@ -1,4 +1,5 @@
-"""Rule choose_operating_point: a trained variant's score threshold on its validation subjects -> operating_point.json."""
+"""Rules choose_operating_point / calibrate_operating_point: a detector's score threshold on
+annotated subjects that are never scored -> operating_point.json."""
 
 import torch
 
@@ -8,4 +9,4 @@ from cmbflow.logs import setup_logging
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 write_operating_point(snakemake.input.weights, snakemake.input.card, snakemake.params.subjects, snakemake.params.inference,
-                      snakemake.output[0])
+                      snakemake.output[0], names=snakemake.params.names, source=snakemake.params.source)

@@ -78,8 +78,10 @@ def region_metrics(matched: pd.DataFrame, lesions: pd.DataFrame, n_subjects: int
 
 
 def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: HitRule, threshold: float,
-                       outputs: dict[str, str], margin_mm: float = 0.0, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                       outputs: dict[str, str], margin_mm: float = 0.0, n_boot: int = 1000, seed: int = 0,
+                       threshold_source: str = "") -> pd.DataFrame:
     """Evaluate one variant x dataset and write ``outputs`` (:func:`cmbflow.paths.evaluation_files`).
+    ``threshold_source`` says where the operating ``threshold`` comes from (written with it).
     Returns the summary (one row per filter)."""
     candidates = pd.read_csv(candidates_table, sep="\t", dtype={"subject": str, "candidate": str})
     n_subjects = len(subjects)
@@ -91,6 +93,7 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
         matched_tables.append(matched.assign(filter=name))
         n_lesions = len(lesions)
         row = {"filter": name, "subjects": n_subjects, "cmbs": n_lesions, "threshold": threshold,
+               "threshold_source": threshold_source,
                **metrics_at(matched, n_lesions, n_subjects, threshold)}
         if n_lesions:
             points = froc_curve(matched, n_lesions, n_subjects)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-MODEL_COLUMNS = ["variant", "dataset", "filter", "subjects", "cmbs", "threshold", "sensitivity", "fp_per_subject",
+MODEL_COLUMNS = ["variant", "dataset", "filter", "subjects", "cmbs", "threshold", "threshold_source", "sensitivity", "fp_per_subject",
                  "precision", "f1", "cpm", "cpm_lower", "cpm_upper", "ap"]
 
 

@@ -123,3 +123,23 @@ def plot_embedding(table: pd.DataFrame, title: str, png: str, pdf: str) -> None:
     ax.set_title(title)
     ax.legend(fontsize=7, loc="best")
     save_figure(fig, png, pdf)
+
+
+def plot_paired_differences(table: pd.DataFrame, title: str, png: str, pdf: str) -> None:
+    """Forest plot of the paired bootstrap differences (:mod:`cmbflow.evaluation.paired`):
+    per dataset and variant pair, ΔCPM and Δsensitivity at 1 FP/subject after anatomical
+    filtering, with their 95 % intervals; a line at 0 (no difference)."""
+    rows = table[table["filter"] == "after"].reset_index(drop=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * max(len(rows), 1) + 1.4), sharey=True)
+    labels = [f"{r.dataset}: {r.variant_b} − {r.variant_a}" for r in rows.itertuples()]
+    y = np.arange(len(rows))[::-1]
+    for ax, column, name in ((axes[0], "cpm", "ΔCPM"), (axes[1], "sens1", "Δ sensitivity at 1 FP/subject")):
+        if len(rows):
+            centre = rows[f"delta_{column}"].to_numpy(float)
+            lower, upper = rows[f"delta_{column}_lower"].to_numpy(float), rows[f"delta_{column}_upper"].to_numpy(float)
+            ax.errorbar(centre, y, xerr=[centre - lower, upper - centre], fmt="o", color="black", capsize=3)
+        ax.axvline(0.0, color="grey", linestyle=":")
+        ax.set_xlabel(f"{name} (95 % paired bootstrap interval)")
+    axes[0].set_yticks(y, labels)
+    fig.suptitle(title)
+    save_figure(fig, png, pdf)

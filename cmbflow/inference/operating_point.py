@@ -56,22 +56,24 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
 
 
 def write_operating_point(weights: str | Path, card: str | Path, subject_files: dict[str, dict[str, str]],
-                          inference: dict, output: str | Path) -> dict:
-    """Choose the operating point of a trained detector on the validation subjects its card
-    names (``subject_files``: ``<dataset>/<key>`` -> preprocessed files, a superset) with the
-    ``inference`` options, and write it to ``output`` (JSON). Returns what was written."""
+                          inference: dict, output: str | Path, names: list[str] | None = None,
+                          source: str = "validation subjects of training (model card data_split.validation)") -> dict:
+    """Choose the operating point of a trained detector on ``names`` (``<dataset>/<key>``;
+    default: the validation subjects its card names) with the ``inference`` options, and
+    write it to ``output`` (JSON) with its ``source``. ``subject_files``: ``<dataset>/<key>``
+    -> preprocessed files, a superset of ``names``. Returns what was written."""
     from cmbflow.training.patches import load_subject
 
-    model, content = load_model(weights, card)
-    names = list(content["data_split"]["validation"])
+    _, content = load_model(weights, card)
+    names = list(content["data_split"]["validation"]) if names is None else list(names)
     missing = [name for name in names if name not in subject_files]
     if missing:
-        raise ValueError(f"{card}: validation subjects {missing} are not among the training subjects of this run")
+        raise ValueError(f"{card}: subjects {missing} to choose the operating point on are not inputs of this run")
     subjects = [load_subject(name, subject_files[name]) for name in names]
     settings = InferenceSettings.from_config(inference)
     state = torch.load(weights, map_location="cpu", weights_only=True)["detector"]
     point = validation_operating_point(state, content["network"], content["anchors_mm"], subjects, settings)
-    record = {**point, "source": "validation subjects of training (model card data_split.validation)",
+    record = {**point, "source": source,
               "inference": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}}
     write_json_atomic(output, record)
     return record

@@ -70,9 +70,11 @@ def localize_detections(detections: pd.DataFrame, subjects: dict[str, dict[str, 
 
 
 def run_localization(detections: str, subjects: dict[str, dict[str, str]], choice: str, margin_mm: float,
-                     score_threshold: float, outputs: dict[str, str], subject_tables: dict[str, str]) -> pd.DataFrame:
+                     score_threshold: float, outputs: dict[str, str], subject_tables: dict[str, str],
+                     threshold_source: str = "") -> pd.DataFrame:
     """Localize a variant's detection table and write the candidate tables (all subjects and
-    per subject) and the census (``cmbs`` and ``counts`` of :func:`cmbflow.paths.census_files`)."""
+    per subject) and the census (``cmbs`` and ``counts`` of :func:`cmbflow.paths.census_files`;
+    the counts name the threshold and ``threshold_source``)."""
     table = pd.read_csv(detections, sep="\t", dtype={"subject": str, "candidate": str})
     missing = sorted(set(table["subject"]) - set(subjects))
     if missing:
@@ -82,6 +84,7 @@ def run_localization(detections: str, subjects: dict[str, dict[str, str]], choic
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         localized[localized["subject"] == key].to_csv(path, sep="\t", index=False, float_format="%.4f")
     cmbs, counts = census(localized, list(subjects), score_threshold)
+    counts = counts.assign(threshold=score_threshold, threshold_source=threshold_source)
     for name, frame in (("table", localized), ("cmbs", cmbs), ("counts", counts)):
         Path(outputs[name]).parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(outputs[name], sep="\t", index=False, float_format="%.4f")

@@ -69,3 +69,11 @@ def operating_threshold(point_file: str | Path, configured: float | None = None)
                          "its own step). Set census.score_threshold in the config, or rerun the workflow's "
                          "choose_operating_point rule for the model.")
     return float(json.loads(path.read_text())["threshold"])
+
+
+def threshold_source(point_file: str | Path, configured: float | None = None) -> str:
+    """Where the threshold of :func:`operating_threshold` comes from, for the tables."""
+    if configured is not None:
+        return "config census.score_threshold"
+    content = json.loads(Path(point_file).read_text())
+    return f"{content.get('source', 'operating point')} ({Path(point_file)})"

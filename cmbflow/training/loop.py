@@ -78,24 +78,31 @@ def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, 
 
 
 def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes], settings: TrainSettings,
-                   checkpoint: str | Path, show_progress: bool = False,
-                   device: torch.device | None = None) -> tuple[dict, pd.DataFrame]:
+                   checkpoint: str | Path, show_progress: bool = False, device: torch.device | None = None,
+                   initial_state: dict | None = None, tag: str = "") -> tuple[dict, pd.DataFrame]:
     """Train one variant; returns ``(state, curves)`` where ``state`` holds the ``detector``
     and (HSPL) ``prototypes`` state_dicts. ``checkpoint``: a file outside the job's outputs,
     written every ``checkpoint_every`` iterations and resumed from when present and made with
-    the same settings and subjects (else ignored), removed when training ends. ``device``:
-    CUDA when present unless given."""
+    the same settings, subjects and ``tag`` (else ignored), removed when training ends.
+    ``device``: CUDA when present unless given. ``initial_state``: weights to start from
+    (fine-tuning; same layout as the returned state), else a fresh network."""
     device, amp = prepare_training(settings.seed, device)
     spacing = train[0].spacing
     anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, spacing)).to(device)
-    model = build_model(settings).to(device, memory_format=torch.channels_last_3d)  # faster 3-D convolutions
-    prototypes = Prototypes(settings.feature_dim, seed=settings.seed).to(device) if settings.hspl else None
+    model = build_model(settings)
+    prototypes = Prototypes(settings.feature_dim, seed=settings.seed) if settings.hspl else None
+    if initial_state is not None:
+        model.load_state_dict(initial_state["detector"])
+        if prototypes is not None:
+            prototypes.load_state_dict(initial_state["prototypes"])
+    model = model.to(device, memory_format=torch.channels_last_3d)  # faster 3-D convolutions
+    prototypes = prototypes.to(device) if prototypes is not None else None
     parameters = [*model.parameters(), *(prototypes.parameters() if prototypes is not None else [])]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start, rows = 0, []
     checkpoint = Path(checkpoint)
-    fingerprint = run_fingerprint(settings, train, validation)
+    fingerprint = run_fingerprint(settings, train, validation, tag)
     saved = torch.load(checkpoint, map_location=device, weights_only=True) if checkpoint.exists() else None
     if saved is not None and saved.get("fingerprint") != fingerprint:
         log.warning("ignoring %s: it was written with other settings or subjects", checkpoint)
@@ -161,11 +168,13 @@ def _validation_loss(model, prototypes, samples, anchors, settings, device, amp)
     return float(np.mean(losses))
 
 
-def run_fingerprint(settings: TrainSettings, train: list[SubjectVolumes], validation: list[SubjectVolumes]) -> str:
+def run_fingerprint(settings: TrainSettings, train: list[SubjectVolumes], validation: list[SubjectVolumes],
+                    tag: str = "") -> str:
     """What a checkpoint must have been made with to be resumed: settings (all but the
-    iteration count, which a resumed run may raise) and subject keys."""
+    iteration count, which a resumed run may raise), subject keys and ``tag`` (e.g. the
+    parent weights' hash of a fine-tuning)."""
     record = {k: v for k, v in asdict(settings).items() if k != "iterations"}
-    text = json.dumps([record, [s.key for s in train], [s.key for s in validation]], sort_keys=True, default=str)
+    text = json.dumps([record, [s.key for s in train], [s.key for s in validation], tag], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 

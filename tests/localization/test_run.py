@@ -48,14 +48,15 @@ def test_run_localization_writes_the_tables_and_the_census(tmp_path):
     detections.to_csv(tmp_path / "detections.tsv", sep="\t", index=False)
     outputs = {name: str(tmp_path / "out" / f"{name}.tsv") for name in ("table", "cmbs", "counts")}
     tables = {key: str(tmp_path / "out" / "subjects" / f"sub-{key}_candidates.tsv") for key in subjects}
-    run_localization(str(tmp_path / "detections.tsv"), subjects, "atlas", 0.0, 0.65, outputs, tables)
+    run_localization(str(tmp_path / "detections.tsv"), subjects, "atlas", 0.0, 0.65, outputs, tables, "validation subjects")
     table = pd.read_csv(outputs["table"], sep="\t", dtype={"subject": str})
     assert table["region"].tolist() == ["lobar", "deep", "outside", "lobar"]
     assert len(pd.read_csv(tables["001"], sep="\t")) == 2
     counts = pd.read_csv(outputs["counts"], sep="\t", dtype={"subject": str})
     # score >= 0.65 and kept: 002 lobar (0.9), 001 deep (0.8); the outside 0.7 and the 0.6 are not CMBs
-    assert counts.to_dict("records") == [{"subject": "001", "lobar": 0, "deep": 1, "infratentorial": 0, "total": 1},
-                                         {"subject": "002", "lobar": 1, "deep": 0, "infratentorial": 0, "total": 1}]
+    assert counts.to_dict("records") == [
+        {"subject": "001", "lobar": 0, "deep": 1, "infratentorial": 0, "total": 1, "threshold": 0.65, "threshold_source": "validation subjects"},
+        {"subject": "002", "lobar": 1, "deep": 0, "infratentorial": 0, "total": 1, "threshold": 0.65, "threshold_source": "validation subjects"}]
 
 
 def test_a_margin_keeps_a_candidate_just_beyond_the_brain_edge_and_not_one_farther_out(tmp_path):

@@ -146,9 +146,16 @@ def test_every_variant_and_annotated_dataset_is_evaluated_with_figures_and_table
     assert (models["threshold"] == 0.0).all()  # census.score_threshold overrides the cards' operating points
     assert "| rpn |" in (workdir / paths.evaluation_table("models_by_site", ".md")).read_text()
     assert "Other data" in (workdir / paths.evaluation_table("literature", ".md")).read_text()
+    paired = pd.read_csv(workdir / paths.evaluation_table("paired_differences", ".tsv"), sep="\t")
+    assert sorted(zip(paired["dataset"], paired["filter"])) == [(d, f) for d in ("tiny_internal", "user_scans")
+                                                                 for f in ("after", "before")]
+    assert (paired[["variant_a", "variant_b"]].to_numpy() == ["rpn", "rpn_ffm_hspl"]).all()
+    assert (paired["delta_cpm_lower"] <= paired["delta_cpm_upper"]).all()
     for variant in ("rpn", "rpn_ffm_hspl"):
-        card = json.loads((workdir / paths.model_files(variant)["card"]).read_text())
-        assert 0 <= card["operating_point"]["threshold"] <= 1  # chosen on validation subjects (fallback without any)
+        point = json.loads((workdir / paths.model_files(variant)["operating_point"]).read_text())
+        assert 0 <= point["threshold"] <= 1  # chosen on validation subjects (fallback without any)
+        assert point["source"].startswith("validation subjects") and point["inference"]["nms_iou"] == 0.1
+        assert "operating_point" not in json.loads((workdir / paths.model_files(variant)["card"]).read_text())
         for dataset in ("tiny_internal", "user_scans"):
             files = {k: workdir / v for k, v in paths.evaluation_files(variant, dataset).items()}
             summary = pd.read_csv(files["summary"], sep="\t").set_index("filter")
@@ -210,6 +217,7 @@ def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run
     result = snakemake(workdir, config, "-n", override={"detector": {"inference": {"nms_iou": 0.2}}})
     assert result.returncode == 0, result.stdout
     assert "detect_cmbs" in result.stdout and "train_detector" not in result.stdout and "train_localizer" not in result.stdout
+    assert "choose_operating_point" in result.stdout  # the operating point is chosen with the inference settings in use
 
 
 def test_changing_localization_census_or_evaluation_options_reruns_neither_training_nor_inference(tiny_run):
@@ -244,8 +252,8 @@ def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(tin
     assert "train_detector" not in result.stdout and "train_localizer" not in result.stdout
     assert {p: p.read_bytes() for p in (fresh / "results/models").rglob("*") if p.is_file()} == before
     summary = pd.read_csv(fresh / paths.evaluation_files("rpn", "user_scans")["summary"], sep="\t")
-    card = json.loads((fresh / "results/models/rpn/model_card.json").read_text())
-    assert (summary["threshold"] == card["operating_point"]["threshold"]).all()  # the card's operating point
+    point = json.loads((fresh / "results/models/rpn/operating_point.json").read_text())
+    assert (summary["threshold"] == point["threshold"]).all()  # the model folder's operating point
     assert not (fresh / paths.evaluation_files("rpn", "new_scans")["summary"]).exists()  # no annotations: census only
     counts = pd.read_csv(fresh / paths.census_files("rpn", "new_scans")["counts"], sep="\t", dtype={"subject": str})
     assert counts["subject"].tolist() == ["001", "002"]
