@@ -77,6 +77,7 @@ if OWN_POINTS:
                                       if wildcards.variant in FINE_TUNED
                                       else "validation subjects of training (model card data_split.validation)"),
             inference=config["detector"]["inference"],  # a change re-runs this rule, not training
+            criterion=config["detector"]["operating_point"],
         wildcard_constraints:
             variant="|".join(OWN_POINTS),
         log:
@@ -105,6 +106,7 @@ rule calibrate_operating_point:
         names=lambda wildcards: list(calibration_subject_files(wildcards.dataset)),
         source=lambda wildcards: f"calibration subjects of {wildcards.dataset} (datasets.{wildcards.dataset}.calibrate)",
         inference=config["detector"]["inference"],
+        criterion=config["detector"]["operating_point"],
     log:
         paths.log("detector", "calibrate_{variant}_{dataset}"),
     benchmark:

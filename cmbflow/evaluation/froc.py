@@ -11,7 +11,9 @@
 * **Precision-recall**: recall is over all CMBs, found or not, so it ends below 1 where
   CMBs were missed; AP is the step-wise sum ``sum (R_n - R_n-1) P_n`` (scikit-learn's
   definition, which equals ``average_precision_score`` when every CMB is found).
-* **Operating point**: the threshold with the highest F1 on the validation subjects.
+* **Operating point**: on the validation (or calibration) subjects, the threshold at which
+  the false positives per subject reach a target (``fp_rate``, default; stable with few
+  CMBs, since false positives are plentiful) or the one with the highest F1 (``f1``).
 
 Duplicates (extra hits on an already-found CMB) are neither true nor false positives.
 """
@@ -114,7 +116,36 @@ def metrics_at(matched: pd.DataFrame, n_lesions: int, n_subjects: int, threshold
             "fp_per_subject": fp / n_subjects if n_subjects else np.nan, "precision": precision, "f1": f1}
 
 
-def choose_operating_point(matched: pd.DataFrame, n_lesions: int, n_subjects: int, fallback: float = 0.5) -> dict:
+def choose_operating_point(matched: pd.DataFrame, n_lesions: int, n_subjects: int, fallback: float = 0.5,
+                           criterion: str = "f1", fp_per_subject: float = 1.0) -> dict:
+    """The operating threshold of ``matched`` (validation candidates) by ``criterion``:
+    ``fp_rate`` (:func:`threshold_at_fp_rate`) or ``f1`` (below)."""
+    if criterion == "fp_rate":
+        return threshold_at_fp_rate(matched, n_lesions, n_subjects, fp_per_subject)
+    if criterion != "f1":
+        raise ValueError(f"operating point criterion must be 'fp_rate' or 'f1', not {criterion!r}")
+    return _highest_f1(matched, n_lesions, n_subjects, fallback)
+
+
+def threshold_at_fp_rate(matched: pd.DataFrame, n_lesions: int, n_subjects: int, fp_per_subject: float = 1.0) -> dict:
+    """The lowest threshold keeping at most ``fp_per_subject`` false positives per subject on
+    ``matched``: midway between the score of the first false positive beyond that budget and
+    the next score above it (all candidates when the budget is never reached)."""
+    table = _scored(matched)
+    scores = table["score"].to_numpy(float)
+    false = np.flatnonzero(table["outcome"].to_numpy() == "fp")
+    budget = int(np.floor(fp_per_subject * n_subjects + 1e-9))
+    if len(false) <= budget:
+        threshold = float(scores.min()) if len(scores) else 0.0
+    else:
+        first_over = false[budget]
+        above = scores[:first_over][scores[:first_over] > scores[first_over]]
+        threshold = float((scores[first_over] + (above.min() if len(above) else 1.0)) / 2)
+    return {"threshold": threshold, "criterion": f"at most {fp_per_subject:g} false positives per subject on the chosen subjects",
+            **metrics_at(matched, n_lesions, n_subjects, threshold)}
+
+
+def _highest_f1(matched: pd.DataFrame, n_lesions: int, n_subjects: int, fallback: float = 0.5) -> dict:
     """The score threshold with the highest F1 on ``matched`` (validation candidates).
 
     Among thresholds reaching that F1, the widest score gap is split in the middle: the

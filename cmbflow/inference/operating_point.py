@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 def validation_operating_point(state: dict[str, torch.Tensor], network: dict, anchors_mm, subjects: list,
                                settings: InferenceSettings | None = None, fallback: float = 0.5,
-                               device: torch.device | None = None) -> dict:
+                               device: torch.device | None = None, criterion: dict | None = None) -> dict:
     """Operating point of the detector ``state`` (its ``network`` record) on ``subjects``
     (:class:`cmbflow.training.patches.SubjectVolumes`) with inference ``settings``:
     ``threshold``, ``criterion``, the metrics there, and the ``subjects`` it was chosen on.
@@ -45,19 +45,33 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
         outputs = predict_volume(model, subject.image, settings, device)
         table, _ = detect_candidates(outputs, subject.brain, anchors_mm, subject.spacing, settings)
         table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
+        table = table[inside_brain(table, subject.brain)]
         matched.append(match_candidates(table, subject.labels).assign(subject=subject.key))
         n_lesions += len(np.unique(subject.labels[subject.labels > 0]))
     candidates = pd.concat(matched, ignore_index=True) if matched else pd.DataFrame(columns=["score", "outcome"])
-    point = choose_operating_point(candidates, n_lesions, len(subjects), fallback)
+    point = choose_operating_point(candidates, n_lesions, len(subjects), fallback, **(criterion or {}))
     point = {key: (float(value) if isinstance(value, (float, np.floating)) else value) for key, value in point.items()}
     log.info("operating point %.3f (%s): sensitivity %.3f, %.2f FPs per subject on %d validation subjects (%d CMBs)",
              point["threshold"], point["criterion"], point["sensitivity"], point["fp_per_subject"], len(subjects), n_lesions)
     return {**point, "subjects": [subject.key for subject in subjects]}
 
 
+def inside_brain(table: pd.DataFrame, brain: np.ndarray, margin_voxels: int = 1) -> np.ndarray:
+    """Which candidates (``i j k`` voxel of the model-ready grid) lie in ``brain`` grown by
+    ``margin_voxels``. The search reaches 10 mm beyond the brain and anatomical filtering removes
+    what lies outside; the threshold is chosen on what filtering would keep, else a confident
+    false positive on the skull band of one validation subject sets it for every site."""
+    from scipy import ndimage
+
+    grown = ndimage.binary_dilation(brain.astype(bool), iterations=margin_voxels) if margin_voxels else brain.astype(bool)
+    ijk = np.clip(np.rint(table[["i", "j", "k"]].to_numpy(float)).astype(int), 0, np.array(brain.shape) - 1)
+    return grown[tuple(ijk.T)] if len(ijk) else np.zeros(0, bool)
+
+
 def write_operating_point(weights: str | Path, card: str | Path, subject_files: dict[str, dict[str, str]],
                           inference: dict, output: str | Path, names: list[str] | None = None,
-                          source: str = "validation subjects of training (model card data_split.validation)") -> dict:
+                          source: str = "validation subjects of training (model card data_split.validation)",
+                          criterion: dict | None = None) -> dict:
     """Choose the operating point of a trained detector on ``names`` (``<dataset>/<key>``;
     default: the validation subjects its card names) with the ``inference`` options, and
     write it to ``output`` (JSON) with its ``source``. ``subject_files``: ``<dataset>/<key>``
@@ -72,7 +86,8 @@ def write_operating_point(weights: str | Path, card: str | Path, subject_files: 
     subjects = [load_subject(name, subject_files[name]) for name in names]
     settings = InferenceSettings.from_config(inference)
     state = torch.load(weights, map_location="cpu", weights_only=True)["detector"]
-    point = validation_operating_point(state, content["network"], content["anchors_mm"], subjects, settings)
+    point = validation_operating_point(state, content["network"], content["anchors_mm"], subjects, settings,
+                                       criterion=criterion)
     record = {**point, "source": source,
               "inference": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()}}
     write_json_atomic(output, record)

@@ -18,6 +18,13 @@ import numpy as np
 SWI_CLIP = (-1.0, 2.0)
 
 
+def n4_shrink(spacing, shrink_factor: int = 4, shrink_mm: float = 4.0) -> int:
+    """N4's shrink factor for an image of voxel ``spacing`` (mm): at least ``shrink_factor``,
+    raised until the finest shrunk axis is about ``shrink_mm``. The bias field is smooth on
+    that scale, and a fixed factor made N4 on a 0.7 mm scan take 45 s instead of 10."""
+    return int(max(shrink_factor, round(shrink_mm / float(min(spacing)))))
+
+
 def n4_correct(image: ants.ANTsImage, mask: ants.ANTsImage, shrink_factor: int = 4,
                iterations=(50, 50, 30), spline_distance_mm: float = 100.0) -> ants.ANTsImage:
     """N4 bias field correction (ANTs) of a magnitude image inside ``mask``.

@@ -21,7 +21,7 @@ from cmbflow.io.phase import phase_to_radians
 from cmbflow.preprocessing import quality
 from cmbflow.preprocessing.antsimage import from_ants, to_ants
 from cmbflow.preprocessing.grid import Grid, cropped_grid
-from cmbflow.preprocessing.intensity import n4_correct, normalize_phase, robust_scale
+from cmbflow.preprocessing.intensity import n4_correct, n4_shrink, normalize_phase, robust_scale
 from cmbflow.preprocessing.registration import RegistrationSettings, register_template, warp_to_grid
 from cmbflow.preprocessing.resample import resample_lesions, resample_to_grid
 
@@ -49,6 +49,7 @@ class PreprocSettings:
     crop_margin_mm: float = 10.0
     swi_percentiles: tuple[float, float] = (1.0, 99.0)
     n4_shrink_factor: int = 4
+    n4_shrink_mm: float = 4.0
     n4_iterations: tuple[int, ...] = (50, 50, 30)
     n4_spline_distance_mm: float = 100.0
     registration: RegistrationSettings = field(default_factory=RegistrationSettings)
@@ -61,6 +62,7 @@ class PreprocSettings:
             crop_margin_mm=float(options.get("crop_margin_mm", 10.0)),
             swi_percentiles=tuple(options.get("swi_percentiles", (1.0, 99.0))),
             n4_shrink_factor=int(n4.get("shrink_factor", 4)),
+            n4_shrink_mm=float(n4.get("shrink_mm", 4.0)),
             n4_iterations=tuple(n4.get("iterations", (50, 50, 30))),
             n4_spline_distance_mm=float(n4.get("spline_distance_mm", 100.0)),
             registration=RegistrationSettings.from_config(options.get("registration")),
@@ -173,7 +175,8 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
 
     subject_image = to_ants(magnitude, affine)
     foreground = ants.get_mask(subject_image)
-    corrected = n4_correct(subject_image, foreground, settings.n4_shrink_factor, settings.n4_iterations,
+    shrink = n4_shrink(subject_image.spacing, settings.n4_shrink_factor, settings.n4_shrink_mm)
+    corrected = n4_correct(subject_image, foreground, shrink, settings.n4_iterations,
                            settings.n4_spline_distance_mm)
     log.info("N4 bias correction done (%.1f s)", time.perf_counter() - started)
 

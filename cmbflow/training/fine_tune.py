@@ -47,14 +47,15 @@ def fine_tune_settings(parent_card: dict, options: dict) -> TrainSettings:
 
 def fine_tune_detector(name: str, parent_weights: str, parent_card: str, options: dict, subjects: dict[str, dict[str, str]],
                        outputs: dict[str, str], checkpoint: str, held_out: list[str], config: dict,
-                       workflow_dir: str = ".", show_progress: bool = False) -> dict:
-    """Fine-tune the parent on ``subjects`` (``<dataset>/<key>`` -> preprocessed files) and write
-    the model folder ``outputs`` (:func:`cmbflow.paths.model_files`). Returns the card."""
+                       workflow_dir: str = ".", show_progress: bool = False, subjects_loader=load_subject) -> dict:
+    """Fine-tune the parent on ``subjects`` (``<dataset>/<key>`` -> preprocessed files, read by
+    ``subjects_loader``) and write the model folder ``outputs`` (:func:`cmbflow.paths.model_files`).
+    Returns the card."""
     parent = json.loads(Path(parent_card).read_text())
     settings = fine_tune_settings(parent, options)
     parent_hash = sha256(parent_weights)
     initial = torch.load(parent_weights, map_location="cpu", weights_only=True)
-    train = [load_subject(key, files) for key, files in sorted(subjects.items())]
+    train = [subjects_loader(key, files) for key, files in sorted(subjects.items())]
     log.info("fine-tuning %s from %s (%s) on %d subjects of %s, %d iterations at learning rate %g", name,
              Path(parent_weights).parent, parent_hash[:12], len(train), options["dataset"], settings.iterations,
              settings.learning_rate)

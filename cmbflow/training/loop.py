@@ -45,7 +45,7 @@ class TrainSettings:
     feature_dim: int = 16
     patch_size: tuple[int, int, int] = (48, 48, 24)
     batch_size: int = 4
-    iterations: int = 300
+    iterations: int = 400
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
     cmb_fraction: float = 0.6
@@ -99,6 +99,8 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
     prototypes = prototypes.to(device) if prototypes is not None else None
     parameters = [*model.parameters(), *(prototypes.parameters() if prototypes is not None else [])]
     optimizer = torch.optim.AdamW(parameters, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    # Cosine decay to 0 (as the localizer): a short CPU training ends on small, settled steps.
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.iterations)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
     start, rows = 0, []
     checkpoint = Path(checkpoint)
@@ -112,6 +114,7 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
         if prototypes is not None:
             prototypes.load_state_dict(saved["prototypes"])
         optimizer.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
         start, rows = int(saved["iteration"]), pd.DataFrame(saved["curves"]).to_dict("records")
         log.info("resumed from %s at iteration %d", checkpoint, start)
     sampler = PatchSampler(train, settings.patch_size, settings.cmb_fraction, seed=settings.seed * 100_003 + start)
@@ -133,6 +136,7 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
         scaler.scale(parts.total).backward()
         scaler.step(optimizer)
         scaler.update()
+        schedule.step()
         running.append((float(parts.total.detach()), parts.cls, parts.reg, parts.con))
         done = iteration + 1
         if done % settings.validation_every == 0 or done == settings.iterations:
@@ -143,7 +147,7 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
             running = []
             log.info("iteration %d: train %.4f, validation %.4f", done, rows[-1]["train_loss"], rows[-1]["validation_loss"])
         if done % settings.checkpoint_every == 0 and done < settings.iterations:
-            _save_checkpoint(checkpoint, model, prototypes, optimizer, done, rows, fingerprint)
+            _save_checkpoint(checkpoint, model, prototypes, optimizer, schedule, done, rows, fingerprint)
     checkpoint.unlink(missing_ok=True)  # done: a later run with other settings must start afresh
     state = {"detector": model.state_dict()}
     if prototypes is not None:
@@ -170,18 +174,19 @@ def _validation_loss(model, prototypes, samples, anchors, settings, device, amp)
 
 def run_fingerprint(settings: TrainSettings, train: list[SubjectVolumes], validation: list[SubjectVolumes],
                     tag: str = "") -> str:
-    """What a checkpoint must have been made with to be resumed: settings (all but the
-    iteration count, which a resumed run may raise), subject keys and ``tag`` (e.g. the
-    parent weights' hash of a fine-tuning)."""
-    record = {k: v for k, v in asdict(settings).items() if k != "iterations"}
+    """What a checkpoint must have been made with to be resumed: settings (the iteration
+    count too: it sets the learning-rate schedule), subject keys and ``tag`` (e.g. the parent
+    weights' hash of a fine-tuning)."""
+    record = asdict(settings)
     text = json.dumps([record, [s.key for s in train], [s.key for s in validation], tag], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _save_checkpoint(path: Path, model, prototypes, optimizer, iteration: int, rows: list, fingerprint: str) -> None:
+def _save_checkpoint(path: Path, model, prototypes, optimizer, schedule, iteration: int, rows: list, fingerprint: str) -> None:
     """Atomic checkpoint (write then rename): a job killed mid-write leaves the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"detector": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": iteration,
+    state = {"detector": model.state_dict(), "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+             "iteration": iteration,
              "curves": pd.DataFrame(rows).to_dict("list"), "fingerprint": fingerprint}
     if prototypes is not None:
         state["prototypes"] = prototypes.state_dict()

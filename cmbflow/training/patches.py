@@ -60,21 +60,18 @@ def augmentation(seed: int) -> mt.Compose:
     The physics (field, TE, voxel size, tissue contrast) is randomized by the generator
     (:mod:`cmbflow.synth.randomize`); these cover the scanner-side remapping of grey levels
     that a simulation draw per subject would only reach slowly. Nearest-neighbour for labels."""
-    keys = ["image", "label"]
-    swi = "image_swi"
+    keys = ["swi", "phase", "label"]  # channels as separate keys: intensity transforms touch the SWI alone
     compose = mt.Compose([
         mt.RandFlipd(keys, prob=0.5, spatial_axis=0),
         mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
         mt.RandFlipd(keys, prob=0.5, spatial_axis=2),
-        mt.RandAffined(keys, prob=0.5, rotate_range=(0.09, 0.09, 0.26), scale_range=0.1, mode=("bilinear", "nearest"),
-                       padding_mode="zeros"),
-        mt.SplitDimd("image", output_postfixes=["swi", "phase"], dim=0, keepdim=True, update_meta=False),
-        mt.RandAdjustContrastd(swi, prob=0.3, gamma=(0.6, 1.6)),
-        mt.RandHistogramShiftd(swi, num_control_points=(4, 8), prob=0.2),
-        mt.RandBiasFieldd(swi, degree=3, coeff_range=(0.0, 0.2), prob=0.3),
-        mt.RandGaussianSmoothd(swi, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), sigma_z=(0.25, 0.75), prob=0.2),
-        mt.ConcatItemsd([swi, "image_phase"], "image", dim=0),
-        mt.DeleteItemsd([swi, "image_phase"]),
+        mt.RandAffined(keys, prob=0.5, rotate_range=(0.09, 0.09, 0.26), scale_range=0.1,
+                       mode=("bilinear", "bilinear", "nearest"), padding_mode="zeros"),
+        mt.RandAdjustContrastd("swi", prob=0.3, gamma=(0.6, 1.6)),
+        mt.RandHistogramShiftd("swi", num_control_points=(4, 8), prob=0.2),
+        mt.RandBiasFieldd("swi", degree=3, coeff_range=(0.0, 0.2), prob=0.3),
+        mt.RandGaussianSmoothd("swi", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), sigma_z=(0.25, 0.75), prob=0.2),
+        mt.ConcatItemsd(["swi", "phase"], "image", dim=0),
         mt.RandScaleIntensityd("image", factors=0.1, prob=0.5),
         mt.RandGaussianNoised("image", std=0.02, prob=0.3),
     ])
@@ -117,7 +114,7 @@ class PatchSampler:
         label = crop_patch(subject.labels[None], start, self.size)
         item = {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))}
         if self.transform is not None:
-            item = self.transform(item)
+            item = self.transform({"swi": item["image"][:1], "phase": item["image"][1:], "label": item["label"]})
         image = torch.as_tensor(item["image"]).float()
         label = torch.as_tensor(item["label"])[0].round().long()
         return {"image": image, "label": label, "boxes": lesion_boxes(label, subject.diameters, subject.spacing),

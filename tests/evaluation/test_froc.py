@@ -109,3 +109,13 @@ def test_bootstrap_band_contains_the_curve_and_is_reproducible():
     point = cpm(froc_curve(matched, 4, 3))
     assert np.percentile(cpms, 2.5) <= point <= np.percentile(cpms, 97.5)
     assert np.percentile(cpms, 97.5) > np.percentile(cpms, 2.5)  # subjects differ: the interval is not a point
+
+
+def test_operating_point_at_a_false_positive_budget():
+    from cmbflow.evaluation.froc import threshold_at_fp_rate
+
+    # 2 subjects, budget 1 FP per subject: the third FP (score 0.3) is the first beyond it
+    matched = pd.DataFrame({"score": [0.9, 0.8, 0.7, 0.6, 0.5, 0.3, 0.2], "outcome": ["tp", "fp", "tp", "fp", "tp", "fp", "fp"]})
+    point = threshold_at_fp_rate(matched, n_lesions=4, n_subjects=2, fp_per_subject=1.0)
+    assert point["threshold"] == pytest.approx(0.4) and point["fp"] == 2 and point["tp"] == 3
+    assert threshold_at_fp_rate(matched, 4, 2, fp_per_subject=5.0)["threshold"] == pytest.approx(0.2)  # never reached

@@ -50,3 +50,12 @@ def test_n4_removes_a_smooth_receive_bias():
         bright = values[inside & (tissue == 1.0)]
         return bright.std() / bright.mean()
     assert cv(corrected) < 0.5 * cv(tissue * bias)
+
+
+def test_n4_shrinks_fine_scans_further_and_keeps_the_factor_for_coarse_ones():
+    from cmbflow.preprocessing.intensity import n4_shrink
+
+    assert n4_shrink((1.0, 1.0, 2.0)) == 4
+    assert n4_shrink((2.0, 2.0, 3.0)) == 4
+    assert n4_shrink((0.7, 0.7, 1.1)) == 6
+    assert n4_shrink((0.5, 0.5, 0.5), shrink_factor=2, shrink_mm=3.0) == 6

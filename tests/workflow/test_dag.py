@@ -263,6 +263,49 @@ def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(tin
     assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_fine_tuning_and_calibration_use_only_calibration_subjects_that_are_never_scored(tiny_run, tmp_path):
+    """One user subject set aside: a detector fine-tuned on it names its parent, and every
+    variant's operating point on that dataset is calibrated on it; neither is scored there."""
+    workdir, _, _, config = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)  # copy2 keeps times: only what the change touches reruns
+    datasets = {**config["datasets"], "user_scans": {**config["datasets"]["user_scans"], "calibration_subjects": 1,
+                                                      "calibrate": True}}
+    override = {"datasets": datasets, "census": {"score_threshold": None},
+                "fine_tune": {"rpn_tuned": {"parent": "rpn", "dataset": "user_scans", "iterations": 2}}}
+    result = snakemake(copy, config, override=override)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "train_detector" not in result.stdout  # the trained variants are reused, not retrained
+    split = pd.read_csv(copy / "results/inputs/user_scans/split.tsv", sep="\t", dtype={"key": str})
+    calibration = split.loc[split["split"] == "calibration", "key"].tolist()
+    scored = split.loc[split["split"] == "test", "key"].tolist()
+    assert len(calibration) == 1 and len(scored) == 1
+    card = json.loads((copy / paths.model_files("rpn_tuned")["card"]).read_text())
+    parent = copy / paths.model_files("rpn")["weights"]
+    assert card["parent"]["folder"].endswith("results/models/rpn") and card["parent"]["model_sha256"] == _sha256(parent)
+    assert card["fine_tune"]["subjects"] == [f"user_scans/{calibration[0]}"] and card["fine_tune"]["dataset"] == "user_scans"
+    assert card["data_split"]["test"] == [f"user_scans/{scored[0]}"]
+    for variant in ("rpn", "rpn_ffm_hspl", "rpn_tuned"):
+        point = json.loads((copy / paths.calibrated_operating_point(variant, "user_scans")).read_text())
+        assert point["subjects"] == [f"user_scans/{calibration[0]}"] and "calibration" in point["source"]
+        files = paths.evaluation_files(variant, "user_scans")
+        summary = pd.read_csv(copy / files["summary"], sep="\t")
+        assert (summary["threshold"] == point["threshold"]).all() and summary["threshold_source"].str.contains("calibration").all()
+        assert set(pd.read_csv(copy / files["matched"], sep="\t", dtype={"subject": str})["subject"]) <= set(scored)
+        counts = pd.read_csv(copy / paths.census_files(variant, "user_scans")["counts"], sep="\t", dtype={"subject": str})
+        assert counts["subject"].tolist() == scored
+    tuned_point = json.loads((copy / paths.model_files("rpn_tuned")["operating_point"]).read_text())
+    assert tuned_point["subjects"] == [f"user_scans/{calibration[0]}"]  # its own threshold: the subjects it was tuned on
+    internal = pd.read_csv(copy / paths.evaluation_files("rpn", "tiny_internal")["summary"], sep="\t")
+    assert internal["threshold_source"].str.startswith("validation subjects").all()  # other datasets keep the model's
+
+
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync")
 
