@@ -85,10 +85,13 @@ def check_trained_models(models: dict) -> None:
     if len(models) < 2:
         raise ValueError("config models: name at least one detector variant besides the localizer.")
     for name, folder in models.items():
-        for file in paths.model_folder_files(folder).values():
+        files = paths.model_folder_files(folder)
+        needed = ("weights", "card") if name == paths.LOCALIZER else ("weights", "card", "operating_point")
+        for file in (files[kind] for kind in needed):
             if not Path(file).is_file():
                 raise ValueError(f"config models.{name}: {file} not found. Point it at a model folder that the workflow "
-                                 "wrote (results/models/<name>/ holding model.pt and model_card.json).")
+                                 "wrote (results/models/<name>/ holding model.pt, model_card.json and, for a detector, "
+                                 "operating_point.json).")
 
 
 def trained_spacing(models: dict) -> list[float] | None:

@@ -84,7 +84,7 @@ def fuses_levels(variant):
 
 
 def _split(name):
-    """The seeded split of a dataset, the same that rule split_dataset writes (None: scored whole)."""
+    """The seeded split of a dataset, the same that split_dataset writes; None: scored whole."""
     try:
         return dataset_split(SUBJECTS[name], config["datasets"][name], config["split"])
     except ValueError as error:
@@ -322,3 +322,15 @@ def final_outputs():
     if SYNTH_SITES:
         targets += [paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")]
     return targets
+
+
+def operating_subjects(variant):
+    """Where a detector's own operating point is chosen: a trained variant's validation subjects
+    (its card names them; None), a fine-tuned one's tuning subjects (its dataset's calibration subjects)."""
+    if variant in FINE_TUNED:
+        dataset = FINE_TUNED[variant]["dataset"]
+        return calibration_subject_files(dataset), list(calibration_subject_files(dataset))
+    return training_subjects(), None
+
+
+OWN_POINTS = (BASE_VARIANTS if TRAINING else []) + list(FINE_TUNED)  # operating points this run chooses

@@ -38,6 +38,8 @@ if TRAINING:
             paths.log("detector", "train_{variant}"),
         benchmark:
             paths.benchmark("detector", "train_{variant}")
+        wildcard_constraints:
+            variant="|".join(BASE_VARIANTS),
         threads: config["detector"]["training"]["threads"]
         priority: 1  # training gates everything downstream: before inference and evaluation jobs
         resources:
@@ -48,18 +50,6 @@ if TRAINING:
             "../envs/detector.yaml"
         script:
             "../scripts/train_detector.py"
-
-def operating_subjects(variant):
-    """Where a detector's own operating point is chosen: a trained variant's validation subjects
-    (its card names them; None), a fine-tuned one's tuning subjects (its dataset's calibration subjects)."""
-    if variant in FINE_TUNED:
-        dataset = FINE_TUNED[variant]["dataset"]
-        return calibration_subject_files(dataset), list(calibration_subject_files(dataset))
-    return training_subjects(), None
-
-
-OWN_POINTS = (BASE_VARIANTS if TRAINING else []) + list(FINE_TUNED)  # operating points this run chooses
-
 
 if OWN_POINTS:
 
