@@ -265,8 +265,10 @@ def _subject_with_cmb(lesions):
 
 # Config sections read only by later stages or for display: a change there must not retrain a model.
 DOWNSTREAM_OF = {
-    "detector": ("progress_bars", "use_gpu", "localization", "region_margin_mm", "localizer", "census", "evaluation", "models"),
-    "localizer": ("progress_bars", "use_gpu", "detector", "localization", "region_margin_mm", "census", "evaluation", "models"),
+    "detector": ("progress_bars", "use_gpu", "localization", "region_margin_mm", "localizer", "census", "evaluation", "models",
+                 "fine_tune"),
+    "localizer": ("progress_bars", "use_gpu", "detector", "localization", "region_margin_mm", "census", "evaluation", "models",
+                  "fine_tune"),
 }
 
 
@@ -274,8 +276,9 @@ def model_config(model):
     """The resolved config a model (``detector`` or ``localizer``) is trained with and its card
     records: everything but the sections it does not read, and the detector's inference options."""
     resolved = {k: v for k, v in config.items() if k not in DOWNSTREAM_OF[model]}
+    resolved["datasets"] = {name: input_settings(name) for name in config["datasets"]}
     if "detector" in resolved:
-        resolved["detector"] = {k: v for k, v in config["detector"].items() if k != "inference"}
+        resolved["detector"] = {k: v for k, v in config["detector"].items() if k not in ("inference", "operating_point")}
     return _key_sorted(resolved)
 
 
@@ -287,9 +290,18 @@ def _key_sorted(value):
     return [_key_sorted(v) for v in value] if isinstance(value, list) else value
 
 
+SCORING_KEYS = ("calibration_subjects", "calibrate")  # how a dataset is scored: no input check or preprocessing reads them
+
+
+def input_settings(name):
+    """A dataset's config without the scoring keys: setting a site's calibration subjects must
+    not re-validate or re-preprocess it."""
+    return {k: v for k, v in config["datasets"][name].items() if k not in SCORING_KEYS}
+
+
 def dataset_settings(name):
-    """Dataset config with bids_dir resolved (synthetic sites live under results/)."""
-    return {**config["datasets"][name], "bids_dir": bids_dir(config["datasets"][name])}
+    """:func:`input_settings` with bids_dir resolved (synthetic sites live under results/)."""
+    return {**input_settings(name), "bids_dir": bids_dir(config["datasets"][name])}
 
 
 def final_outputs():

@@ -20,7 +20,7 @@ rule preprocess_subject:
             labels={"dataset": "{dataset}", "subject": "{subject}"},
         ),
     params:
-        dataset=lambda wildcards: config["datasets"][wildcards.dataset],
+        dataset=lambda wildcards: input_settings(wildcards.dataset),
         options=config["preprocessing"],
         target_spacing=TARGET_SPACING,
     log:

@@ -298,7 +298,8 @@ def test_fine_tuning_and_calibration_use_only_calibration_subjects_that_are_neve
         assert point["subjects"] == [f"user_scans/{calibration[0]}"] and "calibration" in point["source"]
         files = paths.evaluation_files(variant, "user_scans")
         summary = pd.read_csv(copy / files["summary"], sep="\t")
-        assert (summary["threshold"] == point["threshold"]).all() and summary["threshold_source"].str.contains("calibration").all()
+        assert np.allclose(summary["threshold"], point["threshold"], atol=1e-4)  # tables keep 4 decimals
+        assert summary["threshold_source"].str.contains("calibration").all()
         assert set(pd.read_csv(copy / files["matched"], sep="\t", dtype={"subject": str})["subject"]) <= set(scored)
         counts = pd.read_csv(copy / paths.census_files(variant, "user_scans")["counts"], sep="\t", dtype={"subject": str})
         assert counts["subject"].tolist() == scored
