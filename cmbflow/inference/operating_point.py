@@ -25,7 +25,7 @@ import torch
 from cmbflow.evaluation.detection import match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
 from cmbflow.inference.detect import InferenceSettings, detect_candidates, predict_volume
-from cmbflow.models.weights import build_detector, load_model
+from cmbflow.models.weights import build_detector
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def write_operating_point(weights: str | Path, card: str | Path, subject_files: 
     -> preprocessed files, a superset of ``names``. Returns what was written."""
     from cmbflow.training.patches import load_subject
 
-    _, content = load_model(weights, card)
+    content = json.loads(Path(card).read_text())  # the weights are read once, below
     names = list(content["data_split"]["validation"]) if names is None else list(names)
     missing = [name for name in names if name not in subject_files]
     if missing:
