@@ -1,6 +1,9 @@
-"""Where the networks run: CUDA when present, else the CPU; seeded, deterministic training."""
+"""Where the networks run: CUDA when present, else the CPU; seeded, deterministic training;
+mixed precision (float16 on CUDA; bfloat16 inference on CPUs with native bfloat16 units)."""
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from monai.utils import set_determinism
@@ -8,6 +11,27 @@ from monai.utils import set_determinism
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX, via oneDNN). Elsewhere
+    bfloat16 is emulated, slower than float32, so autocast stays off there."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def autocast(device: torch.device, cpu_bfloat16: bool = False) -> torch.autocast:
+    """Mixed precision for ``device``: float16 autocast on CUDA (with a ``GradScaler`` when
+    training); on the CPU bfloat16 autocast when ``cpu_bfloat16`` and the CPU has it, else
+    float32. Convolutions run in the low precision; reductions and losses stay float32
+    (autocast's own lists), and so do the sliding-window buffers (MONAI's).
+
+    CPU training stays float32: oneDNN's bfloat16 weight gradients of convolutions over very
+    small maps (2 voxels a side) differ from run to run, and training must be reproducible;
+    its forward pass (inference) is deterministic."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.float16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_bfloat16 and cpu_has_bf16())
 
 
 def prepare_training(seed: int, device: torch.device | None = None) -> tuple[torch.device, bool]:

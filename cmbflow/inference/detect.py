@@ -43,6 +43,7 @@ class InferenceSettings:
     max_candidates: int = 200
     brain_margin_mm: float = 10.0  # the search region: the brain mask grown by this (mm)
     tta_flips: tuple[int, ...] = ()  # test-time augmentation: also run on the volume flipped along each of these axes
+    cpu_bfloat16: bool = True  # bfloat16 autocast on CPUs with native bfloat16 (cmbflow.device.autocast); CUDA: float16
 
     @classmethod
     def from_config(cls, options: dict) -> "InferenceSettings":
@@ -67,7 +68,7 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
                    device: torch.device | None = None) -> VolumeOutputs:
     """Run ``model`` over ``image (2, D, H, W)`` with :func:`cmbflow.inference.windows.sliding_window`
     (MONAI's inferer, Gaussian blending, windows fitted to the volume); mixed precision on
-    CUDA. Outputs are on the CPU."""
+    CUDA, bfloat16 on the CPU with ``settings.cpu_bfloat16``. Outputs are float32 on the CPU."""
     device = device or default_device()
     # channels-last: the same arithmetic, ~1.4x faster 3-D convolutions on CPU (oneDNN) and GPU.
     model = model.to(device, memory_format=torch.channels_last_3d).eval()
@@ -83,7 +84,8 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
     for axis in passes:
         volume = image if axis is None else np.ascontiguousarray(np.flip(image, axis=1 + axis))
         logits, deltas, features = (out.float() for out in sliding_window(
-            predictor, volume, settings.roi_size, settings.overlap, model.divisor, device, settings.sw_batch_size))
+            predictor, volume, settings.roi_size, settings.overlap, model.divisor, device, settings.sw_batch_size,
+            settings.cpu_bfloat16))
         deltas = deltas.reshape(n_anchors, 6, *shape)
         if axis is not None:  # back to the original orientation; the box centre code along the axis changes sign
             logits, deltas, features = (torch.flip(t, dims=(t.ndim - 3 + axis,)) for t in (logits, deltas, features))

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from cmbflow.device import autocast
+
 
 def fitted_windows(shape, max_roi, divisor, overlap: float) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """Window size and per-axis overlap for MONAI's sliding window over a volume of ``shape``
@@ -37,13 +39,14 @@ def fitted_windows(shape, max_roi, divisor, overlap: float) -> tuple[tuple[int, 
 
 @torch.no_grad()
 def sliding_window(predictor: Callable, image: np.ndarray, max_roi, overlap: float, divisor, device: torch.device,
-                   sw_batch_size: int = 1) -> tuple[torch.Tensor, ...]:
+                   sw_batch_size: int = 1, cpu_bfloat16: bool = False) -> tuple[torch.Tensor, ...]:
     """Apply ``predictor`` (a ``(1, C, *roi)`` window -> a tuple of ``(1, C_out, *roi)``
     tensors) over ``image (C, D, H, W)``; returns each output as ``(C_out, D, H, W)`` on the CPU.
 
     The image is zero-padded at the far end of each axis to a multiple of ``divisor`` (so
     voxel indices stay put; outputs are cropped back), windows are :func:`fitted_windows` of
-    at most ``max_roi`` (``-1``: the whole axis); autocast (mixed precision) on CUDA.
+    at most ``max_roi`` (``-1``: the whole axis); mixed precision on CUDA, and on the CPU with
+    ``cpu_bfloat16`` (:func:`cmbflow.device.autocast`); the blended outputs are float32.
     """
     if any(n != -1 and n % d for n, d in zip(max_roi, divisor)):
         raise ValueError(f"roi_size {tuple(max_roi)} must be -1 or a multiple of the network's divisor {tuple(divisor)} per axis")
@@ -51,7 +54,7 @@ def sliding_window(predictor: Callable, image: np.ndarray, max_roi, overlap: flo
     padded = np.zeros((image.shape[0], *(-(-n // d) * d for n, d in zip(shape, divisor))), np.float32)
     padded[(slice(None), *(slice(0, n) for n in shape))] = image
     roi, overlaps = fitted_windows(padded.shape[1:], max_roi, divisor, overlap)
-    with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
+    with autocast(device, cpu_bfloat16):
         outputs = sliding_window_inference(torch.from_numpy(padded)[None], roi, sw_batch_size, predictor, overlap=overlaps,
                                            mode="gaussian", sw_device=device, device=torch.device("cpu"))
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)

@@ -25,7 +25,7 @@ from monai.losses import DiceLoss
 from scipy import ndimage
 
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.device import default_device, prepare_training, settings_from_config
+from cmbflow.device import autocast, default_device, prepare_training, settings_from_config
 from cmbflow.inference.windows import sliding_window
 from cmbflow.localization.coordinates import template_coordinates
 from cmbflow.logs import progress
@@ -50,7 +50,7 @@ class LocalizerSettings:
     closing_mm: float = 10.0
     patch_size: tuple[int, int, int] = (128, 128, 32)
     batch_size: int = 2
-    iterations: int = 1500
+    iterations: int = 1000
     learning_rate: float = 3e-3
     lesion_fraction: float = 0.25
     lesion_weight: float = 20.0
@@ -195,7 +195,7 @@ def train_localizer(train: list[RegionVolumes], validation: list[RegionVolumes],
     for iteration in progress(range(settings.iterations), show_progress, "localizer"):
         model.train()
         images, labels, weights = _batch(sampler, settings.batch_size, device)
-        with torch.autocast(device_type=device.type, enabled=amp):
+        with autocast(device):
             loss = loss_function(model(images).float(), labels, weights)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -206,7 +206,7 @@ def train_localizer(train: list[RegionVolumes], validation: list[RegionVolumes],
         done = iteration + 1
         if done % settings.validation_every == 0 or done == settings.iterations:
             model.eval()
-            with torch.no_grad(), torch.autocast(device_type=device.type, enabled=amp):
+            with torch.no_grad(), autocast(device):
                 val = [float(loss_function(model(x).float(), y, w)) for x, y, w in fixed]
             rows.append({"iteration": done, "train_loss": float(np.mean(running)),
                          "validation_loss": float(np.mean(val)) if val else float("nan")})

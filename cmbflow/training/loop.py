@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cmbflow.device import prepare_training, settings_from_config
+from cmbflow.device import autocast, prepare_training, settings_from_config
 from cmbflow.logs import progress
 from cmbflow.models.anchors import anchor_extents, make_anchors
 from cmbflow.models.detector import CMBDetector
@@ -45,7 +45,7 @@ class TrainSettings:
     feature_dim: int = 16
     patch_size: tuple[int, int, int] = (48, 48, 24)
     batch_size: int = 4
-    iterations: int = 400
+    iterations: int = 800
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
     cmb_fraction: float = 0.6
@@ -128,7 +128,7 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
     for iteration in progress(range(start, settings.iterations), show_progress, "training"):
         model.train()
         images, targets = _batch([sampler.sample() for _ in range(settings.batch_size)], anchors, settings, device)
-        with torch.autocast(device_type=device.type, enabled=amp):
+        with autocast(device):
             out = model(images)
         parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes,
                                settings.weight_con if settings.hspl else 0.0, settings.n_hard, settings.n_background, generator)
@@ -143,7 +143,7 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
             mean = np.mean(running, axis=0)
             rows.append({"iteration": done, "train_loss": mean[0], "train_cls": mean[1], "train_reg": mean[2],
                          "train_con": mean[3], "validation_loss": _validation_loss(model, prototypes, fixed_validation,
-                                                                                   anchors, settings, device, amp)})
+                                                                                   anchors, settings, device)})
             running = []
             log.info("iteration %d: train %.4f, validation %.4f", done, rows[-1]["train_loss"], rows[-1]["validation_loss"])
         if done % settings.checkpoint_every == 0 and done < settings.iterations:
@@ -156,14 +156,14 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
 
 
 @torch.no_grad()
-def _validation_loss(model, prototypes, samples, anchors, settings, device, amp) -> float:
+def _validation_loss(model, prototypes, samples, anchors, settings, device) -> float:
     if not samples:
         return float("nan")
     model.eval()
     losses = []
     for start in range(0, len(samples), settings.batch_size):
         images, targets = _batch(samples[start : start + settings.batch_size], anchors, settings, device)
-        with torch.autocast(device_type=device.type, enabled=amp):
+        with autocast(device):
             out = model(images)
         parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes,
                                settings.weight_con if settings.hspl else 0.0, settings.n_hard, settings.n_background,

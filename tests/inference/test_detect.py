@@ -3,6 +3,7 @@ import pytest
 import torch
 from scipy import ndimage
 
+from cmbflow.device import cpu_has_bf16
 from cmbflow.inference.detect import (CANDIDATE_COLUMNS, InferenceSettings, VolumeOutputs, candidate_table, check_spacing,
                                       detect_candidates, predict_volume, to_original_image)
 from cmbflow.io.coords import voxel_to_world
@@ -94,3 +95,18 @@ def test_a_grid_at_another_spacing_than_the_model_is_refused_with_the_fix():
     check_spacing(card, (1.0, 1.0, 2.0), "swi.nii.gz")
     with pytest.raises(ValueError, match=r"swi.nii.gz.*detector \(rpn\).*target_spacing_mm"):
         check_spacing(card, (0.5, 0.5, 2.0), "swi.nii.gz")
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16/AMX): cpu_bfloat16 is a no-op here")
+def test_cpu_bfloat16_inference_is_reproducible_and_ranks_like_float32():
+    torch.manual_seed(0)
+    model = CMBDetector(channels=(8, 16, 32, 64), n_anchors=2, feature_dim=8).eval()
+    image = np.random.default_rng(1).normal(size=(2, 48, 40, 16)).astype(np.float32)
+    half = [predict_volume(model, image, InferenceSettings(cpu_bfloat16=True), torch.device("cpu")) for _ in range(2)]
+    full = predict_volume(model, image, InferenceSettings(cpu_bfloat16=False), torch.device("cpu"))
+    assert half[0].logits.dtype == torch.float32  # blended in float32 whatever the arithmetic
+    torch.testing.assert_close(half[0].logits, half[1].logits, rtol=0, atol=0)
+    difference = (half[0].logits - full.logits).abs()
+    assert 0 < float(difference.max()) < 0.1  # bfloat16 did run, and only rounds
+    ranks = torch.corrcoef(torch.stack([half[0].logits.flatten(), full.logits.flatten()]))[0, 1]
+    assert ranks > 0.99  # an untrained network: its logits vary little, so rounding weighs more than in a trained one

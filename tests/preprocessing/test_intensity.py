@@ -59,3 +59,22 @@ def test_n4_shrinks_fine_scans_further_and_keeps_the_factor_for_coarse_ones():
     assert n4_shrink((2.0, 2.0, 3.0)) == 4
     assert n4_shrink((0.7, 0.7, 1.1)) == 6
     assert n4_shrink((0.5, 0.5, 0.5), shrink_factor=2, shrink_mm=3.0) == 6
+
+
+def test_foreground_mask_of_a_fine_scan_is_found_on_a_coarse_copy_and_matches():
+    import ants
+
+    from cmbflow.preprocessing.intensity import foreground_mask
+
+    shape, voxel = (160, 180, 60), 0.6
+    grid = np.stack(np.meshgrid(*[(np.arange(n) - n / 2) * v for n, v in zip(shape, (voxel, voxel, 2.0))], indexing="ij"))
+    head = ((grid / np.array([40.0, 48.0, 45.0])[:, None, None, None]) ** 2).sum(0) < 1
+    image = np.where(head, 100.0, 2.0) + np.random.default_rng(0).normal(0, 3, shape)
+    affine = np.diag([voxel, voxel, 2.0, 1.0])
+    fine = to_ants(image, affine)
+    mask = foreground_mask(fine)
+    assert mask.shape == fine.shape and mask.spacing == fine.spacing  # on the scan's own grid
+    direct = ants.get_mask(fine).numpy() > 0
+    found = mask.numpy() > 0
+    assert 2 * (found & direct).sum() / (found.sum() + direct.sum()) > 0.97
+    assert 2 * (found & head).sum() / (found.sum() + head.sum()) > 0.97
