@@ -105,7 +105,7 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
 
     from cmbflow.training.loop import train_detector
     from cmbflow.training.patches import load_subject
-    from cmbflow.training.variant import variant_settings
+    from cmbflow.training.variant import input_phase_scaling, variant_settings
 
     torch.set_num_threads(threads)
     settings = variant_settings(config["detector"], list(config["detector"]["variants"])[-1])
@@ -115,7 +115,7 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
             sub = Path(folder) / str(seed)
             sub.mkdir()
             files, _, _ = _subject_files(site_values, sub, seed)
-            subjects.append(load_subject(str(seed), files))
+            subjects.append(load_subject(str(seed), files, input_phase_scaling(config["detector"])))
         times = {}
         for iterations in (3, 23):
             run = type(settings)(**{**settings.__dict__, "iterations": iterations, "validation_every": 10**6,

@@ -18,7 +18,7 @@ import torch  # noqa: E402
 
 from cmbflow.figures.evaluation import save_figure  # noqa: E402
 from cmbflow.io.coords import world_to_voxel  # noqa: E402
-from cmbflow.io.model_input import load_model_input  # noqa: E402
+from cmbflow.io.model_input import PhaseScaling, load_model_input  # noqa: E402
 from cmbflow.models.weights import load_model  # noqa: E402
 from cmbflow.training.patches import crop_patch  # noqa: E402
 
@@ -40,13 +40,15 @@ def plot_feature_levels(models: dict[str, tuple[str, str]], files: dict[str, str
                         png: str, pdf: str) -> None:
     """``models``: label -> (weights, card); ``files``: preprocessed ``swi``, ``phase``,
     ``brainmask`` of ``subject``; ``lesions``: its CMBs (``x, y, z`` world mm); the largest is shown."""
-    data = load_model_input(files)
-    cmb = lesions.sort_values("radius_mm", ascending=False).iloc[0]
-    centre = np.rint(world_to_voxel(data.affine, np.array([[cmb.x, cmb.y, cmb.z]]))[0]).astype(int)
     loaded = {label: load_model(*paths) for label, paths in models.items()}
+    cmb = lesions.sort_values("radius_mm", ascending=False).iloc[0]
     size = np.asarray(next(iter(loaded.values()))[1]["training"]["patch_size"], int)
-    patch = crop_patch(data.image, centre - size // 2, size)
-    results = {label: level_maps(model, patch) for label, (model, _) in loaded.items()}
+    results = {}
+    for label, (model, card) in loaded.items():  # each model sees the phase scaled as it was trained
+        data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")))
+        centre = np.rint(world_to_voxel(data.affine, np.array([[cmb.x, cmb.y, cmb.z]]))[0]).astype(int)
+        patch = crop_patch(data.image, centre - size // 2, size)
+        results[label] = level_maps(model, patch)
     n_levels = max(len(maps) for maps, _ in results.values())
     fig, axes = plt.subplots(len(results), n_levels + 2, figsize=(2.0 * (n_levels + 2), 2.2 * len(results)), squeeze=False)
     for row, (label, (maps, probability)) in zip(axes, results.items()):

@@ -1,7 +1,8 @@
 """The detector's input as preprocessing wrote it: the two-channel model-ready volume and its brain mask.
 
 Read in one place for training (:mod:`cmbflow.training.patches`) and inference
-(:mod:`cmbflow.inference.detect`), so both see the same channels in the same order.
+(:mod:`cmbflow.inference.detect`), so both see the same channels in the same order and the
+same phase scaling (:class:`PhaseScaling`, recorded in the model card).
 """
 
 from __future__ import annotations
@@ -10,6 +11,54 @@ from dataclasses import dataclass
 
 import nibabel as nib
 import numpy as np
+
+
+PHASE_METHODS = ("pi", "brain_mad")
+
+
+@dataclass(frozen=True)
+class PhaseScaling:
+    """How the phase channel reaches the network.
+
+    * ``pi``: as preprocessing wrote it, ``phase_sign * radians / pi``.
+    * ``brain_mad``: divided by ``mads`` times the robust spread of the phase inside the brain
+      mask (1.4826 x median absolute deviation) and clipped to [-1, 1]. Phase contrast scales
+      with B0 x TE (7.5 to 100 ms T across scanners, so 13x) and its noise with 1/SNR; the
+      brain's own spread carries both, so tissue lands in about the same range at every site
+      while CMBs and veins, many spreads away, saturate towards +-1.
+    """
+
+    method: str = "pi"
+    mads: float = 6.0
+
+    def __post_init__(self):
+        if self.method not in PHASE_METHODS:
+            raise ValueError(f"phase scaling {self.method!r}: use one of {', '.join(PHASE_METHODS)}")
+        if not self.mads > 0:
+            raise ValueError(f"phase scaling: mads must be positive, not {self.mads!r}")
+
+    @classmethod
+    def from_record(cls, record: dict | None) -> "PhaseScaling":
+        """From a model card's ``normalization`` entry; a card without one (models from before
+        this option) was trained on ``pi``."""
+        record = record or {}
+        return cls(record.get("phase_scaling", "pi"), float(record.get("phase_mads", cls.mads)))
+
+    def record(self) -> dict:
+        """The card's ``normalization`` entries of this scaling."""
+        return {"phase_scaling": self.method, "phase_mads": self.mads}
+
+    def apply(self, phase: np.ndarray, brain: np.ndarray) -> np.ndarray:
+        """``phase (D, H, W)`` (preprocessed, radians / pi) scaled for the network (float32)."""
+        if self.method == "pi":
+            return phase.astype(np.float32, copy=False)
+        inside = phase[brain]
+        if inside.size == 0:
+            raise ValueError("brain mask is empty; cannot scale the phase")
+        spread = 1.4826 * float(np.median(np.abs(inside - np.median(inside))))
+        if spread <= 0:
+            raise ValueError("phase is constant inside the brain; cannot scale it (is the phase image empty?)")
+        return np.clip(phase / (self.mads * spread), -1.0, 1.0).astype(np.float32)
 
 
 @dataclass
@@ -22,9 +71,11 @@ class ModelInput:
     spacing: tuple[float, float, float]
 
 
-def load_model_input(files: dict[str, str]) -> ModelInput:
-    """Read the ``swi``, ``phase`` and ``brainmask`` files of :func:`cmbflow.paths.preproc_subject_files`."""
+def load_model_input(files: dict[str, str], phase_scaling: PhaseScaling) -> ModelInput:
+    """Read the ``swi``, ``phase`` and ``brainmask`` files of :func:`cmbflow.paths.preproc_subject_files`,
+    the phase scaled by ``phase_scaling`` (the model's: its card's ``normalization``)."""
     swi = nib.load(files["swi"])
-    image = np.stack([np.asarray(swi.dataobj, np.float32), np.asarray(nib.load(files["phase"]).dataobj, np.float32)])
     brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
+    phase = phase_scaling.apply(np.asarray(nib.load(files["phase"]).dataobj, np.float32), brain)
+    image = np.stack([np.asarray(swi.dataobj, np.float32), phase])
     return ModelInput(image, brain, swi.affine, tuple(float(v) for v in swi.header.get_zooms()[:3]))

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from cmbflow.figures.curves import plot_training_curves
+from cmbflow.io.model_input import PhaseScaling
 from cmbflow.models.card import provenance_record
 from cmbflow.models.weights import save_model
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
@@ -55,7 +56,8 @@ def fine_tune_detector(name: str, parent_weights: str, parent_card: str, options
     settings = fine_tune_settings(parent, options)
     parent_hash = sha256(parent_weights)
     initial = torch.load(parent_weights, map_location="cpu", weights_only=True)
-    train = [subjects_loader(key, files) for key, files in sorted(subjects.items())]
+    scaling = PhaseScaling.from_record(parent.get("normalization"))  # the parent's input, kept
+    train = [subjects_loader(key, files, scaling) for key, files in sorted(subjects.items())]
     log.info("fine-tuning %s from %s (%s) on %d subjects of %s, %d iterations at learning rate %g", name,
              Path(parent_weights).parent, parent_hash[:12], len(train), options["dataset"], settings.iterations,
              settings.learning_rate)

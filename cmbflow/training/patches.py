@@ -20,7 +20,7 @@ import torch
 from monai import transforms as mt
 from scipy import ndimage
 
-from cmbflow.io.model_input import load_model_input
+from cmbflow.io.model_input import PhaseScaling, load_model_input
 from cmbflow.models.anchors import boxes_from_centres
 
 DEFAULT_DIAMETER_MM = 4.0  # a lesion annotated without a size
@@ -38,10 +38,10 @@ class SubjectVolumes:
     spacing: tuple[float, float, float]
 
 
-def load_subject(key: str, files: dict[str, str]) -> SubjectVolumes:
+def load_subject(key: str, files: dict[str, str], phase_scaling: PhaseScaling) -> SubjectVolumes:
     """Read the ``swi``, ``phase``, ``brainmask``, ``cmb_mask`` and ``markers`` files of
-    :func:`cmbflow.paths.preproc_subject_files`."""
-    data = load_model_input(files)
+    :func:`cmbflow.paths.preproc_subject_files`, the phase scaled as the model reads it."""
+    data = load_model_input(files, phase_scaling)
     labels = np.asarray(nib.load(files["cmb_mask"]).dataobj).astype(np.int32)
     markers = pd.read_csv(files["markers"], sep="\t")
     diameters = {int(row.label): (2 * float(row.radius_mm) if np.isfinite(row.radius_mm) else DEFAULT_DIAMETER_MM)

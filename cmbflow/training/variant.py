@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cmbflow.config import split_subjects
 from cmbflow.figures.curves import plot_training_curves
+from cmbflow.io.model_input import PhaseScaling
 from cmbflow.models.card import INPUT_CHANNELS, normalization_record, provenance_record
 from cmbflow.models.weights import save_model
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
@@ -28,6 +29,12 @@ def variant_settings(detector: dict, variant: str) -> TrainSettings:
     options = {"anchors_mm": detector["anchors_mm"], **detector["network"], **detector["training"],
                **detector["variants"][variant]}
     return TrainSettings.from_config(options)
+
+
+def input_phase_scaling(detector: dict) -> PhaseScaling:
+    """How a newly trained detector reads the phase (config ``detector.input``)."""
+    options = detector.get("input", {})
+    return PhaseScaling(options.get("phase_scaling", PhaseScaling.method), float(options.get("phase_mads", PhaseScaling.mads)))
 
 
 def validation_keys(keys: list[str], fraction: float, seed: int) -> list[str]:
@@ -54,8 +61,9 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
     settings = variant_settings(detector, variant)
     training = detector["training"]
     held_back = validation_keys(sorted(subjects), training["validation_fraction"], training["seed"])
-    train = [load_subject(name, files) for name, files in sorted(subjects.items()) if name not in held_back]
-    validation = [load_subject(name, files) for name, files in sorted(subjects.items()) if name in held_back]
+    scaling = input_phase_scaling(detector)
+    train = [load_subject(name, files, scaling) for name, files in sorted(subjects.items()) if name not in held_back]
+    validation = [load_subject(name, files, scaling) for name, files in sorted(subjects.items()) if name in held_back]
     log.info("variant %s: %d training, %d validation subjects", variant, len(train), len(validation))
     state, curves = train_detector(train, validation, settings, checkpoint, show_progress=config.get("progress_bars", False))
     Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +74,7 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
         "input_channels": INPUT_CHANNELS,
         "spacing_mm": [float(v) for v in spacing],
         "grid": "world-aligned RAS+ (axes along R, A, S), cropped to the head (preprocessing)",
-        "normalization": normalization_record(config["preprocessing"]),
+        "normalization": {**normalization_record(config["preprocessing"]), **scaling.record()},
         "anchors_mm": list(settings.anchors_mm),
         "network": network_record(settings),
         "training": settings_record(settings),

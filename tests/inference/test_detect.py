@@ -5,8 +5,10 @@ from scipy import ndimage
 
 from cmbflow.device import cpu_has_bf16
 from cmbflow.inference.detect import (CANDIDATE_COLUMNS, InferenceSettings, VolumeOutputs, candidate_table, check_spacing,
-                                      detect_candidates, predict_volume, to_original_image)
+                                      detect_candidates, detect_subject, predict_volume, to_original_image)
 from cmbflow.io.coords import voxel_to_world
+from cmbflow.io.model_input import PhaseScaling
+from cmbflow.io.nifti import save_volume
 from cmbflow.models.anchors import anchor_extents, anchors_at, boxes_from_centres
 from cmbflow.models.detector import CMBDetector
 from cmbflow.models.postprocess import box_coder
@@ -110,3 +112,37 @@ def test_cpu_bfloat16_inference_is_reproducible_and_ranks_like_float32():
     assert 0 < float(difference.max()) < 0.1  # bfloat16 did run, and only rounds
     ranks = torch.corrcoef(torch.stack([half[0].logits.flatten(), full.logits.flatten()]))[0, 1]
     assert ranks > 0.99  # an untrained network: its logits vary little, so rounding weighs more than in a trained one
+
+
+def test_inference_reads_the_phase_as_the_model_card_says(tmp_path):
+    """A brain_mad model sees the same input whatever the site's phase contrast (B0 x TE); a
+    card without the entry (older models) reads the phase as preprocessed."""
+    rng = np.random.default_rng(0)
+    shape, affine = (32, 32, 16), np.diag([1.0, 1.0, 2.0, 1.0])
+    brain = np.zeros(shape, bool)
+    brain[4:28, 4:28, 2:14] = True
+    swi = rng.random(shape).astype(np.float32)
+    phase = rng.normal(0, 0.01, shape).astype(np.float32)
+    phase[16, 16, 8] = 0.08
+    torch.manual_seed(0)
+    model = CMBDetector(channels=(4, 4, 8, 8), n_anchors=1, feature_dim=4).eval()
+    with torch.no_grad():  # untrained scores sit at the 1 % prior; spread them so inputs show
+        model.objectness.bias.zero_()
+        model.objectness.weight.mul_(5.0)
+    settings = InferenceSettings(score_threshold=0.0, max_candidates=20, cpu_bfloat16=False)
+
+    def scores(contrast: float, normalization: dict):
+        folder = tmp_path / f"{contrast}_{len(normalization)}"
+        folder.mkdir()
+        files = {name: str(folder / f"{name}.nii.gz") for name in ("swi", "phase", "brainmask")}
+        save_volume(files["swi"], swi, affine)
+        save_volume(files["phase"], np.clip(phase * contrast, -1, 1), affine)
+        save_volume(files["brainmask"], brain.astype(np.uint8), affine)
+        card = {"spacing_mm": [1.0, 1.0, 2.0], "anchors_mm": [3.0], "name": "test", "normalization": normalization}
+        table, _ = detect_subject(model, card, "001", files, files["swi"], settings)
+        return table["score"].to_numpy()
+
+    mad = PhaseScaling("brain_mad").record()
+    mad_change = np.abs(scores(1.0, mad) - scores(13.0, mad)).max()
+    plain_change = np.abs(scores(1.0, {}) - scores(13.0, {})).max()
+    assert mad_change < 1e-6 and plain_change > 1e-4  # measured: 6e-8 and 5e-4
