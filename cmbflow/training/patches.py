@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from monai import transforms as mt
+from monai.utils import convert_to_tensor
 from scipy import ndimage
 
 from cmbflow.io.model_input import PhaseScaling, load_model_input
@@ -115,8 +116,10 @@ class PatchSampler:
         item = {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))}
         if self.transform is not None:
             item = self.transform({"swi": item["image"][:1], "phase": item["image"][1:], "label": item["label"]})
-        image = torch.as_tensor(item["image"]).float()
-        label = torch.as_tensor(item["label"])[0].round().long()
+        # Plain tensors: MONAI's MetaTensor routes every network operation through its
+        # metadata handling, 0.13 s of a 1 s training step here.
+        image = convert_to_tensor(item["image"], track_meta=False).float()
+        label = convert_to_tensor(item["label"], track_meta=False)[0].round().long()
         return {"image": image, "label": label, "boxes": lesion_boxes(label, subject.diameters, subject.spacing),
                 "key": subject.key}
 

@@ -37,6 +37,35 @@ def test_a_tiny_off_grid_lesion_still_gets_one_positive_anchor():
     assert int((targets.labels == POSITIVE).sum()) >= 1
 
 
+def _targets_from_the_whole_iou_matrix(anchors, lesions, positive_iou=0.35, negative_iou=0.15):
+    """The definition, over every anchor-lesion pair (what assign_targets computes sparsely)."""
+    from monai.data.box_utils import box_iou
+    iou = box_iou(anchors, lesions)
+    best_iou, matched = iou.max(dim=1)
+    labels = torch.full((anchors.shape[0],), IGNORED)
+    labels[best_iou < negative_iou] = NEGATIVE
+    labels[best_iou >= positive_iou] = POSITIVE
+    best_anchor = iou.argmax(dim=0)
+    labels[best_anchor] = POSITIVE
+    matched[best_anchor] = torch.arange(lesions.shape[0])
+    return labels, torch.where(labels == POSITIVE, matched, -1), box_coder().encode_single(lesions[matched], anchors)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sparse_targets_equal_those_of_the_whole_iou_matrix(seed):
+    generator = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 5, (1,), generator=generator))
+    centres = torch.rand(n, 3, generator=generator) * (torch.tensor(SHAPE) - 1)  # off-grid, some at the border
+    lesions = boxes_from_centres(centres, 1.5 + 8.5 * torch.rand(n, generator=generator), SPACING)
+    anchors = _anchors()
+    targets = assign_targets(anchors, lesions)
+    labels, matched, codes = _targets_from_the_whole_iou_matrix(anchors, lesions)
+    assert torch.equal(targets.labels, labels) and torch.equal(targets.matched, matched)
+    positive = labels == POSITIVE
+    torch.testing.assert_close(targets.codes[positive], codes[positive])
+    assert (targets.codes[~positive] == 0).all()
+
+
 def test_without_lesions_every_anchor_is_negative():
     targets = assign_targets(_anchors(), torch.zeros(0, 6))
     assert (targets.labels == NEGATIVE).all() and (targets.matched == -1).all()
