@@ -253,7 +253,9 @@ class Simulator:
                 centre += rng.uniform(-0.5, 0.5, 3) * geometry.sim_spacing
                 focus = make(centre)
                 r = focus.diameter / 2
-                probes = centre + np.vstack([np.eye(3), -np.eye(3)]) * r
+                # the centre too: jittered off its voxel it could sit in a sulcus (region "outside"),
+                # a CMB no reader would mark and anatomical filtering rightly removes
+                probes = centre + np.vstack([np.zeros((1, 3)), np.eye(3), -np.eye(3)]) * r
                 probe_region = self._lookup(region, geometry, probes)
                 if target_region is not None and not np.all(probe_region == target_region):
                     continue
