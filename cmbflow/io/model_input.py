@@ -76,6 +76,9 @@ def load_model_input(files: dict[str, str], phase_scaling: PhaseScaling) -> Mode
     the phase scaled by ``phase_scaling`` (the model's: its card's ``normalization``)."""
     swi = nib.load(files["swi"])
     brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
-    phase = phase_scaling.apply(np.asarray(nib.load(files["phase"]).dataobj, np.float32), brain)
+    try:
+        phase = phase_scaling.apply(np.asarray(nib.load(files["phase"]).dataobj, np.float32), brain)
+    except ValueError as error:  # name the file: the scaling alone does not know it
+        raise ValueError(f"{files['phase']}: {error}") from error
     image = np.stack([np.asarray(swi.dataobj, np.float32), phase])
     return ModelInput(image, brain, swi.affine, tuple(float(v) for v in swi.header.get_zooms()[:3]))
