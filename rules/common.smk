@@ -10,6 +10,7 @@ from cmbflow import paths
 from cmbflow.config import bids_dir, dataset_split, registration_template, subject_inputs, target_spacing
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
+from cmbflow.localization.regions import maps_of
 from cmbflow.synth.site import SiteParams
 
 
@@ -229,10 +230,10 @@ def detection_files(wildcards):
 
 def evaluation_subjects(name):
     """Test subject key -> its CMB ``mask`` and ``markers`` (original grid) and ``regions``
-    (the region map that config ``localization`` chooses, model-ready grid)."""
+    (map name -> the region maps that config ``localization`` reads, model-ready grid)."""
     maps = region_maps(name)
     return {key: {"mask": SUBJECT_INPUTS[name][key]["mask"], "markers": SUBJECT_INPUTS[name][key]["markers"],
-                  "regions": maps[key][config["localization"]]} for key in TEST_SUBJECTS[name]}
+                  "regions": {m: maps[key][m] for m in maps_of(config["localization"])}} for key in TEST_SUBJECTS[name]}
 
 
 def evaluation_inputs(wildcards):

@@ -15,6 +15,7 @@ rule evaluate_detection:
         hit_rule=config["evaluation"]["hit_rule"],
         score_threshold=config["census"]["score_threshold"],
         margin_mm=config["region_margin_mm"],
+        choice=config["localization"],
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["evaluation"]["seed"],
     log:
@@ -182,7 +183,8 @@ rule example_figures:
     params:
         runs=lambda wildcards: example_runs(wildcards.dataset),
         swi=lambda wildcards: {key: paths.preproc_subject_files(wildcards.dataset, key)["swi"] for key in TEST_SUBJECTS[wildcards.dataset]},
-        regions=lambda wildcards: {key: files[config["localization"]] for key, files in region_maps(wildcards.dataset).items()},
+        # the map drawn under the candidates: the network's unless localization is atlas only
+        regions=lambda wildcards: {key: files[maps_of(config["localization"])[0]] for key, files in region_maps(wildcards.dataset).items()},
         filtered_variant=VARIANTS[-1],  # the full model: the last variant listed
     log:
         paths.log("figures", "examples_{dataset}"),

@@ -9,4 +9,5 @@ setup_logging(snakemake.log[0])
 evaluate_detection(snakemake.input.candidates, snakemake.params.subjects, HitRule.from_config(snakemake.params.hit_rule),
                    operating_threshold(snakemake.input.operating_point, snakemake.params.score_threshold), dict(snakemake.output),
                    snakemake.params.margin_mm, snakemake.params.bootstrap, snakemake.params.seed,
-                   threshold_source(snakemake.input.operating_point, snakemake.params.score_threshold))
+                   threshold_source(snakemake.input.operating_point, snakemake.params.score_threshold),
+                   snakemake.params.choice)

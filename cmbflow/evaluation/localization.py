@@ -19,7 +19,7 @@ from cmbflow.atlas import REGION_NAMES
 from cmbflow.evaluation.detection import HitRule
 from cmbflow.evaluation.run import load_dataset_truth, match_dataset
 from cmbflow.io.coords import world_to_voxel
-from cmbflow.localization.regions import CHOICES, grow_regions, regions_at
+from cmbflow.localization.regions import CHOICES, MAPS, grow_regions, maps_of, regions_at
 from cmbflow.preprocessing.grid import Grid
 from cmbflow.preprocessing.resample import resample_to_grid
 
@@ -64,9 +64,9 @@ def localization_accuracy(datasets: dict[str, dict[str, dict[str, str]]], margin
     at a centre is looked up as for candidates, in regions grown by ``margin_mm``."""
     rows = []
     for dataset, subjects in datasets.items():
-        pooled = {method: {"hits": 0, "cmbs": 0, "overlaps": {code: [0, 0] for code in REGION_NAMES}} for method in CHOICES}
+        pooled = {method: {"hits": 0, "cmbs": 0, "overlaps": {code: [0, 0] for code in REGION_NAMES}} for method in MAPS}
         for files in subjects.values():
-            maps = {method: files[method] for method in CHOICES}
+            maps = {method: files[method] for method in MAPS}
             for method, score in _subject_scores(maps, files["truth_regions"], files["markers"], margin_mm).items():
                 pooled[method]["hits"] += int((score["predicted"] == score["true"]).sum())
                 pooled[method]["cmbs"] += len(score["true"])
@@ -91,9 +91,10 @@ def _operating_point(candidates: pd.DataFrame, truths: dict, rule: HitRule) -> d
 def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule: HitRule = HitRule()) -> pd.DataFrame:
     """One row per run (``variant``, ``dataset``, ``table`` of localized candidates with
     ``region_network``, ``region_atlas``, ``thresholds``) x score threshold x stage
-    (``before``, ``network``, ``atlas``): true and false positives, sensitivity and FPs per
-    subject of the candidates scoring at least the threshold, before and after removing
-    those outside every region. ``subjects``: dataset -> subject -> ``mask`` / ``markers``."""
+    (``before``, ``network``, ``atlas``, ``either``): true and false positives, sensitivity and
+    FPs per subject of the candidates scoring at least the threshold, before and after removing
+    those outside every region of that localization (``either``: outside in both maps).
+    ``subjects``: dataset -> subject -> ``mask`` / ``markers``."""
     outside = REGION_NAMES[0]
     rows = []
     for run in runs:
@@ -103,7 +104,8 @@ def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule
                                      for key, files in dataset_subjects.items()})
         for threshold in run["thresholds"]:
             chosen = table[table["score"] >= threshold]
-            stages = {"before": chosen, **{method: chosen[chosen[f"region_{method}"] != outside] for method in CHOICES}}
+            stages = {"before": chosen, **{choice: chosen[np.any([chosen[f"region_{name}"] != outside for name in maps_of(choice)], axis=0)]
+                                           for choice in CHOICES}}
             for stage, candidates in stages.items():
                 point = _operating_point(candidates, truths, rule)
                 rows.append({"variant": run["variant"], "dataset": run["dataset"], "score_threshold": threshold,

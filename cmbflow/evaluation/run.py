@@ -20,7 +20,7 @@ from cmbflow.evaluation.detection import HitRule, SubjectTruth, load_truth, matc
 from cmbflow.evaluation.froc import (FP_LEVELS, average_precision, bootstrap_froc, cpm, froc_curve, metrics_at, pr_curve,
                                      sensitivity_at)
 from cmbflow.io.coords import world_to_voxel
-from cmbflow.localization.regions import read_region_map, regions_at
+from cmbflow.localization.regions import read_chosen_regions, regions_at
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +29,16 @@ COUNTED_REGIONS = tuple(REGION_NAMES[code] for code in (1, 2, 3))
 BAND_LEVELS = np.geomspace(1 / 16, 16, 33)  # FPs per subject at which the bootstrap band is drawn
 
 
-def load_dataset_truth(subjects: dict[str, dict], margin_mm: float = 0.0) -> dict[str, SubjectTruth]:
+def load_dataset_truth(subjects: dict[str, dict], margin_mm: float = 0.0, choice: str = "either") -> dict[str, SubjectTruth]:
     """The CMBs of every subject of ``subjects`` (key -> ``mask`` and/or ``markers``, optional
-    ``regions``: region map of the model-ready grid), read once; with a region map, each CMB's
-    ``region`` is the map's (grown by ``margin_mm``) at its centre."""
+    ``regions``: map name -> region map of the model-ready grid), read once; with region maps,
+    each CMB's ``region`` is that of localization ``choice`` (maps grown by ``margin_mm``;
+    :func:`cmbflow.localization.regions.chosen_codes`) at its centre, as for candidates."""
     truths = {}
     for key, files in subjects.items():
         truth = load_truth(files.get("mask"), files.get("markers"))
         if files.get("regions"):
-            codes, affine = read_region_map(files["regions"], margin_mm)
+            codes, affine = read_chosen_regions(files["regions"], choice, margin_mm)
             points = truth.lesions[["x", "y", "z"]].to_numpy(float).reshape(-1, 3)
             truth.lesions = truth.lesions.assign(region=[REGION_NAMES[c] for c in regions_at(world_to_voxel(affine, points), codes)])
         truths[str(key)] = truth
@@ -79,13 +80,14 @@ def region_metrics(matched: pd.DataFrame, lesions: pd.DataFrame, n_subjects: int
 
 def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: HitRule, threshold: float,
                        outputs: dict[str, str], margin_mm: float = 0.0, n_boot: int = 1000, seed: int = 0,
-                       threshold_source: str = "") -> pd.DataFrame:
+                       threshold_source: str = "", choice: str = "either") -> pd.DataFrame:
     """Evaluate one variant x dataset and write ``outputs`` (:func:`cmbflow.paths.evaluation_files`).
-    ``threshold_source`` says where the operating ``threshold`` comes from (written with it).
+    ``threshold_source`` says where the operating ``threshold`` comes from (written with it);
+    ``choice``: the localization that set the candidates' regions, used for the CMBs' too.
     Returns the summary (one row per filter)."""
     candidates = pd.read_csv(candidates_table, sep="\t", dtype={"subject": str, "candidate": str})
     n_subjects = len(subjects)
-    truths = load_dataset_truth(subjects, margin_mm)  # masks and region maps read once for both filters
+    truths = load_dataset_truth(subjects, margin_mm, choice)  # masks and region maps read once for both filters
     summaries, froc_tables, bands, pr_tables, regions, matched_tables = [], [], [], [], [], []
     for name in FILTERS:
         chosen = candidates if name == "before" else candidates[candidates["kept"].astype(bool)]

@@ -4,7 +4,7 @@ The network segments each test subject's whole model-ready volume once (sliding 
 rather than a patch per candidate: one pass serves every variant's candidates and gives the
 Dice of the segmentation for the evaluation. A candidate's region is the map's label at its
 centre (nearest voxel), from the network's map and from the warped atlas; config
-``localization`` (``network`` | ``atlas``) chooses which one sets ``region`` and ``kept``.
+``localization`` (``network`` | ``atlas`` | ``either``) chooses which sets ``region`` and ``kept``.
 """
 
 from __future__ import annotations

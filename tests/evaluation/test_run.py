@@ -10,7 +10,8 @@ from cmbflow.evaluation.run import evaluate_detection
 
 @pytest.fixture
 def dataset(tmp_path):
-    """Two subjects, 2 mm isotropic: CMB 1 in lobar (0), CMB 2 deep; region maps on the same grid."""
+    """Two subjects, 2 mm isotropic: CMB 1 in lobar (0), CMB 2 deep; region maps on the same grid:
+    the atlas's, and a network's that misses the deep nuclei (so only ``either`` finds CMB 2 deep)."""
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     subjects = {}
     for key, centres in (("a", [(5, 5, 5), (15, 15, 5)]), ("b", [(10, 10, 5)])):
@@ -20,9 +21,11 @@ def dataset(tmp_path):
         regions[12:18, 12:18, 2:8] = 2  # deep
         for n, (i, j, k) in enumerate(centres, start=1):
             labels[i, j, k] = n
-        for name, volume in (("mask", labels), ("regions", regions)):
+        network = np.where(regions == 2, 0, regions).astype(np.int16)
+        for name, volume in (("mask", labels), ("atlas", regions), ("network", network)):
             nib.save(nib.Nifti1Image(volume, affine), tmp_path / f"{key}_{name}.nii.gz")
-        subjects[key] = {"mask": str(tmp_path / f"{key}_mask.nii.gz"), "regions": str(tmp_path / f"{key}_regions.nii.gz")}
+        subjects[key] = {"mask": str(tmp_path / f"{key}_mask.nii.gz"),
+                         "regions": {name: str(tmp_path / f"{key}_{name}.nii.gz") for name in ("network", "atlas")}}
     voxels = np.array([[5, 5, 5], [5, 5, 5], [15, 15, 5], [1, 1, 1], [10, 10, 5], [8, 8, 5]], float)
     table = pd.DataFrame({"subject": ["a", "a", "a", "a", "b", "b"], "candidate": [f"c{n}" for n in range(6)],
                           "i": voxels[:, 0], "j": voxels[:, 1], "k": voxels[:, 2],
@@ -49,6 +52,10 @@ def test_before_and_after_filtering_with_regions(dataset):
     regions = pd.read_csv(outputs["regions"], sep="\t").set_index(["filter", "region"])
     assert regions.loc[("after", "deep"), ["cmbs", "tp", "fp"]].tolist() == [1, 1, 0]
     assert regions.loc[("after", "lobar"), ["cmbs", "tp", "fp"]].tolist() == [2, 1, 1]
+    # the CMBs' regions follow the localization: by the network alone, the deep CMB lies outside
+    network_only = {name: str(folder / f"network_{name}.tsv") for name in paths.EVALUATION_TABLES}
+    evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule(), 0.5, network_only, n_boot=10, choice="network")
+    assert pd.read_csv(network_only["regions"], sep="\t").set_index(["filter", "region"]).loc[("after", "deep"), "cmbs"] == 0
     lesions = pd.read_csv(outputs["lesions"], sep="\t", dtype={"subject": str})
     assert lesions.sort_values(["subject", "lesion"])["best_score"].tolist() == [0.9, 0.7, 0.3]
     matched = pd.read_csv(outputs["matched"], sep="\t")

@@ -48,3 +48,19 @@ def test_regions_grow_into_the_outside_by_the_margin_in_mm_with_the_nearest_labe
     grown = grow_regions(region_map, spacing=(2.0, 1.0, 1.0), margin_mm=2.0)  # one voxel along i
     assert grown[:, 2, 2].tolist() == [1, 1, 1, 1, 1, 0, 0, 3, 3, 3, 3, 3]
     assert np.array_equal(grow_regions(region_map, (2.0, 1.0, 1.0), 0.0), region_map)
+
+
+def test_either_removes_a_candidate_only_where_both_maps_say_outside_and_prefers_the_network_region():
+    network = np.zeros((4, 1, 1), np.int64)
+    atlas = np.zeros((4, 1, 1), np.int64)
+    network[0], atlas[0] = 2, 1  # both inside, they disagree: the network's region (deep)
+    network[1], atlas[1] = 0, 1  # the network's edge falls short of the atlas's: lobar, kept
+    network[2], atlas[2] = 3, 0  # the atlas's falls short: the network's region
+    table = pd.DataFrame({"candidate": range(4)})
+    voxels = np.array([[i, 0, 0] for i in range(4)], float)
+    out = add_regions(table, voxels, {"network": network, "atlas": atlas}, "either")
+    assert out["region"].tolist() == ["deep", "lobar", "infratentorial", "outside"]
+    assert out["kept"].tolist() == [True, True, True, False]
+    assert out["region_network"].tolist() == ["deep", "outside", "infratentorial", "outside"]
+    with pytest.raises(ValueError, match="no atlas region map"):
+        add_regions(table, voxels, {"network": network}, "either")

@@ -182,7 +182,10 @@ def test_candidates_get_a_region_and_kept_and_the_census_counts_them(tiny_run):
     assert table["candidate"].tolist() == detections["candidate"].tolist()  # row n still belongs to features row n
     regions = {"outside", "lobar", "deep", "infratentorial"}
     assert set(table["region_network"]) <= regions and set(table["region_atlas"]) <= regions
-    assert (table["region"] == table["region_network"]).all()  # config localization: network (default)
+    # config localization: either (default): the network's region, the atlas's where the network says outside
+    inside = table["region_network"] != "outside"
+    assert (table.loc[inside, "region"] == table.loc[inside, "region_network"]).all()
+    assert (table.loc[~inside, "region"] == table.loc[~inside, "region_atlas"]).all()
     assert (table["kept"] == (table["region"] != "outside")).all()
     per_subject = pd.read_csv(workdir / paths.subject_candidates("rpn", "user_scans", "001"), sep="\t", dtype={"subject": str})
     assert per_subject.equals(table[table["subject"] == "001"].reset_index(drop=True))
