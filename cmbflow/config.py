@@ -63,6 +63,14 @@ def check_config(config: dict) -> None:
     if template_site is not None and template_site not in sites:
         raise ValueError(f"synth.template_site is '{template_site}', but synth.sites has only {sorted(sites)}.")
     check_trained_models(config.get("models") or {})
+    mimic = config.get("detector", {}).get("training", {}).get("mimic_fraction", 0.0)
+    fractions = {"detector.training.cmb_fraction": config.get("detector", {}).get("training", {}).get("cmb_fraction", 0.0),
+                 **{f"fine_tune.{name}.cmb_fraction": entry.get("cmb_fraction", 0.0)
+                    for name, entry in (config.get("fine_tune") or {}).items()}}
+    for key, fraction in fractions.items():
+        if fraction + mimic > 1:
+            raise ValueError(f"{key} ({fraction:g}) plus detector.training.mimic_fraction ({mimic:g}) is over 1: they are "
+                             "shares of the training patches. Lower one of them.")
     localizer = config.get("localizer", {})
     if localizer:
         if len(localizer["strides"]) != len(localizer["channels"]) - 1:

@@ -38,6 +38,15 @@ def test_unknown_synthetic_site_is_reported():
         check_config(config)
 
 
+def test_patch_shares_over_one_are_refused_naming_the_keys():
+    config = {"datasets": {}, "synth": {"sites": {}}, "detector": {"training": {"cmb_fraction": 0.6, "mimic_fraction": 0.2}},
+              "fine_tune": {"site_b": {"cmb_fraction": 0.9}}}
+    with pytest.raises(ValueError, match=r"fine_tune.site_b.cmb_fraction \(0.9\) plus detector.training.mimic_fraction \(0.2\)"):
+        check_config(config)
+    config["fine_tune"]["site_b"]["cmb_fraction"] = 0.8
+    check_config(config)
+
+
 def test_target_spacing_defaults_to_the_first_internal_dataset(tmp_path):
     synth = {"sites": SITES}
     config = {"datasets": {"ext": {"synthetic_site": "external", "role": "external"},

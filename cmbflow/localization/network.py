@@ -25,6 +25,7 @@ from monai.losses import DiceLoss
 from scipy import ndimage
 
 from cmbflow.atlas import REGION_NAMES
+from cmbflow.dark_spots import close_dark_spots
 from cmbflow.device import autocast, default_device, prepare_training, settings_from_config
 from cmbflow.inference.windows import sliding_window
 from cmbflow.localization.coordinates import template_coordinates
@@ -78,20 +79,6 @@ class RegionVolumes:
     image: np.ndarray
     labels: np.ndarray
     lesions: np.ndarray | None = None
-
-
-def close_dark_spots(swi: np.ndarray, spacing, size_mm: float) -> np.ndarray:
-    """Grey-level closing of ``swi`` with a box of ``size_mm`` per axis (odd voxel counts):
-    dark structures narrower than the box (CMBs, veins) take the intensity of the tissue
-    around them, larger ones (the background outside the head) keep their shape. The volume
-    is padded with its darkest value first, so that a thin strip of background between the
-    head and the volume's edge is not taken for a dark spot."""
-    if size_mm <= 0:
-        return swi
-    size = [int(2 * np.floor(size_mm / (2 * float(step))) + 1) for step in spacing]
-    padded = np.pad(swi, [(n, n) for n in size], constant_values=swi.min())
-    closed = ndimage.grey_closing(padded, size=size)
-    return closed[tuple(slice(n, -n) for n in size)]
 
 
 def load_region_subject(key: str, files: dict[str, str], use_phase: bool, closing_mm: float = 0.0) -> RegionVolumes:

@@ -42,7 +42,8 @@ def sha256(path: str | Path) -> str:
 def fine_tune_settings(parent_card: dict, options: dict) -> TrainSettings:
     """The parent's training settings with the fine-tuning schedule of ``options`` (no validation:
     the few tuning subjects are all used)."""
-    parent = TrainSettings.from_config(parent_card["training"])
+    # A parent recorded before mimic patches existed was trained without them.
+    parent = TrainSettings.from_config({"mimic_fraction": 0.0, **parent_card["training"]})
     return dataclasses.replace(parent, **{key: options[key] for key in TUNED_KEYS if key in options})
 
 

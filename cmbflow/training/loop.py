@@ -49,6 +49,9 @@ class TrainSettings:
     learning_rate: float = 2e-3
     weight_decay: float = 1e-5
     cmb_fraction: float = 0.6
+    mimic_fraction: float = 0.2
+    mimic_closing_mm: float = 7.0
+    mimic_share: float = 0.005
     weight_con: float = 0.1
     n_hard: int = 8
     n_background: int = 16
@@ -68,6 +71,13 @@ def build_model(settings: TrainSettings) -> CMBDetector:
     """The detector of a variant, untrained."""
     return CMBDetector(channels=settings.channels, strides=settings.strides, n_anchors=len(settings.anchors_mm),
                        feature_dim=settings.feature_dim, fuse_levels=settings.fuse_levels)
+
+
+def patch_sampler(subjects: list[SubjectVolumes], settings: TrainSettings, seed: int, augment: bool = True) -> PatchSampler:
+    """The patch sampler of ``settings`` over ``subjects``."""
+    return PatchSampler(subjects, settings.patch_size, settings.cmb_fraction, seed=seed, augment=augment,
+                        mimic_fraction=settings.mimic_fraction, mimic_closing_mm=settings.mimic_closing_mm,
+                        mimic_share=settings.mimic_share)
 
 
 def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):
@@ -117,9 +127,8 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
         schedule.load_state_dict(saved["schedule"])
         start, rows = int(saved["iteration"]), pd.DataFrame(saved["curves"]).to_dict("records")
         log.info("resumed from %s at iteration %d", checkpoint, start)
-    sampler = PatchSampler(train, settings.patch_size, settings.cmb_fraction, seed=settings.seed * 100_003 + start)
-    validation_samples = (PatchSampler(validation, settings.patch_size, settings.cmb_fraction, seed=settings.seed + 1,
-                                       augment=False) if validation else None)
+    sampler = patch_sampler(train, settings, seed=settings.seed * 100_003 + start)
+    validation_samples = patch_sampler(validation, settings, seed=settings.seed + 1, augment=False) if validation else None
     fixed_validation = [validation_samples.sample() for _ in range(settings.validation_patches)] if validation_samples else []
     generator = torch.Generator().manual_seed(settings.seed)
     running = []

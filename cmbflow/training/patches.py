@@ -3,8 +3,12 @@
 A subject is its model-ready images (``image (2, D, H, W)``: SWI, phase), the CMB instance
 labels ``(D, H, W)`` and one lesion table (instance label -> diameter in mm). A patch centre
 is, with probability ``cmb_fraction``, a random CMB (shifted by up to a quarter patch, so
-lesions are not always central), else a uniform voxel of the brain; CMB-free subjects and
-patches are used as they come, never dropped. Lesion boxes are taken **after** augmentation
+lesions are not always central); with probability ``mimic_fraction``, one of the darkest
+non-CMB spots of a subject's SWI (:func:`cmbflow.dark_spots.dark_spot_voxels`: veins,
+calcifications, air-tissue artefacts, the brain's dark edge: the mimics the detector must
+reject, which uniform patches rarely show), each connected structure as likely as another
+(a large artefact must not take the share of many small veins), shifted likewise; else a uniform voxel of the brain. CMB-free
+subjects and patches are used as they come, never dropped. Lesion boxes are taken **after** augmentation
 from the transformed instance labels (their centres of mass), so flips and rotations move
 boxes and images together.
 """
@@ -21,6 +25,7 @@ from monai import transforms as mt
 from monai.utils import convert_to_tensor
 from scipy import ndimage
 
+from cmbflow.dark_spots import dark_spot_structures, dark_spot_voxels
 from cmbflow.io.model_input import PhaseScaling, load_model_input
 from cmbflow.models.anchors import boxes_from_centres
 
@@ -83,25 +88,46 @@ def augmentation(seed: int) -> mt.Compose:
 class PatchSampler:
     """Draws augmented patches ``(image (2, *size), label (*size))`` and their lesion boxes."""
 
-    def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True):
+    def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True,
+                 mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005):
         if not subjects:
             raise ValueError("no training subjects")
+        if cmb_fraction + mimic_fraction > 1:
+            raise ValueError(f"cmb_fraction + mimic_fraction is {cmb_fraction + mimic_fraction:g}; at most 1")
         self.subjects = subjects
         self.size = np.asarray(patch_size, int)
         self.cmb_fraction = cmb_fraction
+        self.mimic_fraction = mimic_fraction
         self.rng = np.random.default_rng(seed)
         self.transform = augmentation(seed) if augment else None
         self.lesions = [(n, label) for n, s in enumerate(subjects) for label in s.diameters]
         # Voxel lists found once (a whole-volume search per patch was ~10 % of an iteration).
         self._lesion_voxels = {(n, label): np.argwhere(subjects[n].labels == label) for n, label in self.lesions}
         self._brain_voxels = [np.flatnonzero(s.brain) for s in subjects]
+        self._mimic_voxels = [self._mimics(s, mimic_closing_mm, mimic_share) for s in subjects] if mimic_fraction > 0 else []
+        self._mimic_subjects = [n for n, structures in enumerate(self._mimic_voxels) if structures]
+
+    @staticmethod
+    def _mimics(subject: SubjectVolumes, closing_mm: float, share: float) -> list[np.ndarray]:
+        """Darkest spots of the brain away from the subject's CMBs (two voxels' clearance),
+        as connected structures."""
+        clear = subject.brain & ~ndimage.binary_dilation(subject.labels > 0, iterations=2)
+        return dark_spot_structures(dark_spot_voxels(subject.image[0], clear, subject.spacing, closing_mm, share), clear.shape)
+
+    def _jitter(self) -> np.ndarray:
+        return self.rng.integers(-self.size // 4, self.size // 4 + 1)
 
     def _centre(self) -> tuple[SubjectVolumes, np.ndarray]:
-        if self.lesions and self.rng.random() < self.cmb_fraction:
+        draw = self.rng.random()
+        if self.lesions and draw < self.cmb_fraction:
             n, label = self.lesions[self.rng.integers(len(self.lesions))]
             voxels = self._lesion_voxels[n, label]
-            centre = voxels[self.rng.integers(len(voxels))] + self.rng.integers(-self.size // 4, self.size // 4 + 1)
-            return self.subjects[n], centre
+            return self.subjects[n], voxels[self.rng.integers(len(voxels))] + self._jitter()
+        if self._mimic_subjects and draw < self.cmb_fraction + self.mimic_fraction:
+            n = self._mimic_subjects[self.rng.integers(len(self._mimic_subjects))]
+            structures = self._mimic_voxels[n]
+            voxels = structures[self.rng.integers(len(structures))]
+            return self.subjects[n], voxels[self.rng.integers(len(voxels))] + self._jitter()
         n = self.rng.integers(len(self.subjects))
         brain = self._brain_voxels[n]
         return self.subjects[n], np.array(np.unravel_index(brain[self.rng.integers(len(brain))], self.subjects[n].brain.shape))

@@ -1,6 +1,6 @@
 import numpy as np
 
-from cmbflow.localization.network import (LocalizerSettings, RegionPatchSampler, RegionVolumes, close_dark_spots, segment_regions,
+from cmbflow.localization.network import (LocalizerSettings, RegionPatchSampler, RegionVolumes, segment_regions,
                                           train_localizer)
 from cmbflow.models.localizer import build_localizer
 
@@ -40,13 +40,3 @@ def test_patches_centre_on_cmbs_and_weight_cmb_voxels():
     image, labels, weights = RegionPatchSampler([subject], settings, seed=0).sample()
     assert image.shape == (4, 8, 8, 4) and labels.shape == weights.shape == (1, 8, 8, 4)
     assert int((weights == 20.0).sum()) == 8 and set(np.unique(weights.numpy())) == {1.0, 20.0}  # the whole CMB, centred
-
-
-def test_closing_fills_a_cmb_sized_dark_spot_but_keeps_the_background_outside_the_head():
-    swi = np.full((40, 40, 20), -0.5, np.float32)  # background
-    swi[5:35, 5:35, 3:17] = 0.5  # tissue, 30 x 30 x 28 mm
-    swi[18:22, 18:22, 9:11] = -0.5  # a 4 mm dark spot (a CMB) inside
-    closed = close_dark_spots(swi, spacing=(1.0, 1.0, 2.0), size_mm=10.0)
-    assert np.allclose(closed[18:22, 18:22, 9:11], 0.5)
-    assert np.array_equal(closed[:5], swi[:5]) and np.array_equal(closed[5:35, 5:35, 3:17] > 0, np.ones((30, 30, 14), bool))
-    assert close_dark_spots(swi, (1.0, 1.0, 2.0), 0.0) is swi

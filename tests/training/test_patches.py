@@ -50,6 +50,20 @@ def test_cmb_free_subjects_are_sampled_too():
         PatchSampler([], (16, 16, 8), 0.5, 0)
 
 
+def test_mimic_patches_centre_near_a_dark_spot_that_is_not_a_cmb():
+    subject = _subject()
+    subject.image[0][10:13, 24:30, 8:10] = -1.0  # a dark vein segment, away from the CMB at (20, 12, 10)
+    sampler = PatchSampler([subject], (16, 16, 8), cmb_fraction=0.0, seed=1, augment=False, mimic_fraction=1.0,
+                           mimic_share=0.002)
+    spots = np.concatenate(sampler._mimic_voxels[0])
+    assert len(spots) == round(0.002 * subject.brain.sum()) and len(sampler._mimic_voxels[0]) == 1  # one structure
+    assert np.all((spots >= (10, 24, 8)) & (spots < (13, 30, 10)))  # on the vein, never on the CMB
+    for _ in range(10):
+        assert sampler.sample()["image"][0].min() == -1.0  # every patch shows the vein
+    with pytest.raises(ValueError, match="at most 1"):
+        PatchSampler([subject], (16, 16, 8), cmb_fraction=0.9, seed=0, mimic_fraction=0.2)
+
+
 def test_crop_pads_with_zeros_outside_the_volume():
     volume = np.arange(2 * 4 * 4 * 4, dtype=np.float32).reshape(2, 4, 4, 4) + 1
     patch = crop_patch(volume, np.array([-2, 1, 2]), np.array([4, 4, 4]))
