@@ -3,9 +3,9 @@
 
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from cmbflow.config import apply_replaced, check_config, replaced_from_cli
+from cmbflow.config import apply_replaced, check_config, expand_user_paths, replaced_from_cli, validate_config
 
 min_version("9.0")
 
@@ -16,7 +16,9 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 # `datasets:` and `detector.variants:` passed with --configfile replace the defaults (see README).
 apply_replaced(config, replaced_from_cli(workflow.overwrite_configfiles))
-validate(config, "schemas/config.schema.yaml")
+validate_config(config, os.path.join(workflow.basedir, "schemas/config.schema.yaml"),
+                [os.path.join(workflow.basedir, "config.yaml"), *workflow.overwrite_configfiles])
+expand_user_paths(config)
 check_config(config)
 
 

@@ -46,6 +46,49 @@ def apply_replaced(config: dict, replaced: dict[tuple[str, ...], dict]) -> None:
         parent[keys[-1]] = value
 
 
+def validate_config(config: dict, schema_path: str | Path, config_files) -> None:
+    """Validate ``config`` against the JSON schema and fill in its defaults (Snakemake's
+    ``validate``). A violation is one line naming the key, the value and the config files,
+    instead of the validator's schema dump; keys the schema does not know are refused at
+    every level (a ``dataset:`` typo must not run the built-in cohort)."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_path))
+    except WorkflowError:
+        schema = yaml.safe_load(Path(schema_path).read_text())
+        error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(config))
+        if error is None:
+            raise
+        key = ".".join(str(part) for part in error.absolute_path)
+        where = f"config key {key} (value {error.instance!r})" if key and not isinstance(error.instance, dict) else \
+            f"config key {key}" if key else "config"
+        raise ValueError(f"{where}: {error.message}. Config files: "
+                         f"{', '.join(str(f) for f in config_files)}. Fix or remove the key; config.yaml lists "
+                         "every key with its meaning.") from None
+
+
+def expand_user_paths(config: dict) -> None:
+    """``~`` in the path keys of ``config`` (dataset folders, model folders, template files,
+    fine-tuning parents given as folders) becomes the home folder, in place."""
+    def expand(value):
+        return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
+    for dataset in config.get("datasets", {}).values():
+        if "bids_dir" in dataset:
+            dataset["bids_dir"] = expand(dataset["bids_dir"])
+    models = config.get("models") or {}
+    for name in models:
+        models[name] = expand(models[name])
+    template = config.get("preprocessing", {}).get("template")
+    if isinstance(template, dict):
+        for key in template:
+            template[key] = expand(template[key])
+    for entry in (config.get("fine_tune") or {}).values():
+        entry["parent"] = expand(entry.get("parent"))
+
+
 def check_config(config: dict) -> None:
     """Cross-key checks the JSON schema cannot express."""
     sites = config["synth"].get("sites", {})
@@ -114,7 +157,7 @@ def trained_spacing(models: dict) -> list[float] | None:
 def bids_dir(dataset: dict) -> str:
     """Root folder of a dataset: its ``bids_dir``, or where its synthetic site is written."""
     site = dataset.get("synthetic_site")
-    return paths.synth_root(site) if site is not None else dataset["bids_dir"]
+    return paths.synth_root(site) if site is not None else str(Path(dataset["bids_dir"]).expanduser())
 
 
 INPUT_KINDS = ("magnitude", "phase", "mask", "markers")
@@ -160,6 +203,10 @@ def dataset_split(keys: list[str], dataset: dict, split: dict) -> dict[str, str]
     an internal dataset, calibration / test for an external one with calibration subjects,
     None for an external dataset scored whole."""
     if dataset["role"] == "internal":
+        if len(keys) < 2:
+            raise ValueError(f"role: an internal dataset is split into training and test subjects and needs at least 2; "
+                             f"this one has {len(keys)}. Add subjects, or make it role: external (scored whole, with "
+                             "trained models from config models:).")
         return split_subjects(keys, split["test_fraction"], split["seed"])
     if dataset.get("calibration_subjects", 0) > 0:
         return calibration_split(keys, int(dataset["calibration_subjects"]), split["seed"])

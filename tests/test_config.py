@@ -1,9 +1,14 @@
+from pathlib import Path
+
 import pytest
+import yaml
 
 from cmbflow import paths
-from cmbflow.config import apply_replaced, check_config, registration_template, replaced_from_cli, split_subjects, target_spacing
+from cmbflow.config import (apply_replaced, check_config, dataset_split, expand_user_paths, registration_template,
+                            replaced_from_cli, split_subjects, target_spacing, validate_config)
 from tests.conftest import write_subject
 
+REPO = Path(__file__).resolve().parents[1]
 SITES = {"internal": {"voxel_mm": [1.0, 1.0, 2.0]}, "external": {"voxel_mm": [1.0, 1.0, 3.0], "orientation": "LAS"}}
 
 
@@ -36,6 +41,38 @@ def test_unknown_synthetic_site_is_reported():
     config = {"datasets": {"d": {"synthetic_site": "nope", "role": "internal"}}, "synth": {"sites": {"internal": {}}}}
     with pytest.raises(ValueError, match="synthetic_site is 'nope'"):
         check_config(config)
+
+
+def test_config_errors_are_one_line_naming_the_key_the_value_and_the_files():
+    schema = REPO / "schemas" / "config.schema.yaml"
+    typo = yaml.safe_load((REPO / "config.yaml").read_text())
+    typo["dataset"] = {"mine": {"bids_dir": "/data", "role": "external"}}  # datasets: misspelt
+    with pytest.raises(ValueError, match=r"^config: Additional properties are not allowed \('dataset' was unexpected\)"
+                                         r"\. Config files: config.yaml, my.yaml"):
+        validate_config(typo, schema, ["config.yaml", "my.yaml"])
+    wrong = yaml.safe_load((REPO / "config.yaml").read_text())
+    wrong["detector"]["training"]["iterations"] = -3
+    with pytest.raises(ValueError, match=r"^config key detector.training.iterations \(value -3\): -3 is less than"):
+        validate_config(wrong, schema, ["my.yaml"])
+    unknown = yaml.safe_load((REPO / "config.yaml").read_text())
+    unknown["detector"]["training"]["iteration"] = 5
+    with pytest.raises(ValueError, match=r"^config key detector.training: .*'iteration' was unexpected"):
+        validate_config(unknown, schema, ["my.yaml"])
+
+
+def test_home_folders_in_path_keys_are_expanded():
+    config = {"datasets": {"mine": {"bids_dir": "~/bids", "role": "external"}}, "models": {"rpn": "~/models/rpn"},
+              "preprocessing": {"template": {"image": "~/t.nii.gz"}}, "fine_tune": {"b": {"parent": "rpn"}}}
+    expand_user_paths(config)
+    home = str(Path.home())
+    assert config["datasets"]["mine"]["bids_dir"] == f"{home}/bids" and config["models"]["rpn"] == f"{home}/models/rpn"
+    assert config["preprocessing"]["template"]["image"] == f"{home}/t.nii.gz" and config["fine_tune"]["b"]["parent"] == "rpn"
+
+
+def test_an_internal_dataset_too_small_to_split_says_the_minimum():
+    with pytest.raises(ValueError, match="needs at least 2; this one has 1"):
+        dataset_split(["001"], {"role": "internal"}, {"test_fraction": 0.25, "seed": 0})
+    assert dataset_split(["001"], {"role": "external"}, {"test_fraction": 0.25, "seed": 0}) is None
 
 
 def test_patch_shares_over_one_are_refused_naming_the_keys():

@@ -3,7 +3,12 @@
 A pattern is a path relative to the dataset's ``bids_dir`` with the placeholders
 ``{subject}`` and, optionally, ``{session}``; shell wildcards (``*``) are allowed. Each
 file kind may list several patterns (with and without sessions); the first that matches a
-magnitude image defines where its phase and annotations are looked for.
+magnitude image defines where its phase and annotations are looked for. A pattern ending in
+``.nii.gz`` also finds ``.nii`` files and vice versa (nibabel reads both; exports mix them).
+
+Nothing is skipped in silence: a file that a magnitude pattern's wildcard finds but whose
+subject or session label is not a BIDS label (letters and digits only: no ``_``, space or
+accent), and a phase image without its magnitude, are errors naming the files.
 """
 
 from __future__ import annotations
@@ -74,16 +79,54 @@ def _fill(pattern: str, subject: str, session: str | None) -> str | None:
     return pattern.replace("{subject}", subject).replace("{session}", session or "")
 
 
+def _extensions(pattern: str) -> list[str]:
+    """``pattern`` and its twin with the other NIfTI extension (``.nii.gz`` <-> ``.nii``)."""
+    if pattern.endswith(".nii.gz"):
+        return [pattern, pattern[:-3]]
+    if pattern.endswith(".nii"):
+        return [pattern, pattern + ".gz"]
+    return [pattern]
+
+
 def _companion(root: Path, patterns: list[str], subject: str, session: str | None) -> Path | None:
     """First existing file among ``patterns`` filled for this subject/session (wildcards globbed)."""
     for pattern in patterns:
         filled = _fill(pattern, subject, session)
         if filled is None:
             continue
-        matches = sorted(glob.glob(str(root / filled)))
-        if matches:
-            return Path(matches[0])
+        for variant in _extensions(filled):
+            matches = sorted(glob.glob(glob.escape(str(root)) + "/" + variant))
+            if matches:
+                return Path(matches[0])
     return None
+
+
+def _candidates(root: Path, pattern: str) -> list[str]:
+    """Files under ``root`` that ``pattern`` could name, whatever their labels."""
+    paths = set()
+    for variant in _extensions(pattern):
+        wildcard = variant.replace("{subject}", "*").replace("{session}", "*")
+        paths.update(glob.glob(glob.escape(str(root)) + "/" + wildcard))
+    return sorted(paths)
+
+
+def _matches(root: Path, patterns: list[str]):
+    """``(path, subject, session)`` of the files that ``patterns`` match with BIDS labels (in
+    pattern order), and the files a pattern's wildcard finds whose labels are not BIDS labels."""
+    matched, seen, unmatched = [], set(), set()
+    for pattern in patterns:
+        regexes = [_regex(variant) for variant in _extensions(pattern)]
+        for path in _candidates(root, pattern):
+            relative = Path(path).relative_to(root).as_posix()
+            match = next((m for m in (regex.match(relative) for regex in regexes) if m), None)
+            if match is None:
+                unmatched.add(path)
+                continue
+            if path not in seen:
+                seen.add(path)
+                entities = match.groupdict()
+                matched.append((path, entities["subject"], entities.get("session")))
+    return matched, sorted(unmatched - seen)
 
 
 def expected_path(root: Path, patterns: list[str], subject: str, session: str | None) -> Path:
@@ -95,35 +138,47 @@ def expected_path(root: Path, patterns: list[str], subject: str, session: str | 
     return root / patterns[0]
 
 
+def _entities(matched, path):
+    return next((subject, session) for p, subject, session in matched if p == path)
+
+
 def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
     """All subjects of dataset ``name`` (config entry ``dataset``), sorted by key.
 
     Raises :class:`InputError` when no magnitude image matches, or when two files claim the
     same subject/session.
     """
-    root = Path(dataset["bids_dir"])
+    root = Path(dataset["bids_dir"]).expanduser()
     if not root.is_dir():
         raise InputError(f"dataset '{name}': bids_dir {root} does not exist or is not a folder. Fix datasets.{name}.bids_dir in your config.")
     patterns = patterns_for(dataset)
     found: dict[str, SubjectFiles] = {}
     duplicates: list[str] = []
-    for pattern in patterns["magnitude"]:
-        regex = _regex(pattern)
-        wildcard = pattern.replace("{subject}", "*").replace("{session}", "*")
-        for path in sorted(glob.glob(str(root / wildcard))):
-            match = regex.match(Path(path).relative_to(root).as_posix())
-            if not match:
-                continue
-            entities = match.groupdict()
-            subject, session = entities["subject"], entities.get("session")
-            phase = _companion(root, patterns["phase"], subject, session) or expected_path(root, patterns["phase"], subject, session)
-            files = SubjectFiles(subject, session, Path(path), phase,
-                                 _companion(root, patterns["mask"], subject, session),
-                                 _companion(root, patterns["markers"], subject, session))
-            if files.key in found:
-                duplicates.append(f"sub-{files.key}: {found[files.key].magnitude} and {path}")
-                continue
-            found[files.key] = files
+    magnitudes, odd = _matches(root, patterns["magnitude"])
+    if odd:
+        raise InputError(f"dataset '{name}': {len(odd)} file(s) fit the wildcards of patterns.magnitude but not with BIDS "
+                         "labels (letters and digits only in {subject} and {session}: no '_', space or accent): "
+                         + ", ".join(odd[:10]) + (" ..." if len(odd) > 10 else "")
+                         + ". Rename them (e.g. sub-01a), or, if they carry other entities (acq-, run-), set datasets."
+                         + f"{name}.patterns.magnitude to include them (e.g. sub-{{subject}}/anat/sub-{{subject}}_acq-*"
+                         "_part-mag_swi.nii.gz) or to leave them out. No file is skipped in silence.")
+    for path, subject, session in magnitudes:
+        phase = _companion(root, patterns["phase"], subject, session) or expected_path(root, patterns["phase"], subject, session)
+        files = SubjectFiles(subject, session, Path(path), phase,
+                             _companion(root, patterns["mask"], subject, session),
+                             _companion(root, patterns["markers"], subject, session))
+        if files.key in found:
+            duplicates.append(f"sub-{files.key}: {found[files.key].magnitude} and {path}")
+            continue
+        found[files.key] = files
+    phases, _ = _matches(root, patterns["phase"])
+    orphans = sorted(path for path, subject, session in phases
+                     if (subject if session is None else f"{subject}_ses-{session}") not in found)
+    if orphans and found:
+        raise InputError(f"dataset '{name}': phase image(s) without a magnitude image: " + ", ".join(orphans[:10])
+                         + (" ..." if len(orphans) > 10 else "") + ". Add the magnitude (expected at "
+                         + str(expected_path(root, patterns["magnitude"], *_entities(phases, orphans[0])))
+                         + f"), remove the phase, or fix datasets.{name}.patterns.magnitude.")
     if duplicates:
         raise InputError(f"dataset '{name}': duplicate subject ids (two magnitude images for one subject/session): "
                          + "; ".join(duplicates) + ". Keep one file per subject/session or narrow datasets."

@@ -1,0 +1,51 @@
+"""Subject discovery: nothing is dropped in silence."""
+
+import pytest
+
+from cmbflow.io.bids import discover_subjects
+from cmbflow.io.nifti import InputError
+
+
+def _touch(root, relative):
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+    return path
+
+
+def _subject(root, label, ext=".nii.gz", phase=True):
+    _touch(root, f"sub-{label}/anat/sub-{label}_part-mag_swi{ext}")
+    if phase:
+        _touch(root, f"sub-{label}/anat/sub-{label}_part-phase_swi{ext}")
+
+
+def test_a_nii_among_nii_gz_files_is_found_with_its_phase(tmp_path):
+    root = tmp_path / "bids [site A]"  # glob metacharacters in the folder name are taken literally
+    _subject(root, "01")
+    _subject(root, "02", ext=".nii")
+    found = {files.key: files for files in discover_subjects("site", {"bids_dir": str(root)})}
+    assert sorted(found) == ["01", "02"]
+    assert found["02"].magnitude.name == "sub-02_part-mag_swi.nii" and found["02"].phase.name == "sub-02_part-phase_swi.nii"
+
+
+@pytest.mark.parametrize("label", ["01_a", "01 a", "01é"])
+def test_a_subject_label_that_is_not_bids_is_an_error_naming_the_file(tmp_path, label):
+    _subject(tmp_path, "01")
+    _subject(tmp_path, label)
+    with pytest.raises(InputError, match=r"not with BIDS labels.*sub-" + label + r"_part-mag_swi.nii.gz.*Rename them"):
+        discover_subjects("site", {"bids_dir": str(tmp_path)})
+
+
+def test_a_phase_without_its_magnitude_is_an_error_naming_both(tmp_path):
+    _subject(tmp_path, "01")
+    _touch(tmp_path, "sub-02/anat/sub-02_part-phase_swi.nii.gz")
+    with pytest.raises(InputError, match=r"without a magnitude image: .*sub-02_part-phase_swi.nii.gz.*expected at "
+                                         r".*sub-02/anat/sub-02_part-mag_swi.nii.gz"):
+        discover_subjects("site", {"bids_dir": str(tmp_path)})
+
+
+def test_two_magnitudes_of_one_subject_are_duplicates(tmp_path):
+    _subject(tmp_path, "01")
+    _touch(tmp_path, "sub-01/anat/sub-01_part-mag_swi.nii")
+    with pytest.raises(InputError, match="duplicate subject ids"):
+        discover_subjects("site", {"bids_dir": str(tmp_path)})
