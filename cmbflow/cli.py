@@ -51,18 +51,86 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+# Dataset keys that name where the data is (given as arguments) or only the workflow uses.
+NOT_CLI_KEYS = ("bids_dir", "synthetic_site", "patterns", "calibration_subjects", "calibrate")
+
+
+def _dataset_schema() -> tuple[dict, dict]:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    return schema["definitions"]["dataset"], schema
+
+
+def dataset_from_args(args: argparse.Namespace) -> dict:
+    """The dataset entry ``cmbflow validate`` checks: ``--config``'s ``datasets.<--name>``
+    (if given), then every per-dataset option given on the command line, validated against
+    the config schema's dataset definition with its defaults filled in."""
+    import jsonschema
+
+    definition, schema = _dataset_schema()
+    dataset = {}
+    if args.config:
+        datasets = _load_config(args.config).get("datasets", {})
+        if args.name not in datasets:
+            raise ValueError(f"--config {args.config} has no datasets.{args.name}; it has {sorted(datasets)}. "
+                             "Pass --name with one of them.")
+        dataset.update(datasets[args.name])
+    if args.bids_dir:
+        dataset["bids_dir"] = args.bids_dir
+    for key in definition["properties"]:
+        value = getattr(args, key, None)
+        if value is not None:
+            dataset[key] = value
+    patterns = dict(dataset.get("patterns") or {})
+    for item in args.pattern or []:
+        kind, _, pattern = item.partition("=")
+        patterns[kind] = pattern
+    if patterns:
+        dataset["patterns"] = patterns
+    dataset.setdefault("role", "external")
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(
+        {"$ref": "#/definitions/dataset", "definitions": schema["definitions"]}).iter_errors(dataset))
+    if error is not None:
+        key = ".".join(str(p) for p in error.absolute_path) or "dataset"
+        raise ValueError(f"{key}: {error.message}. See config.yaml for the per-dataset keys.")
+    for key, spec in definition["properties"].items():
+        if "default" in spec:
+            dataset.setdefault(key, spec["default"])
+    dataset["bids_dir"] = str(Path(dataset["bids_dir"]).expanduser())
+    return dataset
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from cmbflow.io.nifti import InputError
     from cmbflow.io.validate import validate_dataset
 
-    dataset = {"bids_dir": args.bids_dir, "role": args.role, "phase_units": args.phase_units}
     try:
+        dataset = dataset_from_args(args)
         manifest = validate_dataset(args.name, dataset, args.tolerance_mm)
-    except InputError as error:
+    except (InputError, ValueError) as error:
         log.error("%s", error)
         return 1
     manifest.to_csv(sys.stdout, sep="\t", index=False)
     return 0
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """One option per scalar per-dataset config key (from the schema: one source of truth)."""
+    definition, _ = _dataset_schema()
+    kinds = {"string": str, "number": float, "integer": int}
+    for key, spec in definition["properties"].items():
+        if key in NOT_CLI_KEYS:
+            continue
+        flag = "--" + key.replace("_", "-")
+        help_text = spec.get("description", f"datasets.<name>.{key}")
+        if spec.get("type") == "array":
+            parser.add_argument(flag, dest=key, type=float, nargs=spec.get("minItems", 2), help=help_text)
+        elif spec.get("type") == "boolean":
+            parser.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag, dest=key, type=kinds.get(spec.get("type"), str), choices=spec.get("enum"), help=help_text)
+    parser.add_argument("--pattern", action="append", metavar="KIND=PATTERN",
+                        help="datasets.<name>.patterns.KIND (magnitude, phase, mask, markers); repeat for several")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,12 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="show a progress bar (default: on a terminal)")
     synth.set_defaults(func=cmd_synth)
 
-    validate = sub.add_parser("validate", help="check a BIDS dataset against the input contract")
-    validate.add_argument("bids_dir")
-    validate.add_argument("--name", default="dataset")
-    validate.add_argument("--role", choices=["internal", "external"], default="external")
-    validate.add_argument("--phase-units", choices=["auto", "radians", "scanner"], default="auto")
-    validate.add_argument("--tolerance-mm", type=float, default=0.01)
+    validate = sub.add_parser("validate", help="check a dataset against the input contract (the options are the "
+                              "config's per-dataset keys)")
+    validate.add_argument("bids_dir", nargs="?", help="dataset root (default: --config's datasets.<--name>.bids_dir)")
+    validate.add_argument("--config", help="a workflow config: validate its datasets.<--name> entry")
+    validate.add_argument("--name", default="dataset", help="dataset name (in --config, and in messages)")
+    validate.add_argument("--tolerance-mm", type=float, default=0.01, help="validation.affine_tolerance_mm")
+    _add_dataset_options(validate)
     validate.set_defaults(func=cmd_validate)
     return parser
 

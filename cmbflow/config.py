@@ -174,28 +174,40 @@ def subject_inputs(name: str, dataset: dict, config: dict) -> dict[str, dict[str
             for files in discover_subjects(name, dataset)}
 
 
+def _by_subject(keys: list[str]) -> dict[str, list[str]]:
+    """Subject label -> its keys (``01`` or ``01_ses-a``): sessions of one patient stay together."""
+    groups: dict[str, list[str]] = {}
+    for key in sorted(keys):
+        groups.setdefault(key.split("_ses-")[0], []).append(key)
+    return groups
+
+
 def split_subjects(keys: list[str], test_fraction: float, seed: int) -> dict[str, str]:
-    """Seeded train/test split: subject key -> ``train`` or ``test`` (at least one of each
-    when there are two or more subjects). Independent of the order of ``keys``."""
-    ordered = sorted(keys)
+    """Seeded train/test split by subject: key -> ``train`` or ``test`` (at least one subject
+    of each when there are two or more). All sessions of a subject land on one side, so no
+    patient is both trained and scored on. Independent of the order of ``keys``."""
+    groups = _by_subject(keys)
+    ordered = sorted(groups)
     order = np.random.default_rng(seed).permutation(len(ordered))
     n_test = int(round(test_fraction * len(ordered)))
     n_test = min(max(n_test, 1), len(ordered) - 1) if len(ordered) > 1 else 0
     test = {ordered[i] for i in order[:n_test]}
-    return {key: "test" if key in test else "train" for key in ordered}
+    return {key: "test" if subject in test else "train" for subject in ordered for key in groups[subject]}
 
 
 def calibration_split(keys: list[str], n_calibration: int, seed: int) -> dict[str, str]:
-    """Seeded split of an external dataset: subject key -> ``calibration`` (``n_calibration``
-    subjects, for fine-tuning and calibration, never scored) or ``test``. Independent of the
-    order of ``keys``; at least one subject stays ``test``."""
-    ordered = sorted(keys)
+    """Seeded split of an external dataset by subject: key -> ``calibration``
+    (``n_calibration`` subjects with all their sessions, for fine-tuning and calibration,
+    never scored) or ``test``. Independent of the order of ``keys``; at least one subject
+    stays ``test``."""
+    groups = _by_subject(keys)
+    ordered = sorted(groups)
     if n_calibration >= len(ordered):
         raise ValueError(f"calibration_subjects: {n_calibration} of {len(ordered)} subjects would leave none to score; "
                          "lower it")
     order = np.random.default_rng(seed).permutation(len(ordered))
     chosen = {ordered[i] for i in order[:n_calibration]}
-    return {key: "calibration" if key in chosen else "test" for key in ordered}
+    return {key: "calibration" if subject in chosen else "test" for subject in ordered for key in groups[subject]}
 
 
 def dataset_split(keys: list[str], dataset: dict, split: dict) -> dict[str, str] | None:
@@ -203,9 +215,10 @@ def dataset_split(keys: list[str], dataset: dict, split: dict) -> dict[str, str]
     an internal dataset, calibration / test for an external one with calibration subjects,
     None for an external dataset scored whole."""
     if dataset["role"] == "internal":
-        if len(keys) < 2:
+        subjects = len(_by_subject(keys))
+        if subjects < 2:
             raise ValueError(f"role: an internal dataset is split into training and test subjects and needs at least 2; "
-                             f"this one has {len(keys)}. Add subjects, or make it role: external (scored whole, with "
+                             f"this one has {subjects}. Add subjects, or make it role: external (scored whole, with "
                              "trained models from config models:).")
         return split_subjects(keys, split["test_fraction"], split["seed"])
     if dataset.get("calibration_subjects", 0) > 0:
@@ -242,6 +255,17 @@ def target_spacing(config: dict) -> list[float]:
     if site is not None:
         spacing = world_axis_spacing(SiteParams.from_config(site, config["synth"]["sites"][site]).affine())
     else:
-        first = discover_subjects(name, dataset)[0].magnitude
-        spacing = world_axis_spacing(nib.load(str(first)).affine)
+        spacing = _first_readable_spacing(discover_subjects(name, dataset))
     return [round(float(v), 4) for v in spacing]
+
+
+def _first_readable_spacing(subjects) -> np.ndarray:
+    """World-axis voxel size of the first subject whose magnitude header reads. Unreadable
+    files are left to validation, which reports them with their fix (the DAG must still
+    build to get there); with none readable, 1 mm stands in until validation fails."""
+    for files in subjects:
+        try:
+            return world_axis_spacing(nib.load(str(files.magnitude)).affine)
+        except Exception:  # noqa: BLE001 - any unreadable header; validation names it
+            continue
+    return np.ones(3)

@@ -137,15 +137,14 @@ def synth_subject_outputs(site, subject):
 
 
 def dataset_input_files(wildcards):
-    """Files the validation of a dataset reads: the generated cohort, or nothing for real
-    data (read in place; validation itself reports missing files)."""
+    """Files the validation of a dataset reads: the generated cohort, or the real files found
+    (so that a file added, replaced or removed reruns validation). Real files that do not
+    exist are left out: validation itself reports them with their fix."""
     dataset = config["datasets"][wildcards.dataset]
     site = dataset.get("synthetic_site")
-    if site is None:
-        return []
-    files = [f"{paths.synth_root(site)}/participants.tsv"]
+    files = [f"{paths.synth_root(site)}/participants.tsv"] if site is not None else []
     for inputs in SUBJECT_INPUTS[wildcards.dataset].values():
-        files += list(inputs.values())
+        files += [path for path in inputs.values() if path and (site is not None or os.path.exists(path))]
     return files
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ AFFINE = np.array([[-1.0, 0, 0, 6], [0, 1.0, 0, -7], [0, 0, 2.0, -9], [0, 0, 0, 
 
 def write_subject(root: Path, subject: str, session: str | None = None, n_cmb: int = 1, markers: bool = True, mask: bool = True):
     """Write magnitude, phase (radians) and annotations of one subject; returns their paths."""
-    rng = np.random.default_rng(abs(hash((subject, session))) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(f"{subject}/{session}".encode()))  # hash() changes per process
     prefix = f"sub-{subject}" + (f"_ses-{session}" if session else "")
     anat = root / f"sub-{subject}" / (f"ses-{session}/" if session else "") / "anat"
     labels = root / "derivatives" / "cmb_labels" / f"sub-{subject}" / (f"ses-{session}/" if session else "") / "anat"
@@ -26,7 +27,7 @@ def write_subject(root: Path, subject: str, session: str | None = None, n_cmb: i
         "markers": labels / f"{prefix}_desc-cmb_markers.tsv",
     }
     save_volume(paths["magnitude"], rng.uniform(100, 200, SHAPE).astype(np.float32), AFFINE)
-    save_volume(paths["phase"], rng.uniform(-np.pi, np.pi, SHAPE).astype(np.float32), AFFINE)
+    save_volume(paths["phase"], rng.normal(0, 0.4, SHAPE).astype(np.float32), AFFINE)  # high-pass filtered: near 0
     instance = np.zeros(SHAPE, np.int16)
     rows = ["x\ty\tz\tradius_mm"]
     for n in range(n_cmb):

@@ -111,3 +111,17 @@ def test_missing_user_template_is_reported_with_its_key(tmp_path):
     config = {"datasets": {}, "synth": {"sites": SITES}, "preprocessing": {"template": own}}
     with pytest.raises(ValueError, match=r"preprocessing.template.regions: file .*none.nii.gz not found"):
         check_config(config)
+
+
+def test_sessions_of_one_subject_never_land_on_both_sides_of_a_split():
+    keys = [f"{s:02d}_ses-{t}" for s in range(1, 9) for t in ("a", "b")] + ["09"]
+    for seed in range(5):
+        for split in (split_subjects(keys, 0.25, seed), dataset_split(keys, {"role": "external", "calibration_subjects": 3},
+                                                                      {"test_fraction": 0.25, "seed": seed})):
+            assert set(split) == set(keys)
+            sides = {}
+            for key, side in split.items():
+                sides.setdefault(key.split("_ses-")[0], set()).add(side)
+            assert all(len(s) == 1 for s in sides.values()), split
+    with pytest.raises(ValueError, match="needs at least 2; this one has 1"):
+        dataset_split(["01_ses-a", "01_ses-b"], {"role": "internal"}, {"test_fraction": 0.25, "seed": 0})

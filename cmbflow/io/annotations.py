@@ -11,14 +11,16 @@ from scipy import ndimage
 from cmbflow.io.nifti import InputError
 
 MARKER_COLUMNS = ("x", "y", "z")
+REGIONS = ("lobar", "deep", "infratentorial")  # the MARS regions a marker may name
 FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
 
 
 def instance_labels(mask: np.ndarray) -> np.ndarray:
-    """Integer instance labels (int32) from a mask: a binary mask is split into connected
-    components (26-connectivity); an integer-labelled mask is kept as it is."""
+    """Integer instance labels (int32) from a mask: a two-valued mask (0/1, or 0/255 and the
+    like that ITK-SNAP, ImageJ and FSL write) is binary and split into connected components
+    (26-connectivity); a mask of several labels is kept as it is (instance labels)."""
     values = np.unique(mask)
-    if np.all(np.isin(values, (0, 1))):
+    if np.count_nonzero(values) <= 1:
         labels, _ = ndimage.label(mask > 0, structure=FULL_CONNECTIVITY)
         return labels.astype(np.int32)
     return np.rint(mask).astype(np.int32)
@@ -43,4 +45,15 @@ def read_markers(path: str | Path) -> pd.DataFrame:
     for column in numeric:
         if not pd.api.types.is_numeric_dtype(table[column]) or not np.all(np.isfinite(table[column])):
             raise InputError(f"{path}: column '{column}' must hold finite numbers (world mm).")
+    if "radius_mm" in table.columns and (table["radius_mm"] <= 0).any():
+        rows = [str(i + 2) for i in np.flatnonzero(table["radius_mm"] <= 0)]
+        raise InputError(f"{path}: radius_mm must be positive; line(s) {', '.join(rows[:10])} hold zero or negative radii. "
+                         "Fix them, or drop the column (radii are then taken from the mask).")
+    if "region" in table.columns:
+        named = table["region"].fillna("").astype(str).str.strip().str.lower()
+        odd = sorted(set(named[(named != "") & ~named.isin(REGIONS)]))
+        if odd:
+            raise InputError(f"{path}: region {odd} is not a MARS region; use {', '.join(REGIONS)} (or leave the cell empty "
+                             "to have cmbflow place the CMB).")
+        table["region"] = named
     return table

@@ -17,7 +17,9 @@ class InputError(ValueError):
 def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Read a 3-D volume ``(array, affine)``; trailing singleton axes (x,y,z,1) are dropped.
 
-    Raises :class:`InputError` for an empty, unreadable or non-3-D file.
+    Raises :class:`InputError` for an empty, unreadable, complex or non-3-D file, and for a
+    header whose affine is singular or that holds no orientation (world mm would be a guess:
+    left and right could swap).
     """
     path = Path(path)
     if not path.exists():
@@ -29,11 +31,27 @@ def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, 
         data = np.asanyarray(image.dataobj)
     except Exception as error:  # nibabel raises many types for corrupt files
         raise InputError(f"{path}: cannot be read as NIfTI ({error}). Re-export it as .nii or .nii.gz.") from error
+    if np.iscomplexobj(data):
+        raise InputError(f"{path}: image holds complex values. Give magnitude and phase as two real images "
+                         "(numpy: abs and angle; or the scanner's magnitude and phase series).")
+    _check_header(path, image)
     while data.ndim > 3 and data.shape[-1] == 1:
         data = data[..., 0]
     if data.ndim != 3:
         raise InputError(f"{path}: image has shape {data.shape}, expected a 3-D volume. Split 4-D series (e.g. multi-echo) into one 3-D file per image.")
     return data.astype(dtype, copy=False), image.affine
+
+
+def _check_header(path: Path, image) -> None:
+    header = image.header
+    if isinstance(header, nib.Nifti1Header) and int(header["sform_code"]) == 0 and int(header["qform_code"]) == 0:
+        raise InputError(f"{path}: header holds no orientation (sform_code and qform_code are 0), so where left and right "
+                         "lie is unknown. Re-convert from DICOM (dcm2niix writes it), or set the orientation with fslorient "
+                         "or nibabel's set_sform once you know it.")
+    linear = np.asarray(image.affine, float)[:3, :3]
+    if not np.all(np.isfinite(linear)) or abs(np.linalg.det(linear)) < 1e-6:
+        raise InputError(f"{path}: header affine is singular or not finite ({np.round(linear, 4).tolist()}): voxel sizes "
+                         "or directions are missing. Re-convert from DICOM, or fix the header's pixdim and sform.")
 
 
 def save_volume(path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, dtype=None) -> None:

@@ -13,12 +13,14 @@ from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.bids import SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
 from cmbflow.io.nifti import InputError, load_volume
-from cmbflow.io.phase import phase_to_radians
+from cmbflow.io.phase import phase_kind, phase_to_radians
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["subject", "session", "key", "magnitude", "phase", "mask", "markers", "n_cmb",
-                    "phase_units", "shape", "voxel_mm", "orientation"]
+                    "phase_units", "phase_kind", "phase_filter", "shape", "voxel_mm", "orientation"]
+MIN_VOXELS, MIN_EXTENT_MM = 4, 10.0  # a 3-D detector needs a volume, not a slice or two
+MARKER_TO_MASK_MM = 3.0  # a marker further than this from every mask voxel misses its mask
 
 
 def _finite(path: Path, data: np.ndarray) -> str | None:
@@ -26,6 +28,50 @@ def _finite(path: Path, data: np.ndarray) -> str | None:
     if bad:
         return f"{path}: {bad} voxel(s) are NaN or Inf. Replace them (e.g. with 0) before running cmbflow."
     return None
+
+
+def _magnitude_problem(path: Path, magnitude: np.ndarray, affine: np.ndarray) -> str | None:
+    """An image that cannot be an SWI / GRE magnitude: too few slices, empty, or negative."""
+    extent = np.array(magnitude.shape) * voxel_sizes(affine)
+    if min(magnitude.shape) < MIN_VOXELS or extent.min() < MIN_EXTENT_MM:
+        return (f"{path}: image of {magnitude.shape} voxels covers {'x'.join(f'{e:.0f}' for e in extent)} mm; a 3-D "
+                f"detector needs a volume of at least {MIN_VOXELS} voxels and {MIN_EXTENT_MM:g} mm along every axis. "
+                "Give the whole 3-D acquisition, not single slices.")
+    finite = magnitude[np.isfinite(magnitude)]
+    if finite.size == 0 or float(finite.max()) <= 0:
+        return f"{path}: magnitude image is all zero (or holds no positive value). Re-export the magnitude series."
+    negative = float(np.mean(finite < 0))
+    if negative > 0.001:
+        return (f"{path}: {100 * negative:.1f} % of the magnitude voxels are negative; a magnitude is never negative. "
+                "Is this a phase or a real/imaginary part? Give the magnitude (e.g. abs of the complex image).")
+    return None
+
+
+def _markers_miss_mask(path: Path, markers, mask: np.ndarray, affine: np.ndarray) -> str | None:
+    """Markers that lie further than :data:`MARKER_TO_MASK_MM` from every voxel of their own
+    mask; says so when negating x and y (LPS instead of RAS+) would place them."""
+    if markers.empty or not np.any(mask > 0):
+        return None
+    from scipy import ndimage
+
+    distance = ndimage.distance_transform_edt(mask <= 0, sampling=voxel_sizes(affine))
+
+    def misses(xyz):
+        ijk = np.rint(world_to_voxel(affine, xyz)).astype(int)
+        inside = np.all((ijk >= 0) & (ijk < np.array(mask.shape)), axis=1)
+        far = np.ones(len(xyz), bool)
+        far[inside] = distance[tuple(ijk[inside].T)] > MARKER_TO_MASK_MM
+        return far
+
+    xyz = markers[["x", "y", "z"]].to_numpy(float)
+    missed = misses(xyz)
+    if not missed.any():
+        return None
+    rows = ", ".join(str(i + 1) for i in np.flatnonzero(missed)[:10])
+    hint = ("With x and y negated they would hit it: the markers are in LPS (ITK, ANTs, ITK-SNAP, 3D Slicer's default); "
+            "negate x and y to make them RAS+." if missed.mean() > 0.5 and not misses(xyz * [-1, -1, 1]).any()
+            else "Markers and mask must describe the same CMBs in world mm RAS+; fix or remove one of them.")
+    return f"{path}: marker row(s) {rows} lie more than {MARKER_TO_MASK_MM:g} mm from every voxel of the subject's CMB mask. {hint}"
 
 
 def _same_grid(reference: Path, ref_shape, ref_affine, path: Path, shape, affine, tolerance_mm: float, what: str) -> str | None:
@@ -43,7 +89,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
     problems: list[str] = []
     row = {"subject": files.subject, "session": files.session or "", "key": files.key, "magnitude": str(files.magnitude),
            "phase": str(files.phase), "mask": str(files.mask or ""), "markers": str(files.markers or ""), "n_cmb": 0,
-           "phase_units": "", "shape": "", "voxel_mm": "", "orientation": ""}
+           "phase_units": "", "phase_kind": "", "phase_filter": "", "shape": "", "voxel_mm": "", "orientation": ""}
     try:
         magnitude, affine = load_volume(files.magnitude)
     except InputError as error:
@@ -51,6 +97,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
     row.update(shape="x".join(map(str, magnitude.shape)), voxel_mm="x".join(f"{v:.3g}" for v in voxel_sizes(affine)),
                orientation="".join(nib.aff2axcodes(affine)))
     problems.append(_finite(files.magnitude, magnitude))
+    problems.append(_magnitude_problem(files.magnitude, magnitude, affine))
 
     if not files.phase.exists():
         problems.append(f"{files.magnitude}: no phase image; expected {files.phase}. cmbflow needs SWI magnitude and phase: "
@@ -60,13 +107,14 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
             phase, phase_affine = load_volume(files.phase)
             problems.append(_same_grid(files.magnitude, magnitude.shape, affine, files.phase, phase.shape, phase_affine, tolerance_mm, "phase"))
             problems.append(_finite(files.phase, phase))
-            if np.all(np.isfinite(phase)):
-                _, row["phase_units"] = phase_to_radians(phase, dataset.get("phase_units", "auto"),
-                                                         dataset.get("phase_code_range"), source=str(files.phase))
+            if np.all(np.isfinite(phase)) and np.all(np.isfinite(magnitude)) and phase.shape == magnitude.shape:
+                radians, row["phase_units"] = phase_to_radians(phase, dataset.get("phase_units", "auto"),
+                                                               dataset.get("phase_code_range"), source=str(files.phase))
+                row["phase_kind"], row["phase_filter"] = _phase_filter(files.phase, radians, magnitude, affine, dataset)
         except InputError as error:
             problems.append(str(error))
 
-    n_cmb = 0
+    n_cmb, mask = 0, None
     if files.mask is not None:
         try:
             mask, mask_affine = load_volume(files.mask)
@@ -76,6 +124,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
             if grid is None and np.all(np.isfinite(mask)):
                 if np.any(mask < 0) or not np.allclose(mask, np.rint(mask)):
                     problems.append(f"{files.mask}: CMB mask must hold non-negative integers (instance labels or a 0/1 mask).")
+                    mask = None
                 else:
                     n_cmb = len(np.unique(instance_labels(mask))) - 1
         except InputError as error:
@@ -89,6 +138,8 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
                 x, y, z = markers.loc[index, ["x", "y", "z"]]
                 problems.append(f"{files.markers}: marker on row {index + 1} at ({x:g}, {y:g}, {z:g}) mm lies outside the image "
                                 f"{files.magnitude}. Markers must be world mm in the image's RAS+ frame (convert LPS by negating x and y).")
+            if mask is not None and grid is None:
+                problems.append(_markers_miss_mask(files.markers, markers, mask, affine))
             if files.mask is None:
                 n_cmb = len(markers)
         except InputError as error:
@@ -99,6 +150,24 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
                         "markers file with only the header), or set the dataset's role to external.")
     row["n_cmb"] = n_cmb
     return row, [p for p in problems if p]
+
+
+def _phase_filter(path: Path, radians: np.ndarray, magnitude: np.ndarray, affine: np.ndarray, dataset: dict) -> tuple[str, str]:
+    """``(phase kind found, filter preprocessing applies)``: config ``phase_filter`` ``auto``
+    filters raw phase (homodyne) and leaves filtered phase alone; ``homodyne`` / ``none``
+    are followed, with a warning where they contradict what the phase looks like."""
+    kind = phase_kind(radians, magnitude, voxel_sizes(affine))
+    setting = dataset.get("phase_filter", "auto")
+    chosen = ("homodyne" if kind == "raw" else "none") if setting == "auto" else setting
+    if setting == "none" and kind == "raw":
+        log.warning("%s: the phase looks raw (background field and wraps), but phase_filter is none: the networks "
+                    "expect high-pass filtered phase. Set phase_filter: auto unless you know better.", path)
+    if setting == "homodyne" and kind == "filtered":
+        log.warning("%s: the phase looks high-pass filtered already; phase_filter: homodyne filters it again.", path)
+    if chosen == "homodyne":
+        log.info("%s: %s phase; preprocessing applies a homodyne high-pass of %g mm", path, kind,
+                 float(dataset.get("phase_filter_mm", 10.0)))
+    return kind, chosen
 
 
 def validate_dataset(name: str, dataset: dict, tolerance_mm: float = 0.01, subjects: list[SubjectFiles] | None = None) -> pd.DataFrame:

@@ -15,9 +15,10 @@ from scipy import ndimage
 
 from cmbflow.atlas import REGION_NAMES
 from cmbflow.io.annotations import instance_labels, read_markers
-from cmbflow.io.coords import voxel_to_world, world_to_voxel
+from cmbflow.io.coords import voxel_sizes, voxel_to_world, world_to_voxel
 from cmbflow.io.nifti import load_volume, save_volume
 from cmbflow.io.phase import phase_to_radians
+from cmbflow.phase_filter import highpass_phase
 from cmbflow.preprocessing import quality
 from cmbflow.preprocessing.antsimage import from_ants, to_ants
 from cmbflow.preprocessing.grid import Grid, cropped_grid
@@ -150,7 +151,7 @@ def _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, templat
                  "Affine": np.round(grid.affine, 6).tolist(), "Frame": "world mm RAS+ of the source image, axes along R, A, S"},
         "SwiScaling": {"Method": "brain percentiles", "Percentiles": list(settings.swi_percentiles),
                        "Values": list(percentiles), "N4": True},
-        "Phase": {"Units": phase_note, "PhaseSign": phase_sign, "Range": [-1, 1], "Scaling": "phase_sign * radians / pi"},
+        "Phase": {"Units": phase_note, "Filter": files.get("phase_filter") or "none", "PhaseSign": phase_sign, "Range": [-1, 1], "Scaling": "phase_sign * radians / pi"},
         "Template": asdict(template),
         "Registration": asdict(settings.registration),
         "Annotated": bool(files.get("mask") or files.get("markers")),
@@ -173,6 +174,12 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     phase, phase_note = phase_to_radians(phase_raw, dataset.get("phase_units", "auto"), dataset.get("phase_code_range"),
                                          source=str(files["phase"]))
     del phase_raw
+    phase_filter = files.get("phase_filter") or "none"  # decided once, by validation (manifest)
+    if phase_filter == "homodyne":
+        width_mm = float(dataset.get("phase_filter_mm", 10.0))
+        phase = highpass_phase(magnitude, phase, voxel_sizes(affine), width_mm)
+        phase_note += f"; homodyne high-pass of {width_mm:g} mm ({files.get('phase_kind') or 'raw'} phase)"
+        log.info("phase: homodyne high-pass of %g mm", width_mm)
     phase_sign = int(dataset.get("phase_sign", 1))
     labels, markers = load_annotations(files.get("mask") or "", files.get("markers") or "", affine)
 
@@ -219,6 +226,7 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
 
     row = _quality_row(key, corrected, template_image, registration.forward, native_brain, foreground.numpy(), native_regions,
                        affine, markers, phase_norm, grid, truth_regions, settings.registration.spacing_mm)
+    row["phase_filter"] = phase_filter
     row["registration_s"] = round(registered_s, 1)
     row["total_s"] = round(time.perf_counter() - started, 1)
     pd.DataFrame([row]).to_csv(outputs["quality"], sep="\t", index=False, float_format="%.4f")

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft as sp_fft
 
+from cmbflow.phase_filter import homodyne_phase  # noqa: F401  (the generator filters as scanners do)
+
 GAMMA_MHZ_PER_T = 42.577478
 
 
@@ -70,24 +72,6 @@ def average_blocks(signal: np.ndarray, factors) -> np.ndarray:
     a, b, c = factors
     n0, n1, n2 = (s // f for s, f in zip(signal.shape, factors))
     return signal.reshape(n0, a, n1, b, n2, c).mean(axis=(1, 3, 5))
-
-
-def homodyne_phase(signal: np.ndarray, window_fraction: float, workers: int = -1) -> np.ndarray:
-    """High-pass filtered phase ``angle(S * conj(LPF(S)))`` per slice (last axis = slices).
-
-    The low-pass filter is a 2-D Hann window over the central ``window_fraction`` of k-space
-    on each in-plane axis, as in clinical SWI (Haacke et al. 2004).
-    """
-    n0, n1 = signal.shape[:2]
-    w0 = max(3, int(round(n0 * window_fraction)))
-    w1 = max(3, int(round(n1 * window_fraction)))
-    window = np.zeros((n0, n1), np.float32)
-    hann = np.outer(np.hanning(w0), np.hanning(w1)).astype(np.float32)
-    o0, o1 = (n0 - w0) // 2, (n1 - w1) // 2
-    window[o0 : o0 + w0, o1 : o1 + w1] = hann
-    window = np.fft.ifftshift(window)[:, :, None]
-    low = sp_fft.ifft2(sp_fft.fft2(signal, axes=(0, 1), workers=workers) * window, axes=(0, 1), workers=workers)
-    return np.angle(signal * np.conj(low)).astype(np.float32)
 
 
 def swi_from(magnitude: np.ndarray, phase: np.ndarray, power: int = 4) -> np.ndarray:

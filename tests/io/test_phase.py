@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from cmbflow.io.phase import detect_phase_units, phase_to_radians, scanner_code_range
+from cmbflow.io.nifti import InputError
+from cmbflow.io.phase import detect_phase_units, phase_kind, phase_to_radians, scanner_code_range
+from cmbflow.phase_filter import highpass_phase
 
 
 @pytest.mark.parametrize(
@@ -29,4 +31,63 @@ def test_config_can_force_units_and_range():
     data = np.array([0.0, 1.0, 2.0, 3.0], np.float32)  # would be detected as radians
     radians, note = phase_to_radians(data, units="scanner", code_range=(0, 3))
     np.testing.assert_allclose(radians, [-np.pi, -np.pi / 2, 0.0, np.pi / 2], atol=1e-6)
-    assert "forced by config" in note
+    assert "set in config" in note
+
+
+@pytest.mark.parametrize("lo, hi", [(-180.0, 179.9), (0.0, 359.9)])
+def test_degrees_are_recognised_and_converted(lo, hi):
+    data = np.linspace(lo, hi, 1000, dtype=np.float32) + 0.25
+    assert detect_phase_units(data) == "degrees"
+    radians, note = phase_to_radians(data)
+    assert "degrees (detected)" in note
+    np.testing.assert_allclose(np.cos(radians), np.cos(np.deg2rad(data)), atol=1e-5)
+
+
+def test_unwrapped_radians_are_refused_unless_named_then_wrapped():
+    data = np.linspace(-25.3, 31.7, 1000, dtype=np.float32)  # unwrapped: far beyond one turn, not integers
+    with pytest.raises(InputError, match=r"not integer scanner codes.*phase_units: unwrapped"):
+        phase_to_radians(data, source="p.nii.gz")
+    radians, note = phase_to_radians(data, units="unwrapped")
+    assert "unwrapped" in note and radians.min() >= -np.pi and radians.max() < np.pi
+    np.testing.assert_allclose(np.exp(1j * radians), np.exp(1j * data), atol=1e-4)
+
+
+@pytest.mark.parametrize("units, data, fragment", [
+    ("radians", np.arange(0, 4096, dtype=np.float32), "phase_units is radians, but the values span 0..4095"),
+    ("degrees", np.arange(-4096, 4096, dtype=np.float32), "phase_units is degrees"),
+    ("scanner", np.linspace(-3, 3, 50, dtype=np.float32), "phase_units is scanner, but the values .* are not integer codes"),
+])
+def test_forced_units_that_contradict_the_data_are_refused(units, data, fragment):
+    with pytest.raises(InputError, match=r"^p.nii.gz: " + fragment):
+        phase_to_radians(data, units=units, source="p.nii.gz")
+
+
+def test_a_code_range_that_does_not_hold_the_values_is_refused():
+    data = np.arange(-4096, 4096, dtype=np.float32)
+    with pytest.raises(InputError, match=r"phase_code_range \[0, 4095\] does not hold the values \(-4096..4095\)"):
+        phase_to_radians(data, code_range=(0, 4095), source="p.nii.gz")
+    with pytest.raises(InputError, match="applies to scanner codes only"):
+        phase_to_radians(data / 4096 * 3, units="radians", code_range=(-4096, 4095))
+
+
+def _head(shape=(96, 96, 8)):
+    """A round head (magnitude 1 inside), voxel grid of 1 mm, with world positions in mm."""
+    grid = np.stack(np.meshgrid(*[np.arange(n) - n / 2 for n in shape], indexing="ij"), axis=-1).astype(np.float32)
+    head = (grid[..., 0] ** 2 + grid[..., 1] ** 2) < 40**2
+    return grid, head.astype(np.float32)
+
+
+def test_raw_phase_is_told_from_filtered_and_filtering_keeps_a_small_source():
+    grid, magnitude = _head()
+    rng = np.random.default_rng(0)
+    background = 0.003 * (grid[..., 0] ** 2 - 0.5 * grid[..., 1] ** 2) + 0.1 * grid[..., 1]  # wraps across the head
+    source = -1.5 * np.exp(-((grid[..., 0] - 5) ** 2 + (grid[..., 1] + 3) ** 2) / 2.0)  # a CMB-sized phase dip
+    filtered = (source + rng.normal(0, 0.1, grid.shape[:3])).astype(np.float32)
+    raw = np.angle(np.exp(1j * (filtered + background))).astype(np.float32)
+    assert phase_kind(filtered, magnitude, (1.0, 1.0, 2.0)) == "filtered"
+    assert phase_kind(raw, magnitude, (1.0, 1.0, 2.0)) == "raw"
+    result = highpass_phase(magnitude, raw, (1.0, 1.0, 2.0), width_mm=10.0)
+    inside = magnitude > 0
+    assert phase_kind(result, magnitude, (1.0, 1.0, 2.0)) == "filtered"
+    assert result[53, 45, 4] < -1.0  # the source keeps its phase dip
+    assert np.median(np.abs(result[inside])) < 0.25  # the background field is gone
