@@ -53,7 +53,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # Dataset keys that name where the data is (given as arguments) or only the workflow uses.
-NOT_CLI_KEYS = ("bids_dir", "synthetic_site", "patterns", "calibration_subjects", "calibrate")
+NOT_CLI_KEYS = ("bids_dir", "synthetic_site", "dicom_dir", "dicom", "patterns", "calibration_subjects", "calibrate")
 
 
 def _dataset_schema() -> tuple[dict, dict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -9,7 +10,8 @@ import numpy as np
 import yaml
 
 from cmbflow import paths
-from cmbflow.io.bids import discover_subjects
+from cmbflow.io.bids import LABEL, discover_subjects
+from cmbflow.io.nifti import InputError
 from cmbflow.io.coords import world_axis_spacing
 from cmbflow.synth.site import SiteParams
 
@@ -76,8 +78,9 @@ def expand_user_paths(config: dict) -> None:
     def expand(value):
         return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
     for dataset in config.get("datasets", {}).values():
-        if "bids_dir" in dataset:
-            dataset["bids_dir"] = expand(dataset["bids_dir"])
+        for key in ("bids_dir", "dicom_dir"):
+            if key in dataset:
+                dataset[key] = expand(dataset[key])
     models = config.get("models") or {}
     for name in models:
         models[name] = expand(models[name])
@@ -154,10 +157,39 @@ def trained_spacing(models: dict) -> list[float] | None:
     return None
 
 
-def bids_dir(dataset: dict) -> str:
-    """Root folder of a dataset: its ``bids_dir``, or where its synthetic site is written."""
+def bids_dir(dataset: dict, name: str) -> str:
+    """Root folder of dataset ``name``: its ``bids_dir``, or where its synthetic site or its
+    DICOM conversion is written."""
     site = dataset.get("synthetic_site")
-    return paths.synth_root(site) if site is not None else str(Path(dataset["bids_dir"]).expanduser())
+    if site is not None:
+        return paths.synth_root(site)
+    if "dicom_dir" in dataset:
+        return paths.dicom_root(name)
+    return str(Path(dataset["bids_dir"]).expanduser())
+
+
+def generated_inputs(dataset: dict) -> bool:
+    """Whether a dataset's input files are written by the workflow (synthetic site, DICOM
+    conversion) rather than read where the user keeps them."""
+    return "synthetic_site" in dataset or "dicom_dir" in dataset
+
+
+def dicom_subjects(name: str, dataset: dict) -> dict[str, str]:
+    """Subject label -> DICOM folder of a DICOM dataset: the folders under ``dicom_dir`` that
+    ``dicom.subjects`` (a shell pattern, default ``*``) matches; the folder name is the label."""
+    root = Path(dataset["dicom_dir"]).expanduser()
+    if not root.is_dir():
+        raise InputError(f"dataset '{name}': dicom_dir {root} does not exist or is not a folder. Fix datasets.{name}.dicom_dir.")
+    pattern = (dataset.get("dicom") or {}).get("subjects", "*")
+    folders = sorted(p for p in root.glob(pattern) if p.is_dir())
+    if not folders:
+        raise InputError(f"dataset '{name}': no subject folder matches {root}/{pattern}. Put one folder of DICOM files per "
+                         f"subject under dicom_dir, or set datasets.{name}.dicom.subjects.")
+    odd = [str(p) for p in folders if not re.fullmatch(LABEL, p.name)]
+    if odd:
+        raise InputError(f"dataset '{name}': subject folder name(s) {odd[:10]} are not BIDS labels (letters and digits only); "
+                         f"rename them or narrow datasets.{name}.dicom.subjects. No folder is skipped in silence.")
+    return {p.name: str(p) for p in folders}
 
 
 INPUT_KINDS = ("magnitude", "phase", "mask", "markers")
@@ -170,6 +202,9 @@ def subject_inputs(name: str, dataset: dict, config: dict) -> dict[str, dict[str
     if site is not None:
         keys = paths.synth_subject_ids(SiteParams.from_config(site, config["synth"]["sites"][site]).n_subjects)
         return {key: {kind: paths.synth_subject_files(site, key)[kind] for kind in INPUT_KINDS} for key in keys}
+    if "dicom_dir" in dataset:
+        return {key: {kind: paths.dicom_subject_files(name, key).get(kind, "") for kind in INPUT_KINDS}
+                for key in dicom_subjects(name, dataset)}
     return {files.key: {kind: str(getattr(files, kind) or "") for kind in INPUT_KINDS}
             for files in discover_subjects(name, dataset)}
 
@@ -254,6 +289,9 @@ def target_spacing(config: dict) -> list[float]:
     site = dataset.get("synthetic_site")
     if site is not None:
         spacing = world_axis_spacing(SiteParams.from_config(site, config["synth"]["sites"][site]).affine())
+    elif "dicom_dir" in dataset:
+        raise ValueError(f"preprocessing.target_spacing_mm: the model-ready voxel size cannot be read from dataset '{name}' "
+                         "before its DICOM is converted. Set preprocessing.target_spacing_mm (e.g. [0.5, 0.5, 2.0]).")
     else:
         spacing = _first_readable_spacing(discover_subjects(name, dataset))
     return [round(float(v), 4) for v in spacing]

@@ -49,6 +49,19 @@ def synth_root(site: str) -> str:
     return f"{RESULTS}/synth/site-{site}"
 
 
+def dicom_root(dataset: str) -> str:
+    """BIDS root of a DICOM dataset's conversion (``datasets.<name>.dicom_dir``)."""
+    return f"{RESULTS}/dicom/{dataset}"
+
+
+def dicom_subject_files(dataset: str, subject: str) -> dict[str, str]:
+    """What the conversion of one subject's DICOM folder writes: ``magnitude``, ``phase``
+    (NIfTI as dcm2niix wrote them) and their BIDS sidecars."""
+    root = dicom_root(dataset)
+    files = {kind: f"{root}/{DEFAULT_PATTERNS[kind][0]}".replace("{subject}", subject) for kind in ("magnitude", "phase")}
+    return {**files, **{f"{kind}_sidecar": path.replace(".nii.gz", ".json") for kind, path in files.items()}}
+
+
 def synth_template(name: str) -> str:
     """Canonical (un-warped) synthetic template files: ``swi``, ``phase``, ``brainmask``, ``regions``."""
     suffixes = {"swi": "part-mag_swi", "phase": "part-phase_swi", "brainmask": "desc-brain_mask", "regions": "desc-mars_dseg"}

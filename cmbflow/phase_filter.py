@@ -1,4 +1,5 @@
-"""High-pass filtering of MR phase (homodyne), shared by the generator and preprocessing.
+"""High-pass filtering of MR phase (homodyne) and the SWI built from it, shared by the
+generator and preprocessing.
 
 Raw GRE phase carries the smooth background field of air-tissue interfaces and shims and
 wraps many times across a head; SWI and the networks read the high-pass filtered phase, in
@@ -49,3 +50,11 @@ def highpass_phase(magnitude: np.ndarray, radians: np.ndarray, voxel_mm, width_m
     fractions = [min(1.0, float(v) / width_mm) for v in list(voxel_mm)[:2]]
     signal = (np.maximum(magnitude, 0) * np.exp(1j * radians.astype(np.float32))).astype(np.complex64)
     return homodyne_phase(signal, fractions, workers=workers)
+
+
+def swi_from(magnitude: np.ndarray, phase: np.ndarray, power: int = 4) -> np.ndarray:
+    """SWI = magnitude x negative-phase-mask^power; mask = (pi + phase)/pi for phase < 0, else 1
+    (Haacke et al. 2004). ``phase``: high-pass filtered, radians, right-handed (paramagnetic
+    sources such as CMBs and veins negative)."""
+    mask = np.where(phase < 0, (np.pi + phase) / np.pi, 1.0).astype(np.float32)
+    return (magnitude * mask**power).astype(np.float32)

@@ -7,7 +7,8 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import bids_dir, dataset_split, registration_template, subject_inputs, target_spacing
+from cmbflow.config import (bids_dir, dataset_split, dicom_subjects, generated_inputs, registration_template,
+                            subject_inputs, target_spacing)
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
 from cmbflow.localization.regions import maps_of
@@ -144,7 +145,7 @@ def dataset_input_files(wildcards):
     site = dataset.get("synthetic_site")
     files = [f"{paths.synth_root(site)}/participants.tsv"] if site is not None else []
     for inputs in SUBJECT_INPUTS[wildcards.dataset].values():
-        files += [path for path in inputs.values() if path and (site is not None or os.path.exists(path))]
+        files += [path for path in inputs.values() if path and (generated_inputs(dataset) or os.path.exists(path))]
     return files
 
 
@@ -152,9 +153,9 @@ def subject_files(wildcards):
     """The input images and annotations of one subject. Files of real data that do not exist
     are left out here, so that validation (which every subject job waits for) reports them
     with their fix instead of Snakemake's bare MissingInputException."""
-    synthetic = "synthetic_site" in config["datasets"][wildcards.dataset]
+    generated = generated_inputs(config["datasets"][wildcards.dataset])
     files = SUBJECT_INPUTS[wildcards.dataset][wildcards.subject].values()
-    return [path for path in files if path and (synthetic or os.path.exists(path))]
+    return [path for path in files if path and (generated or os.path.exists(path))]
 
 
 def truth_regions(wildcards):
@@ -301,7 +302,7 @@ def input_settings(name):
 
 def dataset_settings(name):
     """:func:`input_settings` with bids_dir resolved (synthetic sites live under results/)."""
-    return {**input_settings(name), "bids_dir": bids_dir(config["datasets"][name])}
+    return {**input_settings(name), "bids_dir": bids_dir(config["datasets"][name], name)}
 
 
 def final_outputs():

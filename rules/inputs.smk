@@ -1,4 +1,23 @@
 # The input contract: every dataset is validated before anything heavy, then split.
+# DICOM datasets are converted first, one job per subject, into results/dicom/<dataset>/.
+
+
+rule convert_dicom:
+    output:
+        **paths.dicom_subject_files("{dataset}", "{subject}"),
+    params:
+        folder=lambda wildcards: dicom_subjects(wildcards.dataset, config["datasets"][wildcards.dataset])[wildcards.subject],
+        settings=lambda wildcards: dict(config["datasets"][wildcards.dataset].get("dicom") or {}),
+    log:
+        paths.log("inputs", "dicom_{dataset}_sub-{subject}"),
+    threads: 1
+    resources:
+        mem_mb=2000,  # dcm2niix holds one series; an rms echo combination all echoes of one
+        runtime=10,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/convert_dicom.py"
 
 
 rule validate_dataset:

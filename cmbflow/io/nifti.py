@@ -1,5 +1,6 @@
-"""NIfTI reading and writing (nibabel). Arrays are indexed by voxel; affines map voxel ->
-world mm RAS+."""
+"""Image reading and writing: NIfTI through nibabel, NRRD / NHDR / MHA / MHD through ITK
+(antspyx), whose LPS geometry crosses to RAS+ in :mod:`cmbflow.io.coords`. Arrays are indexed
+by voxel; affines map voxel -> world mm RAS+. Everything cmbflow writes is NIfTI."""
 
 from __future__ import annotations
 
@@ -14,6 +15,29 @@ class InputError(ValueError):
     """A problem with a user's input file; the message names the file and the fix."""
 
 
+ITK_EXTENSIONS = (".nrrd", ".nhdr", ".mha", ".mhd")
+
+
+def _load_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(array, affine)`` of a NRRD / MetaImage file read by ITK (antspyx)."""
+    import ants  # ITK's readers; imported only for these formats
+
+    from cmbflow.io.coords import affine_from_ants_geometry
+
+    try:
+        image = ants.image_read(str(path))
+    except Exception as error:  # ITK raises RuntimeError/ValueError for corrupt files
+        raise InputError(f"{path}: cannot be read as {path.suffix[1:].upper()} ({error}). Re-export it, or convert it "
+                         "to NIfTI.") from error
+    if image.components > 1 or image.dimension != 3:
+        raise InputError(f"{path}: image has {image.dimension} dimensions and {image.components} component(s) per voxel; "
+                         "expected one 3-D scalar volume (complex or multi-echo data: one file per part and echo).")
+    affine = affine_from_ants_geometry(image.origin, image.spacing, image.direction)
+    if abs(np.linalg.det(affine[:3, :3])) < 1e-6:
+        raise InputError(f"{path}: header geometry is singular (spacing or directions are zero). Fix the header.")
+    return image.numpy(), affine
+
+
 def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Read a 3-D volume ``(array, affine)``; trailing singleton axes (x,y,z,1) are dropped.
 
@@ -26,11 +50,15 @@ def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, 
         raise InputError(f"{path}: file not found. Check the dataset's bids_dir and file patterns.")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: file is empty (0 bytes). Re-export or re-copy it.")
+    if path.name.lower().endswith(ITK_EXTENSIONS):
+        data, affine = _load_itk(path)
+        return data.astype(dtype, copy=False), affine
     try:
         image = nib.load(str(path))
         data = np.asanyarray(image.dataobj)
     except Exception as error:  # nibabel raises many types for corrupt files
-        raise InputError(f"{path}: cannot be read as NIfTI ({error}). Re-export it as .nii or .nii.gz.") from error
+        raise InputError(f"{path}: cannot be read as NIfTI ({error}). Re-export it as .nii or .nii.gz (NRRD and "
+                         "MetaImage files need their extension: .nrrd, .nhdr, .mha, .mhd).") from error
     if np.iscomplexobj(data):
         raise InputError(f"{path}: image holds complex values. Give magnitude and phase as two real images "
                          "(numpy: abs and angle; or the scanner's magnitude and phase series).")

@@ -18,7 +18,7 @@ from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.coords import voxel_sizes, voxel_to_world, world_to_voxel
 from cmbflow.io.nifti import load_volume, save_volume
 from cmbflow.io.phase import phase_to_radians
-from cmbflow.phase_filter import highpass_phase
+from cmbflow.phase_filter import highpass_phase, swi_from
 from cmbflow.preprocessing import quality
 from cmbflow.preprocessing.antsimage import from_ants, to_ants
 from cmbflow.preprocessing.grid import Grid, cropped_grid
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 # id: marker id; label: the CMB mask instance at the marker (0 if none); x y z world mm RAS+ of
 # the source image; i j k voxel of the model-ready grid; region annotated, atlas_region warped atlas.
+SWI_POWER = 4  # the negative-phase mask's power of clinical SWI (Haacke et al. 2004)
 MARKER_TABLE_COLUMNS = ["id", "label", "x", "y", "z", "i", "j", "k", "radius_mm", "region", "atlas_region"]
 
 
@@ -142,7 +143,7 @@ def _quality_row(key, corrected, template_image, forward, native_brain, foregrou
     return row
 
 
-def _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, template) -> dict:
+def _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, template, magnitude_kind) -> dict:
     """JSON sidecar of the model-ready images: where they came from and how they were made."""
     return {
         "Sources": {"magnitude": str(files["magnitude"]), "phase": str(files["phase"]),
@@ -151,6 +152,7 @@ def _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, templat
                  "Affine": np.round(grid.affine, 6).tolist(), "Frame": "world mm RAS+ of the source image, axes along R, A, S"},
         "SwiScaling": {"Method": "brain percentiles", "Percentiles": list(settings.swi_percentiles),
                        "Values": list(percentiles), "N4": True},
+        "Magnitude": "SWI formed from GRE magnitude (negative-phase mask^4)" if magnitude_kind == "gre" else "SWI as given",
         "Phase": {"Units": phase_note, "Filter": files.get("phase_filter") or "none", "PhaseSign": phase_sign, "Range": [-1, 1], "Scaling": "phase_sign * radians / pi"},
         "Template": asdict(template),
         "Registration": asdict(settings.registration),
@@ -181,6 +183,10 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
         phase_note += f"; homodyne high-pass of {width_mm:g} mm ({files.get('phase_kind') or 'raw'} phase)"
         log.info("phase: homodyne high-pass of %g mm", width_mm)
     phase_sign = int(dataset.get("phase_sign", 1))
+    magnitude_kind = dataset.get("magnitude", "swi")
+    if magnitude_kind == "gre":  # the networks read SWI: form it as the scanner would
+        magnitude = swi_from(np.maximum(magnitude, 0), phase_sign * phase, power=SWI_POWER)
+        log.info("SWI formed from the GRE magnitude and the filtered phase (negative-phase mask^%d)", SWI_POWER)
     labels, markers = load_annotations(files.get("mask") or "", files.get("markers") or "", affine)
 
     subject_image = to_ants(magnitude, affine)
@@ -231,7 +237,7 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     row["total_s"] = round(time.perf_counter() - started, 1)
     pd.DataFrame([row]).to_csv(outputs["quality"], sep="\t", index=False, float_format="%.4f")
 
-    sidecar = _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, template)
+    sidecar = _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, template, magnitude_kind)
     Path(outputs["sidecar"]).write_text(json.dumps(sidecar, indent=2) + "\n")
     log.info("model-ready grid %s at %s mm; SWI percentiles %.3g..%.3g; %d markers; %.1f s in all",
              grid.shape, settings.target_spacing_mm, *percentiles, len(table), row["total_s"])

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft as sp_fft
 
-from cmbflow.phase_filter import homodyne_phase  # noqa: F401  (the generator filters as scanners do)
+from cmbflow.phase_filter import homodyne_phase, swi_from  # noqa: F401  (the generator filters as scanners do)
 
 GAMMA_MHZ_PER_T = 42.577478
 
@@ -72,12 +72,6 @@ def average_blocks(signal: np.ndarray, factors) -> np.ndarray:
     a, b, c = factors
     n0, n1, n2 = (s // f for s, f in zip(signal.shape, factors))
     return signal.reshape(n0, a, n1, b, n2, c).mean(axis=(1, 3, 5))
-
-
-def swi_from(magnitude: np.ndarray, phase: np.ndarray, power: int = 4) -> np.ndarray:
-    """SWI = magnitude x negative-phase-mask^power; mask = (pi + phase)/pi for phase < 0, else 1."""
-    mask = np.where(phase < 0, (np.pi + phase) / np.pi, 1.0).astype(np.float32)
-    return (magnitude * mask**power).astype(np.float32)
 
 
 def sphere_field_analytic(chi_ppm: float, radius: float, r: float, cos_theta: float) -> float:

@@ -25,6 +25,8 @@ class SiteParams:
     phase_sign: int = 1
     phase_storage: str = "radians"
     magnitude_storage: str = "float32"
+    phase_kind: str = "filtered"  # raw: the wrapped phase with its background field, as many scanners export it
+    magnitude_kind: str = "swi"  # gre: the plain gradient-echo magnitude instead of SWI
     sim_voxel_mm: float = 1.0
     homodyne_window_fraction: float = 0.1
     background_field_ppm: float = 0.15

@@ -190,6 +190,10 @@ class Simulator:
         magnitude = np.abs(signal).astype(np.float32)
         phase = physics.homodyne_phase(signal, site.homodyne_window_fraction, workers=self.workers)
         swi = physics.swi_from(magnitude, phase, power=appearance.swi_power)
+        if site.magnitude_kind == "gre":
+            swi = magnitude  # the site exports its GRE magnitude; preprocessing forms the SWI
+        if site.phase_kind == "raw":
+            phase = np.angle(signal).astype(np.float32)  # background field, offset and wraps kept
         return SyntheticSubject(
             affine=geometry.affine, swi=swi, phase=(site.phase_sign * phase).astype(np.float32), magnitude=magnitude,
             cmb_labels=cmb_labels, brain_mask=brain_mask.astype(np.uint8), regions=regions.astype(np.uint8),

@@ -1,0 +1,73 @@
+"""DICOM conversion on a real scanner's files (shared/data/dcm_qa_fmap, Siemens Prisma fit):
+the result equals dcm2niix's reference conversion voxel for voxel and in affine, and the two
+echoes, which share instance numbers, stay apart."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from cmbflow.config import dicom_subjects
+from cmbflow.io.dicom import Series, convert_subject, select_series
+from cmbflow.io.nifti import InputError
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "dcm_qa_fmap"
+SIEMENS = DATA / "In" / "Siemens"
+pytestmark = pytest.mark.skipif(not SIEMENS.is_dir(), reason=f"shared test data not found at {DATA}")
+
+
+def _outputs(folder: Path) -> dict[str, str]:
+    return {"magnitude": str(folder / "mag.nii.gz"), "phase": str(folder / "phase.nii.gz"),
+            "magnitude_sidecar": str(folder / "mag.json"), "phase_sidecar": str(folder / "phase.json")}
+
+
+def _same(converted: str, reference: Path) -> None:
+    ours, theirs = nib.load(converted), nib.load(str(reference))
+    np.testing.assert_array_equal(np.asanyarray(ours.dataobj), np.asanyarray(theirs.dataobj))
+    np.testing.assert_allclose(ours.affine, theirs.affine, atol=1e-4)
+
+
+@pytest.mark.parametrize("settings, echo", [({"echo": "first"}, 1), ({"echo": 2}, 2), ({"te_ms": 5.0}, 1), ({}, 2)])
+def test_each_echo_converts_to_the_reference_voxel_for_voxel(tmp_path, settings, echo):
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in SIEMENS.rglob("*") if p.is_file()}
+    provenance = convert_subject(SIEMENS, settings, _outputs(tmp_path))
+    _same(str(tmp_path / "mag.nii.gz"), DATA / "Ref" / f"Si_2_gre_field_magph_e{echo}.nii")
+    _same(str(tmp_path / "phase.nii.gz"), DATA / "Ref" / "Si_3_gre_field_magph_e2_ph.nii")
+    assert f"echo {echo}" in provenance["magnitude"][0] and "phase echo 2" in provenance["phase"]
+    assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in SIEMENS.rglob("*") if p.is_file()} == before
+
+
+def test_echoes_combined_by_root_mean_square(tmp_path):
+    convert_subject(SIEMENS, {"combine_echoes": "rms"}, _outputs(tmp_path))
+    echoes = [np.asanyarray(nib.load(str(DATA / "Ref" / f"Si_2_gre_field_magph_e{e}.nii")).dataobj).astype(float) for e in (1, 2)]
+    np.testing.assert_allclose(nib.load(str(tmp_path / "mag.nii.gz")).get_fdata(), np.sqrt((echoes[0] ** 2 + echoes[1] ** 2) / 2),
+                               rtol=1e-5)
+
+
+def test_no_matching_series_is_an_error_listing_what_was_found(tmp_path):
+    with pytest.raises(InputError, match=r"no magnitude series matches .*Found: series 2 'gre_field_magph' magnitude echo 1"):
+        convert_subject(SIEMENS, {"series_description": "*swi*"}, _outputs(tmp_path))
+
+
+def test_two_candidate_series_are_an_error_asking_to_choose():
+    def series(number, kind):
+        return Series(Path(f"{number}.nii.gz"), {}, "swi", number, kind, 1, 20.0)
+
+    with pytest.raises(InputError, match=r"2 magnitude series match .*series 5 'swi'.*series 7 'swi'.*dicom.series_number"):
+        select_series([series(5, "magnitude"), series(7, "magnitude"), series(6, "phase")], {}, Path("P01"))
+    magnitudes, phase = select_series([series(5, "magnitude"), series(7, "magnitude"), series(6, "phase")],
+                                      {"series_number": [7, 6]}, Path("P01"))
+    assert [s.number for s in magnitudes] == [7] and phase.number == 6
+
+
+def test_subject_folders_are_the_subject_labels_and_odd_names_are_reported(tmp_path):
+    (tmp_path / "P01").mkdir()
+    (tmp_path / "P02").mkdir()
+    assert list(dicom_subjects("site", {"dicom_dir": str(tmp_path)})) == ["P01", "P02"]
+    (tmp_path / "P_03").mkdir()
+    with pytest.raises(InputError, match=r"P_03.*not BIDS labels"):
+        dicom_subjects("site", {"dicom_dir": str(tmp_path)})

@@ -1,0 +1,35 @@
+"""Images in other formats read into the same voxel array and world mm RAS+ affine."""
+
+import ants
+import numpy as np
+import pytest
+
+from cmbflow.io.coords import voxel_to_world
+from cmbflow.io.nifti import InputError, load_volume, save_volume
+from cmbflow.preprocessing.antsimage import to_ants
+
+# Oblique, LAS-stored, anisotropic: a header bug shows up as a moved voxel.
+ROTATION = np.array([[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+AFFINE = np.eye(4)
+AFFINE[:3, :3] = ROTATION @ np.diag([-0.9, 1.1, 2.5])
+AFFINE[:3, 3] = [40.0, -60.0, -30.0]
+
+
+@pytest.mark.parametrize("extension", [".nrrd", ".nhdr", ".mha", ".mhd"])
+def test_itk_formats_read_like_the_same_nifti(tmp_path, extension):
+    data = np.random.default_rng(0).uniform(0, 100, (9, 8, 7)).astype(np.float32)
+    save_volume(tmp_path / "reference.nii.gz", data, AFFINE)
+    ants.image_write(to_ants(data, AFFINE), str(tmp_path / f"image{extension}"))
+    array, affine = load_volume(tmp_path / f"image{extension}")
+    reference, reference_affine = load_volume(tmp_path / "reference.nii.gz")
+    np.testing.assert_array_equal(array, reference)
+    np.testing.assert_allclose(affine, reference_affine, atol=1e-4)
+    corner = voxel_to_world(affine, [[8, 7, 6]])[0]
+    np.testing.assert_allclose(corner, AFFINE[:3, :3] @ [8, 7, 6] + AFFINE[:3, 3], atol=1e-3)  # world mm RAS+
+
+
+def test_a_corrupt_nrrd_is_an_input_error_naming_it(tmp_path):
+    path = tmp_path / "broken.nrrd"
+    path.write_text("NRRD0004\ntype: float\ndimension: 3\nsizes: 4 4\n\n")
+    with pytest.raises(InputError, match="broken.nrrd: cannot be read as NRRD"):
+        load_volume(path)
