@@ -268,6 +268,45 @@ def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(tin
     assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
 
 
+SHARED_DICOM = Path(__file__).resolve().parents[3] / "shared" / "data" / "dcm_qa_fmap" / "In"
+
+
+@pytest.mark.skipif(not SHARED_DICOM.is_dir(), reason=f"shared test data not found at {SHARED_DICOM}")
+def test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_and_census(tiny_run, tmp_path):
+    """The shared Siemens DICOM (a 3 T dual-echo GRE of a cylindrical phantom, raw scanner
+    phase) with the tiny trained models: it proves the files go all the way through, not
+    detection quality (it holds no CMB, and no brain)."""
+    workdir, _, _, config = tiny_run
+    fresh = tmp_path / "fresh"
+    for name in ("rpn", "localizer"):
+        shutil.copytree(workdir / "results/models" / name, fresh / "results/models" / name)
+    before = {p: _sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()}
+    new = {"datasets": {"scanner": {"dicom_dir": str(SHARED_DICOM), "role": "external", "dicom": {"subjects": "Siemens"}}},
+           "models": {"rpn": "results/models/rpn", "localizer": "results/models/localizer"},
+           "synth": config["synth"], "preprocessing": TINY_PREPROCESSING, "localizer": TINY_LOCALIZER,
+           "detector": {"inference": TINY_DETECTOR["inference"]}}
+    result = snakemake(fresh, new)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert {p: _sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()} == before  # the DICOM only read
+    manifest = pd.read_csv(fresh / "results/inputs/scanner/manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
+    row = manifest.set_index("key").loc["Siemens"]
+    assert "scanner units -4096..4095" in row["phase_units"] and (row["phase_kind"], row["phase_filter"]) == ("raw", "homodyne")
+    files = {k: fresh / v for k, v in paths.preproc_subject_files("scanner", "Siemens").items()}
+    assert json.loads(files["sidecar"].read_text())["Phase"]["Filter"] == "homodyne"
+    phase = nib.load(files["phase"]).get_fdata()
+    brain = nib.load(files["brainmask"]).get_fdata() > 0
+    assert np.median(np.abs(phase[brain])) < 0.05  # background field removed (scaled phase, 1 = pi)
+    quality = pd.read_csv(fresh / paths.registration_quality("scanner"), sep="\t")
+    assert quality["flag"].tolist() == ["ok"] and 900 < quality["brain_volume_ml"].iloc[0] < 2000
+    converted = nib.load(fresh / "results/dicom/scanner/sub-Siemens/anat/sub-Siemens_part-mag_swi.nii.gz")
+    candidates = pd.read_csv(fresh / paths.candidate_files("rpn", "scanner")["table"], sep="\t", dtype={"subject": str})
+    assert len(candidates) > 0
+    np.testing.assert_allclose(voxel_to_world(converted.affine, candidates[["i", "j", "k"]].to_numpy()),
+                               candidates[["x", "y", "z"]].to_numpy(), atol=2e-3)  # world mm of the converted image
+    counts = pd.read_csv(fresh / paths.census_files("rpn", "scanner")["counts"], sep="\t", dtype={"subject": str})
+    assert counts["subject"].tolist() == ["Siemens"]
+
+
 def _sha256(path: Path) -> str:
     import hashlib
 
