@@ -171,14 +171,15 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
             duplicates.append(f"sub-{files.key}: {found[files.key].magnitude} and {path}")
             continue
         found[files.key] = files
-    phases, _ = _matches(root, patterns["phase"])
-    orphans = sorted(path for path, subject, session in phases
-                     if (subject if session is None else f"{subject}_ses-{session}") not in found)
-    if orphans and found:
-        raise InputError(f"dataset '{name}': phase image(s) without a magnitude image: " + ", ".join(orphans[:10])
-                         + (" ..." if len(orphans) > 10 else "") + ". Add the magnitude (expected at "
-                         + str(expected_path(root, patterns["magnitude"], *_entities(phases, orphans[0])))
-                         + f"), remove the phase, or fix datasets.{name}.patterns.magnitude.")
+    for kind in ("phase", "mask", "markers"):
+        companions, _ = _matches(root, patterns[kind])
+        orphans = sorted(path for path, subject, session in companions
+                         if (subject if session is None else f"{subject}_ses-{session}") not in found)
+        if orphans and found:
+            raise InputError(f"dataset '{name}': {kind} file(s) without a magnitude image: " + ", ".join(orphans[:10])
+                             + (" ..." if len(orphans) > 10 else "") + ". Add the magnitude (expected at "
+                             + str(expected_path(root, patterns["magnitude"], *_entities(companions, orphans[0])))
+                             + f"), remove the {kind} file, or fix datasets.{name}.patterns.magnitude.")
     if duplicates:
         raise InputError(f"dataset '{name}': duplicate subject ids (two magnitude images for one subject/session): "
                          + "; ".join(duplicates) + ". Keep one file per subject/session or narrow datasets."

@@ -150,6 +150,8 @@ REFUSED = [
     ("scanner forced on floats", lambda f: None, ["--phase-units", "scanner"], ["sub-01_part-phase_swi.nii.gz", "not integer codes"]),
     ("internal without annotations", lambda f: [f["02"][k].unlink() for k in ("mask", "markers") if k in f["02"]], ["--role", "internal"],
      ["sub-02_part-mag_swi.nii.gz", "no CMB annotation", "role to external"]),
+    ("mask without its subject", lambda f: f["02"]["magnitude"].unlink() or f["02"]["phase"].unlink(), [],
+     ["sub-02_desc-cmb_mask.nii.gz", "mask file(s) without a magnitude image"]),
     ("phase NaN", lambda f: _nifti(f["02"]["phase"], np.full(SHAPE, np.nan, np.float32)), [], ["sub-02_part-phase_swi.nii.gz", "NaN or Inf"]),
 ]
 

@@ -39,7 +39,7 @@ def test_a_subject_label_that_is_not_bids_is_an_error_naming_the_file(tmp_path, 
 def test_a_phase_without_its_magnitude_is_an_error_naming_both(tmp_path):
     _subject(tmp_path, "01")
     _touch(tmp_path, "sub-02/anat/sub-02_part-phase_swi.nii.gz")
-    with pytest.raises(InputError, match=r"without a magnitude image: .*sub-02_part-phase_swi.nii.gz.*expected at "
+    with pytest.raises(InputError, match=r"phase file\(s\) without a magnitude image: .*sub-02_part-phase_swi.nii.gz.*expected at "
                                          r".*sub-02/anat/sub-02_part-mag_swi.nii.gz"):
         discover_subjects("site", {"bids_dir": str(tmp_path)})
 
@@ -48,4 +48,11 @@ def test_two_magnitudes_of_one_subject_are_duplicates(tmp_path):
     _subject(tmp_path, "01")
     _touch(tmp_path, "sub-01/anat/sub-01_part-mag_swi.nii")
     with pytest.raises(InputError, match="duplicate subject ids"):
+        discover_subjects("site", {"bids_dir": str(tmp_path)})
+
+
+def test_an_annotation_without_its_magnitude_is_an_error_naming_it(tmp_path):
+    _subject(tmp_path, "01")
+    _touch(tmp_path, "derivatives/cmb_labels/sub-03/anat/sub-03_desc-cmb_markers.tsv")
+    with pytest.raises(InputError, match=r"markers file\(s\) without a magnitude image: .*sub-03_desc-cmb_markers.tsv"):
         discover_subjects("site", {"bids_dir": str(tmp_path)})
