@@ -11,6 +11,7 @@ rule convert_dicom:
     log:
         paths.log("inputs", "dicom_{dataset}_sub-{subject}"),
     threads: 1
+    priority: 10  # before validation, which waits for it
     resources:
         mem_mb=2000,  # dcm2niix holds one series; an rms echo combination all echoes of one
         runtime=10,
@@ -37,6 +38,7 @@ rule validate_dataset:
     log:
         paths.log("inputs", "validate_{dataset}"),
     threads: 1
+    priority: 10  # a bad input fails first, before the atlas, template or synthesis jobs take the cores
     resources:
         mem_mb=2000,  # one subject's volumes at a time
         runtime=15,
