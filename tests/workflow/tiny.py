@@ -30,7 +30,7 @@ TINY_LOCALIZER = {"channels": [4, 8, 16], "strides": [2, 2], "patch_size": [32, 
                   "validation_every": 2, "roi_size": [64, 64, -1]}
 
 def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None, env: dict | None = None,
-              timeout: int = 600) -> subprocess.CompletedProcess:
+              timeout: int = 1200) -> subprocess.CompletedProcess:
     """Run the workflow with ``config`` (and a second configfile ``override``, merged over it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     configfiles = [workdir / "tiny.yaml"]
