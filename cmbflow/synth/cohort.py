@@ -74,7 +74,7 @@ def draw_subject(site: SiteParams, subject: str, seed: int,
                  randomization: Randomization | None = None) -> tuple[SiteParams, Appearance, np.random.Generator]:
     """The acquisition and appearance of one subject, and the stream that simulates it: drawn
     from ``randomization`` for a ``randomize`` site, else the site's own."""
-    rng = subject_rng(seed, site.name, subject)
+    rng = subject_rng(seed, site.draws_of or site.name, subject)  # a twin site draws its original's subjects
     if site.randomize:
         acquisition, appearance = (randomization or Randomization()).draw(site, rng)
         return acquisition, appearance, rng

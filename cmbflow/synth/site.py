@@ -27,6 +27,7 @@ class SiteParams:
     magnitude_storage: str = "float32"
     phase_kind: str = "filtered"  # raw: the wrapped phase with its background field, as many scanners export it
     magnitude_kind: str = "swi"  # gre: the plain gradient-echo magnitude instead of SWI
+    draws_of: str | None = None  # another site's name: the same subjects (anatomy, lesions, noise), a twin cohort
     sim_voxel_mm: float = 1.0
     homodyne_window_fraction: float = 0.1
     background_field_ppm: float = 0.15

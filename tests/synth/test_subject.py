@@ -63,3 +63,13 @@ def test_site_orientation_and_phase_storage():
 def test_unknown_site_key_is_rejected():
     with pytest.raises(ValueError, match="unknown keys \\['voxels'\\]"):
         SiteParams.from_config("x", {"voxels": [1, 1, 1]})
+
+
+def test_a_twin_site_draws_the_subjects_of_its_original():
+    from cmbflow.synth.cohort import draw_subject
+    from cmbflow.synth.site import SiteParams
+
+    original, twin, other = (SiteParams.from_config(name, values) for name, values in
+                             (("ext", {}), ("extraw", {"draws_of": "ext", "phase_kind": "raw"}), ("extraw", {})))
+    draws = [draw_subject(site, "001", 7)[2].uniform(size=4) for site in (original, twin, other)]
+    assert np.array_equal(draws[0], draws[1]) and not np.array_equal(draws[0], draws[2])
