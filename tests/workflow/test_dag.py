@@ -210,10 +210,13 @@ def test_the_localizer_is_one_model_folder_and_both_localizations_are_evaluated(
     assert accuracy["accuracy_at_cmbs"].between(0, 1).all() and (accuracy["cmbs"] > 0).all()
     assert accuracy.loc[accuracy["method"] == "atlas", "dice_lobar"].item() > 0.7  # registration of the tiny subject
     filtering = pd.read_csv(workdir / paths.anatomical_filtering(), sep="\t")
-    assert len(filtering) == 2 * 2 * 3  # variants x datasets x (before, network, atlas)
+    assert len(filtering) == 2 * 2 * 4  # variants x datasets x (before, network, atlas, either)
     for _, run in filtering.groupby(["variant", "dataset"]):
-        before, after = run.set_index("filter").loc["before"], run.set_index("filter").loc[["network", "atlas"]]
-        assert (after["fp"] <= before["fp"]).all() and (after["tp"] <= before["tp"]).all()
+        stage = run.set_index("filter")
+        after = stage.loc[["network", "atlas", "either"]]
+        assert (after["fp"] <= stage.loc["before", "fp"]).all() and (after["tp"] <= stage.loc["before", "tp"]).all()
+        for column in ("tp", "fp"):  # either removes only what both remove: it keeps at least what each keeps
+            assert stage.loc["either", column] >= max(stage.loc["network", column], stage.loc["atlas", column])
 
 
 def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run):
