@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -181,7 +182,13 @@ def dicom_subjects(name: str, dataset: dict) -> dict[str, str]:
     if not root.is_dir():
         raise InputError(f"dataset '{name}': dicom_dir {root} does not exist or is not a folder. Fix datasets.{name}.dicom_dir.")
     pattern = (dataset.get("dicom") or {}).get("subjects", "*")
-    folders = sorted(p for p in root.glob(pattern) if p.is_dir())
+    matches = sorted(root.glob(pattern))
+    folders = [p for p in matches if p.is_dir()]
+    loose = [str(p) for p in matches if not p.is_dir()]
+    if loose:  # nothing is skipped in silence
+        logging.getLogger(__name__).warning("dataset '%s': %d file(s) under dicom_dir are not in a subject folder and are "
+                                            "not converted: %s. Put each subject's DICOM files in a folder of its own.",
+                                            name, len(loose), ", ".join(loose[:10]))
     if not folders:
         raise InputError(f"dataset '{name}': no subject folder matches {root}/{pattern}. Put one folder of DICOM files per "
                          f"subject under dicom_dir, or set datasets.{name}.dicom.subjects.")

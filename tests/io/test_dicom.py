@@ -71,3 +71,10 @@ def test_subject_folders_are_the_subject_labels_and_odd_names_are_reported(tmp_p
     (tmp_path / "P_03").mkdir()
     with pytest.raises(InputError, match=r"P_03.*not BIDS labels"):
         dicom_subjects("site", {"dicom_dir": str(tmp_path)})
+
+
+def test_loose_files_beside_the_subject_folders_are_reported(tmp_path, caplog):
+    (tmp_path / "P01").mkdir()
+    (tmp_path / "stray.dcm").write_bytes(b"")
+    assert list(dicom_subjects("site", {"dicom_dir": str(tmp_path)})) == ["P01"]
+    assert "stray.dcm" in caplog.text and "not converted" in caplog.text
