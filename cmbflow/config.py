@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ import yaml
 
 from cmbflow import paths
 from cmbflow.io.bids import LABEL, discover_subjects
+from cmbflow.io.model_input import INPUTS, model_inputs
 from cmbflow.io.nifti import InputError
 from cmbflow.io.coords import world_axis_spacing
 from cmbflow.synth.site import SiteParams
@@ -110,6 +112,7 @@ def check_config(config: dict) -> None:
     if template_site is not None and template_site not in sites:
         raise ValueError(f"synth.template_site is '{template_site}', but synth.sites has only {sorted(sites)}.")
     check_trained_models(config.get("models") or {})
+    check_model_inputs(config)
     mimic = config.get("detector", {}).get("training", {}).get("mimic_fraction", 0.0)
     fractions = {"detector.training.cmb_fraction": config.get("detector", {}).get("training", {}).get("cmb_fraction", 0.0),
                  **{f"fine_tune.{name}.cmb_fraction": entry.get("cmb_fraction", 0.0)
@@ -147,6 +150,68 @@ def check_trained_models(models: dict) -> None:
                 raise ValueError(f"config models.{name}: {file} not found. Point it at a model folder that the workflow "
                                  "wrote (results/models/<name>/ holding model.pt, model_card.json and, for a detector, "
                                  "operating_point.json).")
+
+
+def has_phase(dataset: dict) -> bool:
+    """Whether a dataset has phase images (``datasets.<name>.phase``; false for SWI- or T2*-only cohorts)."""
+    return bool(dataset.get("phase", True))
+
+
+def _card(folder: str) -> tuple[dict, str]:
+    path = paths.model_folder_files(folder)["card"]
+    return (json.loads(Path(path).read_text()) if Path(path).is_file() else {}), path
+
+
+def detector_inputs(config: dict) -> dict[str, tuple[list[str], str]]:
+    """Detector name -> (the inputs it reads, where that is said): the variants of config
+    ``detector.variants`` (or the model cards of config ``models``) and the fine-tuned ones
+    (their parent's)."""
+    models = config.get("models") or {}
+    found = {}
+    if models:
+        for name, folder in models.items():
+            card, path = _card(folder)
+            if name != paths.LOCALIZER and card:
+                found[name] = (model_inputs(card), path)
+    else:
+        for name, variant in config.get("detector", {}).get("variants", {}).items():
+            found[name] = (list(variant.get("inputs", INPUTS)), f"detector.variants.{name}.inputs")
+    for name, entry in (config.get("fine_tune") or {}).items():
+        parent = entry.get("parent")
+        if parent in found:
+            found[name] = found[parent]
+        else:
+            card, path = _card(parent)
+            if card:
+                found[name] = (model_inputs(card), path)
+    return found
+
+
+def localizer_reads_phase(config: dict) -> tuple[bool, str]:
+    """Whether the localization network reads the phase, and where that is said."""
+    models = config.get("models") or {}
+    if paths.LOCALIZER in models:
+        card, path = _card(models[paths.LOCALIZER])
+        return any(str(line).startswith("phase") for line in card.get("input_channels", [])), path
+    return bool(config.get("localizer", {}).get("use_phase", False)), "localizer.use_phase"
+
+
+def check_model_inputs(config: dict) -> None:
+    """Every detector (and the localizer) runs on every dataset of a run, so a dataset
+    without phase (``phase: false``) takes only models that do not read it."""
+    no_phase = [name for name, dataset in config["datasets"].items() if not has_phase(dataset)]
+    if not no_phase:
+        return
+    for name, (inputs, source) in detector_inputs(config).items():
+        if "phase" in inputs:
+            raise ValueError(
+                f"datasets.{no_phase[0]} has no phase (phase: false), but detector '{name}' reads {' and '.join(inputs)} "
+                f"({source}). Every detector of a run runs on every dataset: keep only detectors with inputs [swi] "
+                "(detector.variants.<name>.inputs: [swi], or such model folders in models:), or run this dataset on its own.")
+    reads_phase, source = localizer_reads_phase(config)
+    if reads_phase:
+        raise ValueError(f"datasets.{no_phase[0]} has no phase (phase: false), but the localization network reads it "
+                         f"({source}). Set localizer.use_phase: false, or give a localizer trained without phase.")
 
 
 def trained_spacing(models: dict) -> list[float] | None:
@@ -204,16 +269,20 @@ INPUT_KINDS = ("magnitude", "phase", "mask", "markers")
 
 def subject_inputs(name: str, dataset: dict, config: dict) -> dict[str, dict[str, str]]:
     """Input files per subject key (``magnitude``, ``phase``, ``mask``, ``markers``; an absent
-    annotation is ``""``): known from config for a synthetic site, discovered for real data."""
+    annotation, or the phase of a dataset without phase, is ``""``): known from config for a
+    synthetic site, discovered for real data."""
     site = dataset.get("synthetic_site")
+    kinds = INPUT_KINDS if has_phase(dataset) else tuple(kind for kind in INPUT_KINDS if kind != "phase")
     if site is not None:
         keys = paths.synth_subject_ids(SiteParams.from_config(site, config["synth"]["sites"][site]).n_subjects)
-        return {key: {kind: paths.synth_subject_files(site, key)[kind] for kind in INPUT_KINDS} for key in keys}
-    if "dicom_dir" in dataset:
-        return {key: {kind: paths.dicom_subject_files(name, key).get(kind, "") for kind in INPUT_KINDS}
-                for key in dicom_subjects(name, dataset)}
-    return {files.key: {kind: str(getattr(files, kind) or "") for kind in INPUT_KINDS}
-            for files in discover_subjects(name, dataset)}
+        found = {key: {kind: paths.synth_subject_files(site, key)[kind] for kind in kinds} for key in keys}
+    elif "dicom_dir" in dataset:
+        found = {key: {kind: paths.dicom_subject_files(name, key).get(kind, "") for kind in kinds}
+                 for key in dicom_subjects(name, dataset)}
+    else:
+        found = {files.key: {kind: str(getattr(files, kind) or "") for kind in kinds}
+                 for files in discover_subjects(name, dataset)}
+    return {key: {kind: files.get(kind, "") for kind in INPUT_KINDS} for key, files in found.items()}
 
 
 def _by_subject(keys: list[str]) -> dict[str, list[str]]:

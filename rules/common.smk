@@ -7,7 +7,7 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import (bids_dir, dataset_split, dicom_subjects, generated_inputs, registration_template,
+from cmbflow.config import (bids_dir, dataset_split, dicom_subjects, generated_inputs, has_phase, registration_template,
                             subject_inputs, target_spacing)
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
@@ -30,6 +30,22 @@ def _inputs_of(name):
 
 
 SUBJECT_INPUTS = {name: _inputs_of(name) for name in config["datasets"]}  # dataset -> key -> files
+# Datasets without phase (config `phase: false`): no phase is converted, validated, preprocessed or read.
+NO_PHASE_DATASETS = [name for name, dataset in config["datasets"].items() if not has_phase(dataset)]
+
+
+def dataset_constraint(names, among):
+    """Wildcard regex of dataset names: ``among`` the ``names`` (True) or not (False)."""
+    alternatives = "|".join(names) or "(?!)"  # (?!) matches nothing
+    # (?![A-Za-z0-9_]): the name ends there (a wildcard's regex is matched inside the whole path)
+    return rf"(?:{alternatives})" if among else rf"(?!(?:{alternatives})(?![A-Za-z0-9_]))[A-Za-z0-9]+(_[A-Za-z0-9]+)*"
+
+
+def preproc_inputs(name, key, kinds):
+    """The preprocessed files ``kinds`` of one subject (kind -> path); a dataset without
+    phase has no ``phase``."""
+    files = paths.preproc_subject_files(name, key)
+    return {kind: files[kind] for kind in kinds if kind != "phase" or name not in NO_PHASE_DATASETS}
 SUBJECTS = {name: list(inputs) for name, inputs in SUBJECT_INPUTS.items()}
 TEMPLATE = registration_template(config)
 TARGET_SPACING = target_spacing(config)
@@ -164,9 +180,10 @@ def truth_regions(wildcards):
     return [paths.synth_subject_files(site, wildcards.subject)["regions"]] if site else []
 
 
-def preproc_files(dataset, subject):
-    """Outputs of preprocess_subject except the QC figure (declared with report())."""
-    return {k: v for k, v in paths.preproc_subject_files(dataset, subject).items() if k != "qc"}
+def preproc_files(dataset, subject, phase=True):
+    """Outputs of preprocess_subject except the QC figure (declared with report()); without
+    ``phase`` for datasets that have none."""
+    return {k: v for k, v in paths.preproc_subject_files(dataset, subject).items() if k != "qc" and (phase or k != "phase")}
 
 
 MODEL_INPUTS = ("swi", "phase", "brainmask", "cmb_mask", "markers")  # preprocessed files a detector reads
@@ -174,13 +191,13 @@ MODEL_INPUTS = ("swi", "phase", "brainmask", "cmb_mask", "markers")  # preproces
 
 def training_subjects():
     """``<dataset>/<key>`` -> preprocessed files, for the training subjects of every internal dataset."""
-    return {f"{name}/{key}": {kind: paths.preproc_subject_files(name, key)[kind] for kind in MODEL_INPUTS}
+    return {f"{name}/{key}": preproc_inputs(name, key, MODEL_INPUTS)
             for name, keys in TRAIN_SUBJECTS.items() for key in keys}
 
 
 def calibration_subject_files(name):
     """``<dataset>/<key>`` -> preprocessed files, for the calibration subjects of a dataset."""
-    return {f"{name}/{key}": {kind: paths.preproc_subject_files(name, key)[kind] for kind in MODEL_INPUTS}
+    return {f"{name}/{key}": preproc_inputs(name, key, MODEL_INPUTS)
             for key in CALIBRATION_SUBJECTS[name]}
 
 
@@ -193,13 +210,13 @@ LOCALIZER_INPUTS = ("swi", "phase", "regions", "cmb_mask", "xfm_to_native")  # .
 
 def localizer_subjects():
     """``<dataset>/<key>`` -> preprocessed files the localizer trains on (internal training subjects)."""
-    return {f"{name}/{key}": {kind: paths.preproc_subject_files(name, key)[kind] for kind in LOCALIZER_INPUTS}
+    return {f"{name}/{key}": preproc_inputs(name, key, LOCALIZER_INPUTS)
             for name, keys in TRAIN_SUBJECTS.items() for key in keys}
 
 
 def segmentation_subjects(name):
     """Test subject key -> the preprocessed files its region segmentation reads."""
-    return {key: {kind: paths.preproc_subject_files(name, key)[kind] for kind in ("swi", "phase", "xfm_to_native")}
+    return {key: preproc_inputs(name, key, ("swi", "phase", "xfm_to_native"))
             for key in TEST_SUBJECTS[name]}
 
 
@@ -219,7 +236,7 @@ def truth_files(name):
 def detection_subjects(name):
     """Test subject key -> its preprocessed files and original magnitude (whose grid the
     candidates' voxel indices refer to)."""
-    return {key: {"files": {kind: paths.preproc_subject_files(name, key)[kind] for kind in ("swi", "phase", "brainmask")},
+    return {key: {"files": preproc_inputs(name, key, ("swi", "phase", "brainmask")),
                   "original": SUBJECT_INPUTS[name][key]["magnitude"]} for key in TEST_SUBJECTS[name]}
 
 

@@ -149,7 +149,7 @@ rule feature_embedding:
                    subcategory="{dataset}", labels={"dataset": "{dataset}", "figure": "t-SNE (Fig. 7)", "variant": "{variant}"}),
         pdf=paths.figure("{variant}/{dataset}", "tsne")["pdf"],
     params:
-        subjects=lambda wildcards: {key: {kind: paths.preproc_subject_files(wildcards.dataset, key)[kind] for kind in ("swi", "phase", "brainmask")}
+        subjects=lambda wildcards: {key: preproc_inputs(wildcards.dataset, key, ("swi", "phase", "brainmask"))
                                     for key in TEST_SUBJECTS[wildcards.dataset]},
         evaluation=lambda wildcards: paths.evaluation_files(wildcards.variant, wildcards.dataset),
         seed=config["evaluation"]["seed"],
@@ -202,8 +202,8 @@ rule feature_levels:
     input:
         models=[detector_model(v)[k] for v in (BASELINE, FUSED) if v for k in ("weights", "card")],
         lesions=paths.evaluation_files(BASELINE, FIGURE_DATASET)["lesions"] if BASELINE and FIGURE_DATASET else [],
-        images=[paths.preproc_subject_files(FIGURE_DATASET, key)[kind] for key in TEST_SUBJECTS.get(FIGURE_DATASET, [])
-                for kind in ("swi", "phase", "brainmask")] if FIGURE_DATASET else [],
+        images=[path for key in TEST_SUBJECTS.get(FIGURE_DATASET, [])
+                for path in preproc_inputs(FIGURE_DATASET, key, ("swi", "phase", "brainmask")).values()] if FIGURE_DATASET else [],
     output:
         png=report(paths.figure("models", "feature_levels")["png"], caption="../report/feature_levels.rst",
                    category="Detector", subcategory="Feature fusion", labels={"figure": "decoder levels, baseline vs FFM (Fig. 6)"}),
@@ -211,8 +211,7 @@ rule feature_levels:
     params:
         models={v: (detector_model(v)["weights"], detector_model(v)["card"]) for v in (BASELINE, FUSED) if v},
         subject=lambda wildcards, input: _subject_with_cmb(input.lesions),
-        files=lambda wildcards, input: {kind: paths.preproc_subject_files(FIGURE_DATASET, _subject_with_cmb(input.lesions))[kind]
-                                        for kind in ("swi", "phase", "brainmask")},
+        files=lambda wildcards, input: preproc_inputs(FIGURE_DATASET, _subject_with_cmb(input.lesions), ("swi", "phase", "brainmask")),
     log:
         paths.log("figures", "feature_levels"),
     threads: 1

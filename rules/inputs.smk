@@ -17,8 +17,18 @@ rule convert_dicom:
         runtime=10,
     conda:
         "../envs/io.yaml"
+    wildcard_constraints:
+        dataset=dataset_constraint(NO_PHASE_DATASETS, among=False),
     script:
         "../scripts/convert_dicom.py"
+
+
+# A DICOM dataset without phase (config `phase: false`): the magnitude alone.
+use rule convert_dicom as convert_dicom_without_phase with:
+    output:
+        **{kind: path for kind, path in paths.dicom_subject_files("{dataset}", "{subject}").items() if not kind.startswith("phase")},
+    wildcard_constraints:
+        dataset=dataset_constraint(NO_PHASE_DATASETS, among=True),
 
 
 rule validate_dataset:

@@ -2,6 +2,12 @@
 # One job per (dataset, subject); validation of the whole dataset comes first.
 
 
+def registration_qc_figure():
+    """The QC figure of preprocess_subject, in the report."""
+    return report(paths.preproc_subject_files("{dataset}", "{subject}")["qc"], caption="../report/registration_qc.rst",
+                  category="Registration QC", subcategory="{dataset}", labels={"dataset": "{dataset}", "subject": "{subject}"})
+
+
 rule preprocess_subject:
     input:
         manifest=paths.output("inputs", "{dataset}", suffix="manifest", ext=".tsv"),
@@ -12,13 +18,7 @@ rule preprocess_subject:
         truth=truth_regions,
     output:
         **preproc_files("{dataset}", "{subject}"),
-        qc=report(
-            paths.preproc_subject_files("{dataset}", "{subject}")["qc"],
-            caption="../report/registration_qc.rst",
-            category="Registration QC",
-            subcategory="{dataset}",
-            labels={"dataset": "{dataset}", "subject": "{subject}"},
-        ),
+        qc=registration_qc_figure(),
     params:
         dataset=lambda wildcards: input_settings(wildcards.dataset),
         options=config["preprocessing"],
@@ -32,10 +32,21 @@ rule preprocess_subject:
     resources:
         mem_mb=4000,  # measured peak ~0.9 GB at the default scale; 1 mm isotropic data needs more
         runtime=20,
+    wildcard_constraints:
+        dataset=dataset_constraint(NO_PHASE_DATASETS, among=False),
     conda:
         "../envs/preproc.yaml"
     script:
         "../scripts/preprocess_subject.py"
+
+
+# The same job for a dataset without phase (config `phase: false`): no phase image out.
+use rule preprocess_subject as preprocess_subject_without_phase with:
+    output:
+        **preproc_files("{dataset}", "{subject}", phase=False),
+        qc=registration_qc_figure(),
+    wildcard_constraints:
+        dataset=dataset_constraint(NO_PHASE_DATASETS, among=True),
 
 
 rule registration_quality:

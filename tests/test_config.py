@@ -125,3 +125,30 @@ def test_sessions_of_one_subject_never_land_on_both_sides_of_a_split():
             assert all(len(s) == 1 for s in sides.values()), split
     with pytest.raises(ValueError, match="needs at least 2; this one has 1"):
         dataset_split(["01_ses-a", "01_ses-b"], {"role": "internal"}, {"test_fraction": 0.25, "seed": 0})
+
+
+def test_a_dataset_without_phase_takes_only_models_that_do_not_read_it(tmp_path):
+    """Every detector runs on every dataset: a phase-reading variant, trained model or
+    localizer beside a dataset with phase: false is refused at once, naming both."""
+    schema = REPO / "schemas" / "config.schema.yaml"
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["datasets"]["swi_only"] = {"bids_dir": str(tmp_path), "role": "external", "phase": False}
+    validate_config(config, schema, ["my.yaml"])
+    with pytest.raises(ValueError, match=r"datasets.swi_only has no phase \(phase: false\), but detector 'rpn' reads swi and "
+                                         r"phase \(detector.variants.rpn.inputs\)"):
+        check_config(config)
+    config["detector"]["variants"] = {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}
+    check_config(config)  # one-channel variants only: accepted
+    config["localizer"]["use_phase"] = True
+    with pytest.raises(ValueError, match=r"swi_only has no phase.*localization network reads it \(localizer.use_phase\)"):
+        check_config(config)
+    config["localizer"]["use_phase"] = False
+    folder = tmp_path / "rpn"
+    folder.mkdir()
+    (folder / "model_card.json").write_text('{"network": {"in_channels": 2}}')  # a card from before one-channel models
+    config["fine_tune"] = {"tuned": {"parent": str(folder), "dataset": "swi_only"}}
+    with pytest.raises(ValueError, match=rf"detector 'tuned' reads swi and phase \({folder}/model_card.json\)"):
+        check_config(config)
+    config["detector"]["variants"]["bad"] = {"fuse_levels": True, "hspl": False, "inputs": ["phase"]}
+    with pytest.raises(ValueError, match=r"detector.variants.bad.inputs"):
+        validate_config(config, schema, ["my.yaml"])

@@ -27,7 +27,7 @@ from scipy import ndimage
 from sklearn.manifold import TSNE
 
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
-from cmbflow.io.model_input import PhaseScaling, load_model_input
+from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
 from cmbflow.models.detector import CMBDetector
 from cmbflow.training.patches import crop_patch
 
@@ -86,7 +86,7 @@ def collect_vectors(model: CMBDetector, card: dict, subjects: dict[str, dict[str
             vectors.append(features[row_of[chosen["candidate"].astype(str)].to_numpy(int)])
         cmbs = lesions[lesions["subject"].astype(str) == str(key)]
         missed = cmbs[~cmbs["lesion"].isin(tp["lesion"])]
-        data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")))
+        data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")), model_inputs(card))
         world_missed = missed[["x", "y", "z"]].to_numpy(float).reshape(-1, 3)
         avoid = np.vstack([cmbs[["x", "y", "z"]].to_numpy(float).reshape(-1, 3),
                            candidates.loc[candidates["subject"].astype(str) == str(key), ["x", "y", "z"]].to_numpy(float)])

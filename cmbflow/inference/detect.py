@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
-from cmbflow.io.model_input import PhaseScaling, load_model_input
+from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
 from cmbflow.device import default_device, settings_from_config
 from cmbflow.inference.windows import sliding_window
 from cmbflow.io.nifti import save_volume
@@ -155,7 +155,7 @@ def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str
     """Candidates of one subject (:data:`CANDIDATE_COLUMNS`; ``x, y, z`` world mm RAS+ and
     ``i, j, k`` voxel of the ``original`` image) and their feature vectors ``(N, F)``. With
     ``probability_map`` a path, also writes the CMB probability on the original grid."""
-    data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")))
+    data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")), model_inputs(card))
     check_spacing(card, data.spacing, files["swi"])
     outputs = predict_volume(model, data.image, settings, device)
     table, features = detect_candidates(outputs, data.brain, card["anchors_mm"], data.spacing, settings)

@@ -14,11 +14,14 @@ accent), and a phase image without its magnitude, are errors naming the files.
 from __future__ import annotations
 
 import glob
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from cmbflow.io.nifti import InputError
+
+log = logging.getLogger(__name__)
 
 ANAT = "sub-{subject}/anat/sub-{subject}"
 ANAT_SES = "sub-{subject}/ses-{session}/anat/sub-{subject}_ses-{session}"
@@ -36,12 +39,13 @@ SUBJECT_KEY = rf"{LABEL}(_ses-{LABEL})?"
 
 @dataclass(frozen=True)
 class SubjectFiles:
-    """The input files of one subject (and session); annotation paths are None when absent."""
+    """The input files of one subject (and session); annotation paths are None when absent,
+    the phase path None in a dataset without phase (config ``phase: false``)."""
 
     subject: str
     session: str | None
     magnitude: Path
-    phase: Path
+    phase: Path | None
     mask: Path | None
     markers: Path | None
 
@@ -162,8 +166,10 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
                          + ". Rename them (e.g. sub-01a), or, if they carry other entities (acq-, run-), set datasets."
                          + f"{name}.patterns.magnitude to include them (e.g. sub-{{subject}}/anat/sub-{{subject}}_acq-*"
                          "_part-mag_swi.nii.gz) or to leave them out. No file is skipped in silence.")
+    with_phase = dataset.get("phase", True)
     for path, subject, session in magnitudes:
-        phase = _companion(root, patterns["phase"], subject, session) or expected_path(root, patterns["phase"], subject, session)
+        phase = (_companion(root, patterns["phase"], subject, session) or expected_path(root, patterns["phase"], subject, session)
+                 if with_phase else None)
         files = SubjectFiles(subject, session, Path(path), phase,
                              _companion(root, patterns["mask"], subject, session),
                              _companion(root, patterns["markers"], subject, session))
@@ -171,7 +177,11 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
             duplicates.append(f"sub-{files.key}: {found[files.key].magnitude} and {path}")
             continue
         found[files.key] = files
-    for kind in ("phase", "mask", "markers"):
+    if not with_phase and found:
+        ignored = len(_matches(root, patterns["phase"])[0])
+        if ignored:
+            log.warning("dataset '%s': phase: false, so its %d phase file(s) are not read", name, ignored)
+    for kind in ("phase", "mask", "markers") if with_phase else ("mask", "markers"):
         companions, _ = _matches(root, patterns[kind])
         orphans = sorted(path for path, subject, session in companions
                          if (subject if session is None else f"{subject}_ses-{session}") not in found)

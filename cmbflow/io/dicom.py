@@ -9,6 +9,7 @@ an echo is chosen by number (``echo``: N, ``first``, ``last``) or by the echo ti
 ``te_ms``. The magnitude of several echoes can instead be combined (``combine_echoes: rms``,
 root of the mean square, the usual multi-echo SWI magnitude); the phase always comes from
 one echo, the chosen one (or the last, where TE and so susceptibility contrast is highest).
+A dataset without phase (config ``phase: false``) converts the magnitude alone.
 The chosen files are copied unchanged (voxels and header as dcm2niix wrote them).
 """
 
@@ -118,44 +119,48 @@ def _chosen_echo(echoes: list[Series], settings: dict, folder: Path) -> Series:
     raise InputError(f"{folder}: dicom.echo {echo} not found; echoes: {[s.echo for s in echoes]}. Fix datasets.<name>.dicom.echo.")
 
 
-def select_series(series: list[Series], settings: dict, folder: Path) -> tuple[list[Series], Series]:
+def select_series(series: list[Series], settings: dict, folder: Path, with_phase: bool = True) -> tuple[list[Series], Series | None]:
     """``(magnitude echoes to use, phase echo)`` chosen by ``settings`` (config
     ``datasets.<name>.dicom``: ``series_description``, ``series_number``, ``echo``,
-    ``te_ms``, ``combine_echoes``)."""
+    ``te_ms``, ``combine_echoes``); no phase (None) unless ``with_phase``."""
     pattern = settings.get("series_description", "*")
     number = settings.get("series_number")
     matching = [s for s in series if fnmatch.fnmatch(s.description, pattern) and (number is None or s.number in np.atleast_1d(number))]
     magnitudes = _one_per_series([s for s in matching if s.kind == "magnitude"], "magnitude", folder, settings, series)
-    phases = _one_per_series([s for s in matching if s.kind == "phase"], "phase", folder, settings, series)
     magnitude = _chosen_echo(magnitudes, settings, folder)
+    chosen = magnitudes if settings.get("combine_echoes", "none") == "rms" else [magnitude]
+    if not with_phase:
+        return chosen, None
+    phases = _one_per_series([s for s in matching if s.kind == "phase"], "phase", folder, settings, series)
     # The phase of the magnitude's echo where the phase series has it (a phase-difference
     # series has one echo only: take it).
     phase = next((s for s in phases if s.echo == magnitude.echo), None) or _chosen_echo(phases, settings, folder)
-    chosen = magnitudes if settings.get("combine_echoes", "none") == "rms" else [magnitude]
     return chosen, phase
 
 
 def convert_subject(folder: str | Path, settings: dict, outputs: dict[str, str]) -> dict:
     """Convert one subject's DICOM folder and write its ``magnitude`` and ``phase`` NIfTI
-    (and ``magnitude_sidecar`` / ``phase_sidecar`` JSON) to ``outputs``; the DICOM folder is
-    only read. Returns a provenance record (what was chosen and why)."""
+    (and ``magnitude_sidecar`` / ``phase_sidecar`` JSON) to ``outputs`` (no phase where
+    ``outputs`` has none: a dataset without phase); the DICOM folder is only read. Returns a
+    provenance record (what was chosen and why)."""
     folder = Path(folder)
     with tempfile.TemporaryDirectory(prefix="cmbflow-dcm2niix-") as scratch:
         series = convert_folder(folder, scratch)
-        magnitudes, phase = select_series(series, settings, folder)
-        for path in (outputs["magnitude"], outputs["phase"]):
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        magnitudes, phase = select_series(series, settings, folder, with_phase="phase" in outputs)
+        Path(outputs["magnitude"]).parent.mkdir(parents=True, exist_ok=True)
         if len(magnitudes) == 1:
             shutil.copyfile(magnitudes[0].image, outputs["magnitude"])
         else:
             volumes = [load_volume(s.image) for s in magnitudes]
             rms = np.sqrt(np.mean([v.astype(np.float64) ** 2 for v, _ in volumes], axis=0)).astype(np.float32)
             save_volume(outputs["magnitude"], rms, volumes[0][1])
-        shutil.copyfile(phase.image, outputs["phase"])
+        if phase is not None:
+            shutil.copyfile(phase.image, outputs["phase"])
         provenance = {"source": str(folder), "converter": "dcm2niix", "settings": settings,
-                      "magnitude": [s.describe() for s in magnitudes], "phase": phase.describe(),
+                      "magnitude": [s.describe() for s in magnitudes], "phase": phase.describe() if phase else "none",
                       "combined_echoes": "rms" if len(magnitudes) > 1 else "none"}
         for key, chosen in (("magnitude_sidecar", magnitudes[-1]), ("phase_sidecar", phase)):
-            Path(outputs[key]).write_text(json.dumps({**chosen.sidecar, "cmbflow": provenance}, indent=2) + "\n")
+            if chosen is not None:
+                Path(outputs[key]).write_text(json.dumps({**chosen.sidecar, "cmbflow": provenance}, indent=2) + "\n")
     log.info("%s: magnitude %s; phase %s", folder, ", ".join(provenance["magnitude"]), provenance["phase"])
     return provenance

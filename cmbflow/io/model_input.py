@@ -1,4 +1,5 @@
-"""The detector's input as preprocessing wrote it: the two-channel model-ready volume and its brain mask.
+"""The detector's input as preprocessing wrote it: the model-ready volume (SWI and, for
+two-channel models, phase) and its brain mask.
 
 Read in one place for training (:mod:`cmbflow.training.patches`) and inference
 (:mod:`cmbflow.inference.detect`), so both see the same channels in the same order and the
@@ -65,20 +66,39 @@ class PhaseScaling:
 class ModelInput:
     """One preprocessed subject as the detector reads it (model-ready grid)."""
 
-    image: np.ndarray  # (2, D, H, W): SWI, phase
+    image: np.ndarray  # (C, D, H, W): the model's inputs in order (SWI[, phase])
     brain: np.ndarray  # (D, H, W) bool
     affine: np.ndarray  # voxel of the model-ready grid -> world mm RAS+
     spacing: tuple[float, float, float]
 
 
-def load_model_input(files: dict[str, str], phase_scaling: PhaseScaling) -> ModelInput:
-    """Read the ``swi``, ``phase`` and ``brainmask`` files of :func:`cmbflow.paths.preproc_subject_files`,
-    the phase scaled by ``phase_scaling`` (the model's: its card's ``normalization``)."""
+INPUTS = ("swi", "phase")  # every input a detector can read, in channel order
+
+
+def model_inputs(card: dict) -> list[str]:
+    """The inputs a detector reads, in channel order (``swi``[, ``phase``]), from its model card.
+    Cards written before one-channel models existed hold two channels: SWI and phase."""
+    if "inputs" in card:
+        return list(card["inputs"])
+    return list(INPUTS)[:int(card.get("network", {}).get("in_channels", len(INPUTS)))]
+
+
+def load_model_input(files: dict[str, str], phase_scaling: PhaseScaling, inputs=INPUTS) -> ModelInput:
+    """Read ``brainmask`` and the ``inputs`` (``swi``[, ``phase``]) of the files of
+    :func:`cmbflow.paths.preproc_subject_files`, the phase scaled by ``phase_scaling`` and
+    ``inputs`` as the model's card says (:func:`cmbflow.models.card.model_inputs`)."""
+    if list(inputs) not in ([INPUTS[0]], list(INPUTS)):
+        raise ValueError(f"model inputs {list(inputs)}: cmbflow detectors read [swi] or [swi, phase]")
+    missing = [name for name in inputs if not files.get(name)]
+    if missing:
+        raise ValueError(f"{files.get('swi', 'this subject')}: the model reads {', '.join(inputs)}, but the subject has no "
+                         f"{', '.join(missing)} (a dataset without phase); use a one-channel model (inputs: [swi]) on it")
     swi = nib.load(files["swi"])
     brain = np.asarray(nib.load(files["brainmask"]).dataobj) > 0
-    try:
-        phase = phase_scaling.apply(np.asarray(nib.load(files["phase"]).dataobj, np.float32), brain)
-    except ValueError as error:  # name the file: the scaling alone does not know it
-        raise ValueError(f"{files['phase']}: {error}") from error
-    image = np.stack([np.asarray(swi.dataobj, np.float32), phase])
-    return ModelInput(image, brain, swi.affine, tuple(float(v) for v in swi.header.get_zooms()[:3]))
+    channels = [np.asarray(swi.dataobj, np.float32)]
+    if "phase" in inputs:
+        try:
+            channels.append(phase_scaling.apply(np.asarray(nib.load(files["phase"]).dataobj, np.float32), brain))
+        except ValueError as error:  # name the file: the scaling alone does not know it
+            raise ValueError(f"{files['phase']}: {error}") from error
+    return ModelInput(np.stack(channels), brain, swi.affine, tuple(float(v) for v in swi.header.get_zooms()[:3]))

@@ -88,7 +88,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
     """Check one subject's files; return ``(manifest row, problems)``."""
     problems: list[str] = []
     row = {"subject": files.subject, "session": files.session or "", "key": files.key, "magnitude": str(files.magnitude),
-           "phase": str(files.phase), "mask": str(files.mask or ""), "markers": str(files.markers or ""), "n_cmb": 0,
+           "phase": str(files.phase or ""), "mask": str(files.mask or ""), "markers": str(files.markers or ""), "n_cmb": 0,
            "phase_units": "", "phase_kind": "", "phase_filter": "", "shape": "", "voxel_mm": "", "orientation": ""}
     try:
         magnitude, affine = load_volume(files.magnitude)
@@ -99,7 +99,9 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
     problems.append(_finite(files.magnitude, magnitude))
     problems.append(_magnitude_problem(files.magnitude, magnitude, affine))
 
-    if not files.phase.exists():
+    if files.phase is None:
+        row["phase_kind"], row["phase_filter"] = "none", "none"  # a dataset without phase: one-channel models only
+    elif not files.phase.exists():
         problems.append(f"{files.magnitude}: no phase image; expected {files.phase}. cmbflow needs SWI magnitude and phase: "
                         f"add the phase file or set datasets.<name>.patterns.phase to where it is.")
     else:

@@ -14,8 +14,9 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-INPUT_CHANNELS = ["swi: SWI magnitude, N4-corrected, brain percentiles mapped to 0..1",
-                  "phase: phase_sign * radians / pi, in -1..1"]
+# What each input a detector may read is, in channel order (config detector.variants.<v>.inputs).
+INPUT_CHANNELS = {"swi": "swi: SWI magnitude, N4-corrected, brain percentiles mapped to 0..1",
+                  "phase": "phase: phase_sign * radians / pi, in -1..1"}
 PACKAGES = ("cmbflow", "torch", "monai", "numpy", "nibabel", "antspyx", "snakemake")
 
 
@@ -39,6 +40,11 @@ def git_commit(folder: str | Path = ".") -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+dirty" if dirty else "")
+
+
+def input_descriptions(inputs) -> list[str]:
+    """The card's ``input_channels``: one line per input, in channel order."""
+    return [INPUT_CHANNELS[name] for name in inputs]
 
 
 def normalization_record(preprocessing: dict) -> dict:

@@ -135,7 +135,7 @@ def _quality_row(key, corrected, template_image, forward, native_brain, foregrou
         "brain_volume_ml": float(native_brain.sum() * abs(np.linalg.det(affine[:3, :3])) / 1000),
         "n_markers": len(markers),
         "marker_region_agreement": quality.marker_region_agreement(markers, native_regions, affine),
-        "cmb_phase_lobe": quality.dipole_lobe_phase(phase_norm, grid.affine, markers),
+        "cmb_phase_lobe": quality.dipole_lobe_phase(phase_norm, grid.affine, markers) if phase_norm is not None else float("nan"),
     }
     if truth_regions:
         truth, _ = load_volume(truth_regions, dtype=np.uint8)
@@ -146,18 +146,39 @@ def _quality_row(key, corrected, template_image, forward, native_brain, foregrou
 def _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, template, magnitude_kind) -> dict:
     """JSON sidecar of the model-ready images: where they came from and how they were made."""
     return {
-        "Sources": {"magnitude": str(files["magnitude"]), "phase": str(files["phase"]),
+        "Sources": {"magnitude": str(files["magnitude"]), "phase": str(files.get("phase") or ""),
                     "mask": str(files.get("mask") or ""), "markers": str(files.get("markers") or "")},
         "Grid": {"Shape": list(grid.shape), "SpacingMm": [float(v) for v in grid.spacing],
                  "Affine": np.round(grid.affine, 6).tolist(), "Frame": "world mm RAS+ of the source image, axes along R, A, S"},
         "SwiScaling": {"Method": "brain percentiles", "Percentiles": list(settings.swi_percentiles),
                        "Values": list(percentiles), "N4": True},
-        "Magnitude": "SWI formed from GRE magnitude (negative-phase mask^4)" if magnitude_kind == "gre" else "SWI as given",
-        "Phase": {"Units": phase_note, "Filter": files.get("phase_filter") or "none", "PhaseSign": phase_sign, "Range": [-1, 1], "Scaling": "phase_sign * radians / pi"},
+        "Magnitude": ("SWI as given" if magnitude_kind == "swi" else "SWI formed from GRE magnitude (negative-phase mask^4)"
+                      if files.get("phase") else "GRE magnitude as given (no phase to form the SWI from)"),
+        "Phase": ({"Units": phase_note, "Filter": files.get("phase_filter") or "none", "PhaseSign": phase_sign, "Range": [-1, 1],
+                   "Scaling": "phase_sign * radians / pi"} if files.get("phase") else "none: the dataset has no phase (phase: false)"),
         "Template": asdict(template),
         "Registration": asdict(settings.registration),
         "Annotated": bool(files.get("mask") or files.get("markers")),
     }
+
+
+def _filtered_phase(files: dict, dataset: dict, magnitude: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray | None, str, str]:
+    """``(phase in radians, high-pass filtered; how it was read; the filter applied)``; no
+    phase (None) for a dataset without one (its manifest row's ``phase`` is empty)."""
+    if not files.get("phase"):
+        log.info("no phase (the dataset has none): SWI channel only")
+        return None, "none", "none"
+    phase_raw, _ = load_volume(files["phase"])
+    phase, note = phase_to_radians(phase_raw, dataset.get("phase_units", "auto"), dataset.get("phase_code_range"),
+                                   source=str(files["phase"]))
+    del phase_raw
+    phase_filter = files.get("phase_filter") or "none"  # decided once, by validation (manifest)
+    if phase_filter == "homodyne":
+        width_mm = float(dataset.get("phase_filter_mm", 10.0))
+        phase = highpass_phase(magnitude, phase, voxel_sizes(affine), width_mm)
+        note += f"; homodyne high-pass of {width_mm:g} mm ({files.get('phase_kind') or 'raw'} phase)"
+        log.info("phase: homodyne high-pass of %g mm", width_mm)
+    return phase, note, phase_filter
 
 
 def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateFiles, settings: PreprocSettings,
@@ -167,26 +188,21 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     except the QC figure.
 
     ``key``: the subject key (``001`` or ``001_ses-1``). ``files``: a manifest row
-    (``magnitude``, ``phase``, ``mask``, ``markers``; annotation paths may be empty). ``dataset``: its config (``phase_units``, ``phase_code_range``,
+    (``magnitude``, ``phase``, ``mask``, ``markers``; annotation paths may be empty, and the phase of a dataset
+    without phase). ``dataset``: its config (``phase_units``, ``phase_code_range``,
     ``phase_sign``). ``truth_regions``: a reference MARS map on the subject grid, if any.
     """
     started = time.perf_counter()
     magnitude, affine = load_volume(files["magnitude"])
-    phase_raw, _ = load_volume(files["phase"])
-    phase, phase_note = phase_to_radians(phase_raw, dataset.get("phase_units", "auto"), dataset.get("phase_code_range"),
-                                         source=str(files["phase"]))
-    del phase_raw
-    phase_filter = files.get("phase_filter") or "none"  # decided once, by validation (manifest)
-    if phase_filter == "homodyne":
-        width_mm = float(dataset.get("phase_filter_mm", 10.0))
-        phase = highpass_phase(magnitude, phase, voxel_sizes(affine), width_mm)
-        phase_note += f"; homodyne high-pass of {width_mm:g} mm ({files.get('phase_kind') or 'raw'} phase)"
-        log.info("phase: homodyne high-pass of %g mm", width_mm)
     phase_sign = int(dataset.get("phase_sign", 1))
     magnitude_kind = dataset.get("magnitude", "swi")
-    if magnitude_kind == "gre":  # the networks read SWI: form it as the scanner would
+    phase, phase_note, phase_filter = _filtered_phase(files, dataset, magnitude, affine)
+    if magnitude_kind == "gre" and phase is not None:  # the networks read SWI: form it as the scanner would
         magnitude = swi_from(np.maximum(magnitude, 0), phase_sign * phase, power=SWI_POWER)
         log.info("SWI formed from the GRE magnitude and the filtered phase (negative-phase mask^%d)", SWI_POWER)
+    elif magnitude_kind == "gre":
+        log.warning("%s: GRE magnitude and no phase to form the SWI from: the magnitude is used as it is (T2*-weighted)",
+                    files["magnitude"])
     labels, markers = load_annotations(files.get("mask") or "", files.get("markers") or "", affine)
 
     subject_image = to_ants(magnitude, affine)
@@ -215,7 +231,7 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
 
     corrected_array, _ = from_ants(corrected)
     swi, percentiles = robust_scale(resample_to_grid(corrected_array, affine, grid, "linear"), brain, settings.swi_percentiles)
-    phase_norm = normalize_phase(resample_to_grid(phase, affine, grid, "phase"), phase_sign)
+    phase_norm = normalize_phase(resample_to_grid(phase, affine, grid, "phase"), phase_sign) if phase is not None else None
     table = _marker_table(markers, labels, grid, native_regions, affine)
     if labels is not None:
         centres = {int(row.label): np.array([row.x, row.y, row.z]) for row in table.itertuples() if row.label > 0}
@@ -225,7 +241,8 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
 
     for name, array, dtype in (("swi", swi, np.float32), ("phase", phase_norm, np.float32), ("brainmask", brain, np.uint8),
                                ("regions", regions, np.uint8), ("cmb_mask", cmb_mask, np.int16)):
-        save_volume(outputs[name], array, grid.affine, dtype=dtype)
+        if array is not None:  # no phase: a dataset without one (its preprocessing declares no phase output)
+            save_volume(outputs[name], array, grid.affine, dtype=dtype)
     save_volume(outputs["native_regions"], native_regions, affine, dtype=np.uint8)
     save_volume(outputs["native_brainmask"], native_brain, affine, dtype=np.uint8)
     table.to_csv(outputs["markers"], sep="\t", index=False, float_format="%.3f")

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from cmbflow.figures.curves import plot_training_curves
-from cmbflow.io.model_input import PhaseScaling
+from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.card import provenance_record
 from cmbflow.models.weights import save_model
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
@@ -43,7 +43,7 @@ def fine_tune_settings(parent_card: dict, options: dict) -> TrainSettings:
     """The parent's training settings with the fine-tuning schedule of ``options`` (no validation:
     the few tuning subjects are all used)."""
     # A parent recorded before mimic patches existed was trained without them.
-    parent = TrainSettings.from_config({"mimic_fraction": 0.0, **parent_card["training"]})
+    parent = TrainSettings.from_config({"mimic_fraction": 0.0, **parent_card["training"], "inputs": model_inputs(parent_card)})
     return dataclasses.replace(parent, **{key: options[key] for key in TUNED_KEYS if key in options})
 
 
@@ -58,7 +58,7 @@ def fine_tune_detector(name: str, parent_weights: str, parent_card: str, options
     parent_hash = sha256(parent_weights)
     initial = torch.load(parent_weights, map_location="cpu", weights_only=True)
     scaling = PhaseScaling.from_record(parent.get("normalization"))  # the parent's input, kept
-    train = [subjects_loader(key, files, scaling) for key, files in sorted(subjects.items())]
+    train = [subjects_loader(key, files, scaling, settings.inputs) for key, files in sorted(subjects.items())]
     log.info("fine-tuning %s from %s (%s) on %d subjects of %s, %d iterations at learning rate %g", name,
              Path(parent_weights).parent, parent_hash[:12], len(train), options["dataset"], settings.iterations,
              settings.learning_rate)
@@ -66,6 +66,7 @@ def fine_tune_detector(name: str, parent_weights: str, parent_card: str, options
                                    tag=parent_hash)
     Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
     card = {
+        "inputs": list(settings.inputs),
         **{key: parent[key] for key in ("task", "input_channels", "spacing_mm", "grid", "normalization", "anchors_mm",
                                         "network")},
         "name": f"cmbflow CMB detector ({name}, fine-tuned from {parent.get('variant', 'a model folder')})",

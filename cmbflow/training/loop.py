@@ -39,6 +39,7 @@ class TrainSettings:
 
     fuse_levels: bool = True
     hspl: bool = True
+    inputs: tuple[str, ...] = ("swi", "phase")  # image channels read, in order; ("swi",): datasets without phase
     anchors_mm: tuple[float, ...] = (3.0, 5.0, 8.0)
     channels: tuple[int, ...] = (8, 16, 32, 64)
     strides: tuple[tuple[int, int, int], ...] = ((1, 1, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2))
@@ -69,7 +70,7 @@ class TrainSettings:
 
 def build_model(settings: TrainSettings) -> CMBDetector:
     """The detector of a variant, untrained."""
-    return CMBDetector(channels=settings.channels, strides=settings.strides, n_anchors=len(settings.anchors_mm),
+    return CMBDetector(in_channels=len(settings.inputs), channels=settings.channels, strides=settings.strides, n_anchors=len(settings.anchors_mm),
                        feature_dim=settings.feature_dim, fuse_levels=settings.fuse_levels)
 
 
@@ -96,6 +97,10 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
     the same settings, subjects and ``tag`` (else ignored), removed when training ends.
     ``device``: CUDA when present unless given. ``initial_state``: weights to start from
     (fine-tuning; same layout as the returned state), else a fresh network."""
+    wrong = [s.key for s in [*train, *validation] if s.image.shape[0] != len(settings.inputs)]
+    if wrong:
+        raise ValueError(f"subjects {wrong[:5]} do not have the {len(settings.inputs)} input channel(s) "
+                         f"({', '.join(settings.inputs)}) of the settings")
     device, amp = prepare_training(settings.seed, device)
     spacing = train[0].spacing
     anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, spacing)).to(device)

@@ -1,6 +1,6 @@
 """Training patches from preprocessed subjects, with MONAI augmentation.
 
-A subject is its model-ready images (``image (2, D, H, W)``: SWI, phase), the CMB instance
+A subject is its model-ready images (``image (C, D, H, W)``: SWI[, phase], as the model reads them), the CMB instance
 labels ``(D, H, W)`` and one lesion table (instance label -> diameter in mm). A patch centre
 is, with probability ``cmb_fraction``, a random CMB (shifted by up to a quarter patch, so
 lesions are not always central); with probability ``mimic_fraction``, one of the darkest
@@ -26,7 +26,7 @@ from monai.utils import convert_to_tensor
 from scipy import ndimage
 
 from cmbflow.dark_spots import dark_spot_structures, dark_spot_voxels
-from cmbflow.io.model_input import PhaseScaling, load_model_input
+from cmbflow.io.model_input import INPUTS, PhaseScaling, load_model_input
 from cmbflow.models.anchors import boxes_from_centres
 
 DEFAULT_DIAMETER_MM = 4.0  # a lesion annotated without a size
@@ -37,17 +37,17 @@ class SubjectVolumes:
     """One preprocessed subject on its model-ready grid (voxel index space)."""
 
     key: str
-    image: np.ndarray  # (2, D, H, W) float32
+    image: np.ndarray  # (C, D, H, W) float32: SWI[, phase]
     labels: np.ndarray  # (D, H, W) int32 CMB instances
     brain: np.ndarray  # (D, H, W) bool
     diameters: dict[int, float]  # instance label -> diameter mm
     spacing: tuple[float, float, float]
 
 
-def load_subject(key: str, files: dict[str, str], phase_scaling: PhaseScaling) -> SubjectVolumes:
-    """Read the ``swi``, ``phase``, ``brainmask``, ``cmb_mask`` and ``markers`` files of
-    :func:`cmbflow.paths.preproc_subject_files`, the phase scaled as the model reads it."""
-    data = load_model_input(files, phase_scaling)
+def load_subject(key: str, files: dict[str, str], phase_scaling: PhaseScaling, inputs=INPUTS) -> SubjectVolumes:
+    """Read the ``inputs`` (``swi``[, ``phase``]), ``brainmask``, ``cmb_mask`` and ``markers``
+    files of :func:`cmbflow.paths.preproc_subject_files`, the phase scaled as the model reads it."""
+    data = load_model_input(files, phase_scaling, inputs)
     labels = np.asarray(nib.load(files["cmb_mask"]).dataobj).astype(np.int32)
     markers = pd.read_csv(files["markers"], sep="\t")
     diameters = {int(row.label): (2 * float(row.radius_mm) if np.isfinite(row.radius_mm) else DEFAULT_DIAMETER_MM)
@@ -58,26 +58,27 @@ def load_subject(key: str, files: dict[str, str], phase_scaling: PhaseScaling) -
     return SubjectVolumes(key, data.image, labels, data.brain, diameters, data.spacing)
 
 
-def augmentation(seed: int) -> mt.Compose:
+def augmentation(seed: int, inputs=INPUTS) -> mt.Compose:
     """Flips on every axis, small rotations (about the slice axis +-15 deg, others +-5 deg) and
     scaling (+-10 %); then, where cheaper than simulating, appearance: on the SWI channel a
     gamma curve, a random histogram remapping, a smooth multiplicative bias and a resolution
     blur (thicker or smoother acquisitions), on both channels intensity scaling and noise.
     The physics (field, TE, voxel size, tissue contrast) is randomized by the generator
     (:mod:`cmbflow.synth.randomize`); these cover the scanner-side remapping of grey levels
-    that a simulation draw per subject would only reach slowly. Nearest-neighbour for labels."""
-    keys = ["swi", "phase", "label"]  # channels as separate keys: intensity transforms touch the SWI alone
+    that a simulation draw per subject would only reach slowly. Nearest-neighbour for labels.
+    ``inputs``: the image channels (``swi``[, ``phase``]), in order."""
+    keys = [*inputs, "label"]  # channels as separate keys: intensity transforms touch the SWI alone
     compose = mt.Compose([
         mt.RandFlipd(keys, prob=0.5, spatial_axis=0),
         mt.RandFlipd(keys, prob=0.5, spatial_axis=1),
         mt.RandFlipd(keys, prob=0.5, spatial_axis=2),
         mt.RandAffined(keys, prob=0.5, rotate_range=(0.09, 0.09, 0.26), scale_range=0.1,
-                       mode=("bilinear", "bilinear", "nearest"), padding_mode="zeros"),
+                       mode=("bilinear",) * len(inputs) + ("nearest",), padding_mode="zeros"),
         mt.RandAdjustContrastd("swi", prob=0.3, gamma=(0.6, 1.6)),
         mt.RandHistogramShiftd("swi", num_control_points=(4, 8), prob=0.2),
         mt.RandBiasFieldd("swi", degree=3, coeff_range=(0.0, 0.2), prob=0.3),
         mt.RandGaussianSmoothd("swi", sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0), sigma_z=(0.25, 0.75), prob=0.2),
-        mt.ConcatItemsd(["swi", "phase"], "image", dim=0),
+        mt.ConcatItemsd(list(inputs), "image", dim=0),
         mt.RandScaleIntensityd("image", factors=0.1, prob=0.5),
         mt.RandGaussianNoised("image", std=0.02, prob=0.3),
     ])
@@ -86,7 +87,7 @@ def augmentation(seed: int) -> mt.Compose:
 
 
 class PatchSampler:
-    """Draws augmented patches ``(image (2, *size), label (*size))`` and their lesion boxes."""
+    """Draws augmented patches ``(image (C, *size), label (*size))`` and their lesion boxes."""
 
     def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True,
                  mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005):
@@ -99,7 +100,11 @@ class PatchSampler:
         self.cmb_fraction = cmb_fraction
         self.mimic_fraction = mimic_fraction
         self.rng = np.random.default_rng(seed)
-        self.transform = augmentation(seed) if augment else None
+        channels = {s.image.shape[0] for s in subjects}
+        if len(channels) != 1 or channels.pop() not in (1, len(INPUTS)):
+            raise ValueError(f"training subjects have {sorted(s.image.shape[0] for s in subjects)} channels; all need the same inputs")
+        self.inputs = INPUTS[:subjects[0].image.shape[0]]
+        self.transform = augmentation(seed, self.inputs) if augment else None
         self.lesions = [(n, label) for n, s in enumerate(subjects) for label in s.diameters]
         # Voxel lists found once (a whole-volume search per patch was ~10 % of an iteration).
         self._lesion_voxels = {(n, label): np.argwhere(subjects[n].labels == label) for n, label in self.lesions}
@@ -133,7 +138,7 @@ class PatchSampler:
         return self.subjects[n], np.array(np.unravel_index(brain[self.rng.integers(len(brain))], self.subjects[n].brain.shape))
 
     def sample(self) -> dict:
-        """One patch: ``image`` (2, *size) float tensor, ``label`` (*size) int tensor,
+        """One patch: ``image`` (C, *size) float tensor, ``label`` (*size) int tensor,
         ``boxes`` (G, 6) voxel boxes of the patch, ``key`` of its subject."""
         subject, centre = self._centre()
         start = centre - self.size // 2
@@ -141,7 +146,7 @@ class PatchSampler:
         label = crop_patch(subject.labels[None], start, self.size)
         item = {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))}
         if self.transform is not None:
-            item = self.transform({"swi": item["image"][:1], "phase": item["image"][1:], "label": item["label"]})
+            item = self.transform({**{name: item["image"][n:n + 1] for n, name in enumerate(self.inputs)}, "label": item["label"]})
         # Plain tensors: MONAI's MetaTensor routes every network operation through its
         # metadata handling, 0.13 s of a 1 s training step here.
         image = convert_to_tensor(item["image"], track_meta=False).float()

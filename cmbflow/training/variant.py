@@ -1,7 +1,8 @@
 """Train one detector variant end to end: settings from config, subjects, the model folder.
 
-A variant is a named pair of switches in config ``detector.variants`` (``fuse_levels``,
-``hspl``) applied to the shared network and training settings, so the ablation of the paper
+A variant is a named set of switches in config ``detector.variants`` (``fuse_levels``,
+``hspl``, and the ``inputs`` it reads: SWI and phase, or SWI alone for datasets without
+phase) applied to the shared network and training settings, so the ablation of the paper
 is three config entries, not three classes.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from cmbflow.config import split_subjects
 from cmbflow.figures.curves import plot_training_curves
 from cmbflow.io.model_input import PhaseScaling
-from cmbflow.models.card import INPUT_CHANNELS, normalization_record, provenance_record
+from cmbflow.models.card import input_descriptions, normalization_record, provenance_record
 from cmbflow.models.weights import save_model
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
 from cmbflow.training.patches import load_subject
@@ -45,7 +46,7 @@ def validation_keys(keys: list[str], fraction: float, seed: int) -> list[str]:
 
 def network_record(settings: TrainSettings) -> dict:
     """Constructor arguments of :class:`cmbflow.models.detector.CMBDetector` (model card)."""
-    return {"in_channels": len(INPUT_CHANNELS), "channels": list(settings.channels),
+    return {"in_channels": len(settings.inputs), "channels": list(settings.channels),
             "strides": [list(s) for s in settings.strides], "n_anchors": len(settings.anchors_mm),
             "feature_dim": settings.feature_dim, "fuse_levels": settings.fuse_levels}
 
@@ -61,16 +62,18 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
     training = detector["training"]
     held_back = validation_keys(sorted(subjects), training["validation_fraction"], training["seed"])
     scaling = input_phase_scaling(detector)
-    train = [load_subject(name, files, scaling) for name, files in sorted(subjects.items()) if name not in held_back]
-    validation = [load_subject(name, files, scaling) for name, files in sorted(subjects.items()) if name in held_back]
-    log.info("variant %s: %d training, %d validation subjects", variant, len(train), len(validation))
+    train = [load_subject(name, files, scaling, settings.inputs) for name, files in sorted(subjects.items()) if name not in held_back]
+    validation = [load_subject(name, files, scaling, settings.inputs) for name, files in sorted(subjects.items()) if name in held_back]
+    log.info("variant %s: %d training, %d validation subjects; inputs %s", variant, len(train), len(validation),
+             ", ".join(settings.inputs))
     state, curves = train_detector(train, validation, settings, checkpoint, show_progress=config.get("progress_bars", False))
     Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
     card = {
         "name": f"cmbflow CMB detector ({variant})",
         "variant": variant,
         "task": "cerebral microbleed detection: boxes with scores on the model-ready grid",
-        "input_channels": INPUT_CHANNELS,
+        "inputs": list(settings.inputs),  # what a dataset must have for this model to run on it
+        "input_channels": input_descriptions(settings.inputs),
         "spacing_mm": [float(v) for v in spacing],
         "grid": "world-aligned RAS+ (axes along R, A, S), cropped to the head (preprocessing)",
         "normalization": {**normalization_record(config["preprocessing"]), **scaling.record()},

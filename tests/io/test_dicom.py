@@ -78,3 +78,10 @@ def test_loose_files_beside_the_subject_folders_are_reported(tmp_path, caplog):
     (tmp_path / "stray.dcm").write_bytes(b"")
     assert list(dicom_subjects("site", {"dicom_dir": str(tmp_path)})) == ["P01"]
     assert "stray.dcm" in caplog.text and "not converted" in caplog.text
+
+
+def test_a_dataset_without_phase_converts_the_magnitude_alone(tmp_path):
+    outputs = {kind: path for kind, path in _outputs(tmp_path).items() if not kind.startswith("phase")}
+    provenance = convert_subject(SIEMENS, {"echo": "first"}, outputs)
+    _same(outputs["magnitude"], DATA / "Ref" / "Si_2_gre_field_magph_e1.nii")
+    assert provenance["phase"] == "none" and sorted(p.name for p in tmp_path.iterdir()) == ["mag.json", "mag.nii.gz"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cmbflow.io.model_input import PhaseScaling, load_model_input
+from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
 from cmbflow.io.nifti import save_volume
 
 
@@ -58,3 +58,18 @@ def test_load_model_input_scales_the_phase_channel_only(tmp_path):
     np.testing.assert_array_equal(plain.image[1], phase)
     np.testing.assert_allclose(scaled.image[1], PhaseScaling("brain_mad").apply(phase, brain))
     assert not np.allclose(scaled.image[1], phase)
+
+
+def test_a_one_channel_model_reads_the_swi_alone_and_a_two_channel_one_needs_the_phase(tmp_path):
+    phase, brain = _phase(0.05)
+    swi = np.random.default_rng(1).random(phase.shape).astype(np.float32)
+    files = {name: str(tmp_path / f"{name}.nii.gz") for name in ("swi", "brainmask")}  # a dataset without phase
+    save_volume(files["swi"], swi, np.eye(4))
+    save_volume(files["brainmask"], brain.astype(np.uint8), np.eye(4))
+    one = load_model_input(files, PhaseScaling("pi"), model_inputs({"inputs": ["swi"]}))
+    assert one.image.shape == (1, *swi.shape)
+    np.testing.assert_array_equal(one.image[0], swi)
+    with pytest.raises(ValueError, match=rf"{files['swi']}: the model reads swi, phase, but the subject has no phase"):
+        load_model_input(files, PhaseScaling("pi"), model_inputs({"network": {"in_channels": 2}}))  # a card of before
+    with pytest.raises(ValueError, match=r"\[swi\] or \[swi, phase\]"):
+        load_model_input(files, PhaseScaling("pi"), ["phase"])

@@ -181,3 +181,12 @@ def test_inputs_are_not_modified(bids):
     run(root)
     assert all(p.read_bytes() == content for p, content in before.items())
     assert nib.load(str(files["01"]["magnitude"])).shape == SHAPE
+
+
+def test_a_dataset_without_phase_is_valid_without_phase_files_and_says_so(bids, caplog):
+    root, files = bids
+    files["01"]["phase"].unlink()  # the other subject's phase stays: it is not read, and that is said
+    manifest = run(root, phase=False)
+    assert list(manifest["key"]) == ["01", "02"]
+    assert manifest["phase"].tolist() == ["", ""] and manifest["phase_kind"].tolist() == ["none", "none"]
+    assert "phase: false, so its 1 phase file(s) are not read" in caplog.text

@@ -44,7 +44,7 @@ def test_a_fine_tuned_model_folder_names_its_parent_and_its_subjects(tmp_path):
                                                             ("curves", "curves.tsv"), ("curves_png", "curves.png"))}
     tuned = fine_tune_detector("tuned", parent["weights"], parent["card"], {"dataset": "site_b", "iterations": 2},
                                {"site_b/001": None}, outputs, str(tmp_path / "tuned.ckpt"), ["site_b/002"], {},
-                               subjects_loader=lambda key, files, scaling: _subject(key))
+                               subjects_loader=lambda key, files, scaling, inputs: _subject(key))
     digest = hashlib.sha256(open(parent["weights"], "rb").read()).hexdigest()
     assert tuned["parent"] == {"folder": str(tmp_path / "parent"), "model_sha256": digest, "variant": "rpn_ffm_hspl",
                                "git_commit": None}

@@ -67,3 +67,15 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, monkeyp
         _, curves = train_detector([_subject("a")], [], TrainSettings(**{**TINY, "learning_rate": 0.01}), checkpoint)
     assert "ignoring" in caplog.text and "resumed" not in caplog.text
     assert list(curves["iteration"]) == [2, 4]
+
+
+def test_a_one_channel_detector_trains_on_the_swi_alone(tmp_path):
+    """inputs (swi,): a network of one input channel, patches of one channel; subjects with
+    another number of channels are refused, not broadcast."""
+    settings = TrainSettings(**TINY, inputs=("swi",))
+    one_channel = [_subject("a", channels=1), _subject("b", lesion=None, channels=1)]
+    state, curves = train_detector(one_channel, [], settings, tmp_path / "one.ckpt")
+    first = next(tensor for name, tensor in state["detector"].items() if name.endswith("weight") and tensor.ndim == 5)
+    assert first.shape[1] == 1 and len(curves) == 2
+    with pytest.raises(ValueError, match=r"\['a'\].*1 input channel"):
+        train_detector([_subject("a")], [], settings, tmp_path / "two.ckpt")

@@ -12,8 +12,8 @@ SHAPE = (40, 40, 20)
 SPACING = (1.0, 1.0, 2.0)
 
 
-def _subject(key="a", lesion=(20, 12, 10)):
-    image = np.ones((2, *SHAPE), np.float32) * 0.6
+def _subject(key="a", lesion=(20, 12, 10), channels=2):
+    image = np.ones((channels, *SHAPE), np.float32) * 0.6
     labels = np.zeros(SHAPE, np.int32)
     diameters = {}
     if lesion is not None:
@@ -92,3 +92,20 @@ def test_load_subject_reads_the_preprocessed_files(tmp_path):
     loaded = load_subject("a", files, PhaseScaling("pi"))
     np.testing.assert_array_equal(loaded.image, subject.image)
     assert loaded.diameters == {7: 5.0} and loaded.spacing == SPACING and loaded.brain.sum() == subject.brain.sum()
+
+
+def test_one_channel_patches_carry_the_swi_and_its_lesion_boxes():
+    """A subject without phase (inputs [swi]) gives one-channel patches, augmented, whose
+    lesion boxes sit on the dark lesion; subjects of mixed inputs are refused."""
+    sampler = PatchSampler([_subject(channels=1)], (16, 16, 8), cmb_fraction=1.0, seed=5, augment=True)
+    with_lesion = 0
+    for _ in range(8):
+        patch = sampler.sample()
+        assert patch["image"].shape == (1, 16, 16, 8)
+        if patch["boxes"].shape[0]:
+            with_lesion += 1
+            centre = np.clip(np.rint(box_centres(patch["boxes"])[0].numpy()).astype(int), 0, np.array((16, 16, 8)) - 1)
+            assert patch["label"][tuple(centre)] == 7 and patch["image"][0][tuple(centre)] < 0
+    assert with_lesion >= 4
+    with pytest.raises(ValueError, match="same inputs"):
+        PatchSampler([_subject(), _subject("b", channels=1)], (16, 16, 8), cmb_fraction=1.0, seed=5)

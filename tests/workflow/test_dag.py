@@ -316,6 +316,38 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_two_channel_ones(tiny_run, tmp_path):
+    """SWI-only scans (phase: false): a detector that reads phase is refused before any job,
+    naming the dataset and the model; a one-channel variant (inputs [swi]) is trained and runs
+    on them, and on the sites with phase, with no phase preprocessed for the SWI-only one."""
+    workdir, user_bids, _, config = tiny_run
+    swi_only = tmp_path / "swi_only"
+    shutil.copytree(user_bids, swi_only)
+    for path in [*swi_only.rglob("sub-002"), *swi_only.rglob("*part-phase*")]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    datasets = {"tiny_internal": config["datasets"]["tiny_internal"],
+                "swi_scans": {"bids_dir": str(swi_only), "role": "external", "phase": False}}
+    refused = snakemake(tmp_path / "refused", {**config, "datasets": datasets}, "-n")
+    assert refused.returncode != 0
+    assert "datasets.swi_scans has no phase (phase: false), but detector 'rpn' reads swi and phase" in refused.stdout
+    copy = tmp_path / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)  # the tiny run's preprocessing and localizer are reused
+    variants = {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}
+    result = snakemake(copy, config, override={"datasets": datasets, "detector": {"variants": variants}})
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "train_localizer" not in result.stdout and "preprocess_subject " not in result.stdout.replace("\n", " ")
+    card = json.loads((copy / paths.model_files("swi")["card"]).read_text())
+    assert card["inputs"] == ["swi"] and card["network"]["in_channels"] == 1 and len(card["input_channels"]) == 1
+    manifest = pd.read_csv(copy / "results/inputs/swi_scans/manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
+    assert manifest["key"].tolist() == ["001"] and manifest["phase"].tolist() == [""]
+    files = paths.preproc_subject_files("swi_scans", "001")
+    assert (copy / files["swi"]).is_file() and not (copy / files["phase"]).exists()
+    assert json.loads((copy / files["sidecar"]).read_text())["Phase"].startswith("none")
+    for dataset in ("tiny_internal", "swi_scans"):
+        summary = pd.read_csv(copy / paths.evaluation_files("swi", dataset)["summary"], sep="\t")
+        assert len(summary) and summary["cpm"].between(0, 1).all()
+
+
 def test_fine_tuning_and_calibration_use_only_calibration_subjects_that_are_never_scored(tiny_run, tmp_path):
     """One user subject set aside: a detector fine-tuned on it names its parent, and every
     variant's operating point on that dataset is calibrated on it; neither is scored there."""
