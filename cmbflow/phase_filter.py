@@ -13,6 +13,14 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import fft as sp_fft
+from scipy import ndimage
+
+# In-plane width (mm) of the grey closing that turns an SWI magnitude into homodyne weights.
+# Measured on 4 subjects of the external site with raw phase beside its SWI: against the
+# GRE-weighted high-pass (the scanner's), the SWI weights missed by 0.51-0.61 rad rms in the
+# brain and by up to 1.58 rad at a CMB; closings of 3, 5, 9, 15 mm by 0.45-0.54, 0.41-0.49,
+# 0.30-0.35 and 0.21-0.26 rad (CMBs: at most 0.37, 0.34, 0.16, 0.11 rad).
+SWI_CLOSING_MM = 15.0
 
 
 def hann_lowpass(n0: int, n1: int, window_fraction) -> np.ndarray:
@@ -38,6 +46,17 @@ def homodyne_phase(signal: np.ndarray, window_fraction, workers: int = -1) -> np
     return np.angle(signal * np.conj(low)).astype(np.float32)
 
 
+def swi_weights(swi: np.ndarray, voxel_mm, closing_mm: float = SWI_CLOSING_MM) -> np.ndarray:
+    """Homodyne weights from an SWI magnitude: its grey closing, per slice, over
+    ``closing_mm`` in-plane. The SWI is the GRE magnitude darkened where the filtered phase
+    is negative (veins, CMBs, half of the tissue), so weighting the low-pass by it pulls the
+    background estimate towards positive phase exactly where the sources are; the closing
+    fills those dark spots and keeps the head's envelope, which is what the weights are for
+    (noise outside the head must not leak into the brain's edge)."""
+    size = [max(1, int(round(closing_mm / float(v))) | 1) for v in list(voxel_mm)[:2]] + [1]
+    return ndimage.grey_closing(np.maximum(swi, 0).astype(np.float32), size=size)
+
+
 def highpass_phase(magnitude: np.ndarray, radians: np.ndarray, voxel_mm, width_mm: float, workers: int = 1) -> np.ndarray:
     """Homodyne high-pass of a raw (wrapped) phase image, in radians.
 
@@ -45,7 +64,8 @@ def highpass_phase(magnitude: np.ndarray, radians: np.ndarray, voxel_mm, width_m
     of the low-pass: its Hann window spans ``voxel / width_mm`` of k-space on each in-plane
     axis, so structures much smaller than ``width_mm`` (CMBs, veins) keep their phase and the
     background field, smooth over centimetres, is removed. The magnitude weights the
-    low-pass, so noise outside the head does not leak into the brain's edge.
+    low-pass, so noise outside the head does not leak into the brain's edge: the GRE
+    magnitude, as the scanner's own filter; of an SWI, :func:`swi_weights`.
     """
     fractions = [min(1.0, float(v) / width_mm) for v in list(voxel_mm)[:2]]
     signal = (np.maximum(magnitude, 0) * np.exp(1j * radians.astype(np.float32))).astype(np.complex64)

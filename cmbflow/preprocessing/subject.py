@@ -18,7 +18,7 @@ from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.coords import voxel_sizes, voxel_to_world, world_to_voxel
 from cmbflow.io.nifti import load_volume, save_volume
 from cmbflow.io.phase import phase_to_radians
-from cmbflow.phase_filter import highpass_phase, swi_from
+from cmbflow.phase_filter import highpass_phase, swi_from, swi_weights
 from cmbflow.preprocessing import quality
 from cmbflow.preprocessing.antsimage import from_ants, to_ants
 from cmbflow.preprocessing.grid import Grid, cropped_grid
@@ -175,8 +175,11 @@ def _filtered_phase(files: dict, dataset: dict, magnitude: np.ndarray, affine: n
     phase_filter = files.get("phase_filter") or "none"  # decided once, by validation (manifest)
     if phase_filter == "homodyne":
         width_mm = float(dataset.get("phase_filter_mm", 10.0))
-        phase = highpass_phase(magnitude, phase, voxel_sizes(affine), width_mm)
-        note += f"; homodyne high-pass of {width_mm:g} mm ({files.get('phase_kind') or 'raw'} phase)"
+        gre = dataset.get("magnitude", "swi") == "gre"
+        weights = magnitude if gre else swi_weights(magnitude, voxel_sizes(affine))
+        phase = highpass_phase(weights, phase, voxel_sizes(affine), width_mm)
+        note += (f"; homodyne high-pass of {width_mm:g} mm ({files.get('phase_kind') or 'raw'} phase), weighted by the "
+                 + ("GRE magnitude" if gre else "SWI magnitude's grey closing"))
         log.info("phase: homodyne high-pass of %g mm", width_mm)
     return phase, note, phase_filter
 

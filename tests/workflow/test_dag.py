@@ -323,8 +323,10 @@ def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_tw
     workdir, user_bids, _, config = tiny_run
     swi_only = tmp_path / "swi_only"
     shutil.copytree(user_bids, swi_only)
-    for path in [*swi_only.rglob("sub-002"), *swi_only.rglob("*part-phase*")]:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    for folder in list(swi_only.rglob("sub-002")):
+        shutil.rmtree(folder)
+    for phase in swi_only.rglob("*part-phase*"):
+        phase.unlink()
     datasets = {"tiny_internal": config["datasets"]["tiny_internal"],
                 "swi_scans": {"bids_dir": str(swi_only), "role": "external", "phase": False}}
     refused = snakemake(tmp_path / "refused", {**config, "datasets": datasets}, "-n")
