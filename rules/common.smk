@@ -292,9 +292,10 @@ DOWNSTREAM_OF = {
 
 def model_config(model):
     """The resolved config a model (``detector`` or ``localizer``) is trained with and its card
-    records: everything but the sections it does not read, and the detector's inference options."""
+    records: everything but the sections it does not read, and the detector's inference options.
+    Of the datasets, the internal ones it trains on: adding a site to score retrains nothing."""
     resolved = {k: v for k, v in config.items() if k not in DOWNSTREAM_OF[model]}
-    resolved["datasets"] = {name: input_settings(name) for name in config["datasets"]}
+    resolved["datasets"] = {name: input_settings(name) for name in INTERNAL_DATASETS}
     if "detector" in resolved:
         resolved["detector"] = {k: v for k, v in config["detector"].items() if k not in ("inference", "operating_point")}
     return _key_sorted(resolved)

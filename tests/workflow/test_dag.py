@@ -337,7 +337,8 @@ def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_tw
     variants = {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}
     result = snakemake(copy, config, override={"datasets": datasets, "detector": {"variants": variants}})
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "train_localizer" not in result.stdout and "preprocess_subject " not in result.stdout.replace("\n", " ")
+    # another scored site retrains nothing, and the sites already preprocessed are not again
+    assert "train_localizer" not in result.stdout and "preprocess_subject " not in result.stdout
     card = json.loads((copy / paths.model_files("swi")["card"]).read_text())
     assert card["inputs"] == ["swi"] and card["network"]["in_channels"] == 1 and len(card["input_channels"]) == 1
     manifest = pd.read_csv(copy / "results/inputs/swi_scans/manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
