@@ -76,7 +76,7 @@ def write_operating_point(weights: str | Path, card: str | Path, subject_files: 
     default: the validation subjects its card names) with the ``inference`` options, and
     write it to ``output`` (JSON) with its ``source``. ``subject_files``: ``<dataset>/<key>``
     -> preprocessed files, a superset of ``names``. Returns what was written."""
-    from cmbflow.io.model_input import PhaseScaling
+    from cmbflow.io.model_input import PhaseScaling, model_inputs
     from cmbflow.training.patches import load_subject
 
     content = json.loads(Path(card).read_text())  # the weights are read once, below
@@ -85,7 +85,7 @@ def write_operating_point(weights: str | Path, card: str | Path, subject_files: 
     if missing:
         raise ValueError(f"{card}: subjects {missing} to choose the operating point on are not inputs of this run")
     scaling = PhaseScaling.from_record(content.get("normalization"))
-    subjects = [load_subject(name, subject_files[name], scaling) for name in names]
+    subjects = [load_subject(name, subject_files[name], scaling, model_inputs(content)) for name in names]
     settings = InferenceSettings.from_config(inference)
     state = torch.load(weights, map_location="cpu", weights_only=True)["detector"]
     point = validation_operating_point(state, content["network"], content["anchors_mm"], subjects, settings,

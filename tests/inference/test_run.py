@@ -80,3 +80,25 @@ def test_variants_differ_only_in_their_switches():
     assert (plain.fuse_levels, plain.hspl, full.fuse_levels, full.hspl) == (False, False, True, True)
     assert {k: v for k, v in plain.__dict__.items() if k not in ("fuse_levels", "hspl")} == \
         {k: v for k, v in full.__dict__.items() if k not in ("fuse_levels", "hspl")}
+
+
+def test_a_one_channel_model_trains_chooses_its_operating_point_and_detects_without_phase_files(tmp_path):
+    """inputs [swi]: every step a model goes through reads the channels its card names, so
+    subjects of a dataset without phase (no phase file at all) go through all of them."""
+    from cmbflow.inference.operating_point import write_operating_point
+
+    lesions = {"a": (20, 12, 10), "b": None, "c": (15, 25, 8)}
+    subjects = {f"tiny/{key}": {kind: path for kind, path in _write_subject(tmp_path, key, lesion).items() if kind != "phase"}
+                for key, lesion in lesions.items()}
+    detector = {**TINY_DETECTOR, "variants": {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}}
+    outputs = {kind: str(tmp_path / "model" / name) for kind, name in
+               (("weights", "model.pt"), ("card", "model_card.json"), ("curves", "curves.tsv"), ("curves_png", "curves.png"))}
+    train_variant("swi", {**CONFIG, "detector": detector}, subjects, SPACING, outputs, str(tmp_path / "ckpt.pt"))
+    card = json.loads(open(outputs["card"]).read())
+    assert card["inputs"] == ["swi"] and card["network"]["in_channels"] == 1 and len(card["data_split"]["validation"]) == 1
+    point = write_operating_point(outputs["weights"], outputs["card"], subjects, detector["inference"], tmp_path / "op.json")
+    assert point["source"].startswith("validation subjects")
+    detect = {key.split("/")[1]: {"files": files, "original": files["swi"]} for key, files in subjects.items()}
+    out = {"table": str(tmp_path / "candidates.tsv"), "features": str(tmp_path / "features.npy")}
+    tables = {key: str(tmp_path / f"sub-{key}.tsv") for key in detect}
+    assert len(run_detection(outputs["weights"], outputs["card"], detect, detector["inference"], out, tables)) == 15
