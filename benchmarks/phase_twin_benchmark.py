@@ -25,8 +25,8 @@ MODELS = ("rpn", "rpn_ffm", "rpn_ffm_hspl", "localizer")
 
 
 def snakemake(workdir: Path, config: Path, cores: int, *targets: str) -> None:
-    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores",
-                    str(cores), "--configfile", str(config), "--quiet", "rules", *targets], check=True)
+    subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), *targets,
+                    "--cores", str(cores), "--configfile", str(config), "--quiet", "rules"], check=True)
 
 
 def linked_bids(root: Path, source: Path, subjects: list[str]) -> Path:
