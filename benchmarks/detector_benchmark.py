@@ -40,7 +40,7 @@ def _subject_files(site_values: dict, folder: Path, seed: int = 7) -> tuple[dict
     preprocessing scales): returns the files, the original image and the spacing."""
     from cmbflow.io.nifti import save_volume
     from cmbflow.synth.cohort import make_simulator, subject_rng
-    from cmbflow.synth.site import SiteParams
+    from cmbflow.sites import SiteParams
 
     site = SiteParams.from_config("bench", site_values)
     subject = make_simulator().simulate(site, subject_rng(seed, "bench", "001"))

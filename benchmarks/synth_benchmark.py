@@ -14,7 +14,7 @@ import time
 import yaml
 
 from cmbflow.synth.cohort import make_simulator, subject_rng
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ def _load_config(path: str | None) -> dict:
 
 def cmd_synth(args: argparse.Namespace) -> int:
     from cmbflow.synth.cohort import make_simulator, synthesize_subject, write_dataset_files
-    from cmbflow.synth.site import SiteParams
+    from cmbflow.sites import SiteParams
     from cmbflow.synth.randomize import Randomization
 
     config = _load_config(args.config)

@@ -16,7 +16,7 @@ from cmbflow.io.bids import LABEL, discover_subjects
 from cmbflow.io.model_input import INPUTS, model_inputs
 from cmbflow.io.nifti import InputError
 from cmbflow.io.coords import world_axis_spacing
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 
 # Mappings whose entries are a list of things to run: a user's file replaces them whole.

@@ -12,7 +12,7 @@ from cmbflow.config import (bids_dir, dataset_split, dicom_subjects, generated_i
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
 from cmbflow.localization.regions import maps_of
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 
 wildcard_constraints:

@@ -3,7 +3,7 @@ annotated subjects that are never scored -> operating_point.json."""
 
 import torch
 
-from cmbflow.inference.operating_point import write_operating_point
+from cmbflow.evaluation.operating_point import write_operating_point
 from cmbflow.logs import setup_logging
 
 setup_logging(snakemake.log[0])

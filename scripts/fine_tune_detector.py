@@ -1,7 +1,9 @@
 """Rule fine_tune_detector: a trained detector tuned on a dataset's calibration subjects -> a new model folder."""
 
+import pandas as pd
 import torch
 
+from cmbflow.figures.curves import plot_training_curves
 from cmbflow.logs import setup_logging
 from cmbflow.training.fine_tune import fine_tune_detector
 
@@ -12,3 +14,5 @@ fine_tune_detector(snakemake.wildcards.name, snakemake.input.parent_weights, sna
                    {k: snakemake.output[k] for k in ("weights", "card", "curves", "curves_png")},
                    snakemake.params.checkpoint, snakemake.params.held_out, snakemake.params.config,
                    workflow_dir=snakemake.params.workflow_dir, show_progress=snakemake.config["progress_bars"])
+plot_training_curves(pd.read_csv(snakemake.output.curves, sep="\t"), snakemake.output.curves_png,
+                     title=f"{snakemake.wildcards.name}: fine-tuning curves")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from cmbflow.logs import setup_logging
 from cmbflow.synth.cohort import write_dataset_files
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 setup_logging(snakemake.log[0])
 site = SiteParams.from_config(snakemake.wildcards.site, snakemake.params.site)

@@ -3,7 +3,7 @@
 from cmbflow.logs import setup_logging
 from cmbflow.synth.cohort import make_simulator, synthesize_subject
 from cmbflow.synth.randomize import Randomization
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 setup_logging(snakemake.log[0])
 site = SiteParams.from_config(snakemake.wildcards.site, snakemake.params.site)

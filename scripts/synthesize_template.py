@@ -2,7 +2,7 @@
 
 from cmbflow.logs import setup_logging
 from cmbflow.synth.cohort import synthesize_template
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 setup_logging(snakemake.log[0])
 site = SiteParams.from_config(snakemake.params.site_name, snakemake.params.site)

@@ -1,7 +1,9 @@
 """Rule train_detector: one detector variant on the internal training subjects -> its model folder."""
 
+import pandas as pd
 import torch
 
+from cmbflow.figures.curves import plot_training_curves
 from cmbflow.logs import setup_logging
 from cmbflow.training.variant import train_variant
 
@@ -10,3 +12,5 @@ torch.set_num_threads(snakemake.threads)
 train_variant(snakemake.wildcards.variant, snakemake.params.config, snakemake.params.subjects, snakemake.params.spacing,
               dict(snakemake.output.items()), snakemake.params.checkpoint, snakemake.params.held_out,
               workflow_dir=snakemake.params.workflow_dir)
+plot_training_curves(pd.read_csv(snakemake.output.curves, sep="\t"), snakemake.output.curves_png,
+                     title=f"{snakemake.wildcards.variant}: training curves")

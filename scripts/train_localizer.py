@@ -1,7 +1,9 @@
 """Rule train_localizer: the localization network on the internal training subjects -> its model folder."""
 
+import pandas as pd
 import torch
 
+from cmbflow.figures.curves import plot_training_curves
 from cmbflow.localization.train import train_localizer_model
 from cmbflow.logs import setup_logging
 
@@ -9,3 +11,5 @@ setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 train_localizer_model(snakemake.params.config, snakemake.params.subjects, snakemake.params.spacing,
                       dict(snakemake.output.items()), snakemake.params.held_out, workflow_dir=snakemake.params.workflow_dir)
+plot_training_curves(pd.read_csv(snakemake.output.curves, sep="\t"), snakemake.output.curves_png,
+                     title="localizer: training curves", loss_name="soft Dice + weighted cross-entropy")

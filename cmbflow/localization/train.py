@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cmbflow.figures.curves import plot_training_curves
 from cmbflow.localization.coordinates import COORDINATE_SCALE_MM
 from cmbflow.localization.network import LocalizerSettings, load_region_subject, settings_record, train_localizer
 from cmbflow.atlas import REGION_NAMES
@@ -51,6 +50,4 @@ def train_localizer_model(config: dict, subjects: dict[str, dict[str, str]], spa
         **provenance_record([s.key for s in train], [s.key for s in validation], held_out, curves, config, workflow_dir),
     }
     curves.to_csv(outputs["curves"], sep="\t", index=False)
-    plot_training_curves(curves, outputs["curves_png"], title="localizer: training curves",
-                         loss_name="soft Dice + weighted cross-entropy")
     save_model(outputs, {"localizer": state}, card)

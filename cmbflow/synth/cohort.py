@@ -13,7 +13,7 @@ import pandas as pd
 from cmbflow.atlas import build_region_atlas, load_template
 from cmbflow.io.nifti import load_volume, save_volume
 from cmbflow.synth.randomize import Appearance, Randomization
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 from cmbflow.synth.subject import Geometry, SyntheticSubject, Simulator
 from cmbflow.synth.tissue import build_tissue_maps
 from cmbflow.synth.warp import SubjectWarp

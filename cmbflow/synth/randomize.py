@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 from cmbflow.synth.tissue import (AIR_CLASS, BONE_CLASS, CSF_CLASS, GREY_CLASS, N_TISSUE_CLASSES, NUCLEI_CLASS, SOFT_TISSUE,
                                   WHITE_CLASS)
 

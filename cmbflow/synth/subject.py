@@ -29,7 +29,7 @@ from cmbflow.atlas import DEEP, REGION_NAMES
 from cmbflow.io.coords import direction_cosines, grid_world_coordinates, world_to_voxel
 from cmbflow.synth import physics
 from cmbflow.synth.randomize import Appearance
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 from cmbflow.synth.sources import Focus, Vein, random_calcification, random_cmb, random_walk
 from cmbflow.synth.tissue import AIR_CLASS, BONE_CLASS, CSF_CLASS, NUCLEI_CLASS, WHITE, TissueMaps
 from cmbflow.synth.warp import SubjectWarp

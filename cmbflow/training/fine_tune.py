@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 
-from cmbflow.figures.curves import plot_training_curves
 from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.card import provenance_record
 from cmbflow.models.weights import save_model
@@ -79,6 +78,5 @@ def fine_tune_detector(name: str, parent_weights: str, parent_card: str, options
         **provenance_record([s.key for s in train], [], held_out, curves, config, workflow_dir),
     }
     curves.to_csv(outputs["curves"], sep="\t", index=False)
-    plot_training_curves(curves, outputs["curves_png"], title=f"{name}: fine-tuning curves")
     save_model(outputs, state, card)
     return card

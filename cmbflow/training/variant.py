@@ -13,7 +13,6 @@ from pathlib import Path
 
 
 from cmbflow.config import split_subjects
-from cmbflow.figures.curves import plot_training_curves
 from cmbflow.io.model_input import PhaseScaling
 from cmbflow.models.card import input_descriptions, normalization_record, provenance_record
 from cmbflow.models.weights import save_model
@@ -83,5 +82,4 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
         **provenance_record([s.key for s in train], [s.key for s in validation], held_out, curves, config, workflow_dir),
     }
     curves.to_csv(outputs["curves"], sep="\t", index=False)
-    plot_training_curves(curves, outputs["curves_png"], title=f"{variant}: training curves")
     save_model(outputs, state, card)

@@ -85,7 +85,7 @@ def test_variants_differ_only_in_their_switches():
 def test_a_one_channel_model_trains_chooses_its_operating_point_and_detects_without_phase_files(tmp_path):
     """inputs [swi]: every step a model goes through reads the channels its card names, so
     subjects of a dataset without phase (no phase file at all) go through all of them."""
-    from cmbflow.inference.operating_point import write_operating_point
+    from cmbflow.evaluation.operating_point import write_operating_point
 
     lesions = {"a": (20, 12, 10), "b": None, "c": (15, 25, 8)}
     subjects = {f"tiny/{key}": {kind: path for kind, path in _write_subject(tmp_path, key, lesion).items() if kind != "phase"}

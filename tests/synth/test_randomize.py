@@ -9,7 +9,7 @@ import pytest
 
 from cmbflow.synth.cohort import acquisition_record, draw_subject, make_simulator
 from cmbflow.synth.randomize import SCALED_CLASSES, Randomization
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 SITE = SiteParams.from_config("train", {"randomize": True, "voxel_mm": [1.0, 1.0, 2.0]})
 # Coarse voxels keep the simulation below a few seconds.

@@ -8,7 +8,7 @@ import pytest
 from cmbflow.atlas import REGION_NAMES
 from cmbflow.io.coords import world_to_voxel
 from cmbflow.synth.cohort import make_simulator, store_phase, subject_rng
-from cmbflow.synth.site import SiteParams
+from cmbflow.sites import SiteParams
 
 TINY = dict(voxel_mm=(2.0, 2.0, 3.0), sim_voxel_mm=2.0, cmb_count_max=6, cmb_free_fraction=0.0, medullary_veins=10,
             pial_veins=10, cmb_diameter_mm=(4.0, 8.0), calcifications_max=2)
@@ -67,7 +67,7 @@ def test_unknown_site_key_is_rejected():
 
 def test_a_twin_site_draws_the_subjects_of_its_original():
     from cmbflow.synth.cohort import draw_subject
-    from cmbflow.synth.site import SiteParams
+    from cmbflow.sites import SiteParams
 
     original, twin, other = (SiteParams.from_config(name, values) for name, values in
                              (("ext", {}), ("extraw", {"draws_of": "ext", "phase_kind": "raw"}), ("extraw", {})))

@@ -4,7 +4,8 @@ Training holds back a seeded share of its subjects for validation (never the tes
 names them in the model card. This step runs the trained detector over those subjects' whole
 volumes with the **configured** inference settings (``detector.inference``: changing them
 re-runs this step, not training), matches candidates to the CMB masks on the model-ready
-grid (mask hit rule, one voxel of dilation) and chooses the threshold with the highest F1
+grid (mask hit rule, one voxel of dilation) and chooses the threshold by config
+``detector.operating_point`` (at most ``fp_per_subject`` false positives per subject, or the highest F1)
 (:func:`cmbflow.evaluation.froc.choose_operating_point`). It writes ``operating_point.json``
 into the model folder, the one file the census, the tables and the figures read, so a copied
 model folder judges new data at the same threshold.
@@ -25,7 +26,9 @@ import torch
 from cmbflow.evaluation.detection import match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
 from cmbflow.inference.detect import InferenceSettings, detect_candidates, predict_volume
+from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.weights import build_detector
+from cmbflow.training.patches import load_subject
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +79,6 @@ def write_operating_point(weights: str | Path, card: str | Path, subject_files: 
     default: the validation subjects its card names) with the ``inference`` options, and
     write it to ``output`` (JSON) with its ``source``. ``subject_files``: ``<dataset>/<key>``
     -> preprocessed files, a superset of ``names``. Returns what was written."""
-    from cmbflow.io.model_input import PhaseScaling, model_inputs
-    from cmbflow.training.patches import load_subject
-
     content = json.loads(Path(card).read_text())  # the weights are read once, below
     names = list(content["data_split"]["validation"]) if names is None else list(names)
     missing = [name for name in names if name not in subject_files]
