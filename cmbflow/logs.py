@@ -15,13 +15,23 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
-    """Send cmbflow's log records to ``log_file`` (a rule's ``log:``) or to stderr."""
+    """Send cmbflow's log records, Python warnings and an uncaught error's traceback to
+    ``log_file`` (a rule's ``log:``; the traceback still reaches stderr too), or all to stderr."""
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.captureWarnings(True)
+    if log_file:
+        sys.excepthook = _log_then_print
+
+
+def _log_then_print(kind, error, traceback) -> None:
+    """An uncaught error: its traceback into the rule's log, then to stderr as Python would."""
+    if not issubclass(kind, KeyboardInterrupt):
+        logging.getLogger("cmbflow").critical("uncaught %s", kind.__name__, exc_info=(kind, error, traceback))
+    sys.__excepthook__(kind, error, traceback)
 
 
 def progress(items: Iterable[T], enabled: bool, desc: str, total: int | None = None) -> Iterable[T]:

@@ -51,11 +51,12 @@ def network_record(settings: TrainSettings) -> dict:
 
 
 def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]], spacing, outputs: dict[str, str],
-                  checkpoint: str, held_out: list[str] = (), workflow_dir: str = ".") -> None:
+                  checkpoint: str, held_out: list[str] = (), workflow_dir: str = ".", show_progress: bool = False) -> None:
     """Train ``variant`` on ``subjects`` (``<dataset>/<key>`` -> preprocessed files of
     :func:`cmbflow.paths.preproc_subject_files`) and write the model folder ``outputs``
     (:func:`cmbflow.paths.model_files`). ``config`` is the resolved workflow config;
-    ``held_out`` the internal test subjects (``<dataset>/<key>``), recorded in the card."""
+    ``held_out`` the internal test subjects (``<dataset>/<key>``), recorded in the card.
+    ``show_progress``: a progress bar (config ``progress_bars``, not part of the model's config)."""
     detector = config["detector"]
     settings = variant_settings(detector, variant)
     training = detector["training"]
@@ -65,7 +66,7 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
     validation = [load_subject(name, files, scaling, settings.inputs) for name, files in sorted(subjects.items()) if name in held_back]
     log.info("variant %s: %d training, %d validation subjects; inputs %s", variant, len(train), len(validation),
              ", ".join(settings.inputs))
-    state, curves = train_detector(train, validation, settings, checkpoint, show_progress=config.get("progress_bars", False))
+    state, curves = train_detector(train, validation, settings, checkpoint, show_progress=show_progress)
     Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
     card = {
         "name": f"cmbflow CMB detector ({variant})",

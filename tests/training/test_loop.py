@@ -79,3 +79,11 @@ def test_a_one_channel_detector_trains_on_the_swi_alone(tmp_path):
     assert first.shape[1] == 1 and len(curves) == 2
     with pytest.raises(ValueError, match=r"\['a'\].*1 input channel"):
         train_detector([_subject("a")], [], settings, tmp_path / "two.ckpt")
+
+
+def test_the_progress_bar_of_training_switches_on(tmp_path, capsys):
+    settings = TrainSettings(**{**TINY, "iterations": 1, "validation_every": 1, "checkpoint_every": 1})
+    train_detector([_subject("a")], [], settings, tmp_path / "quiet.ckpt", show_progress=False)
+    assert "training" not in capsys.readouterr().err
+    train_detector([_subject("a")], [], settings, tmp_path / "shown.ckpt", show_progress=True)
+    assert "training: 100%" in capsys.readouterr().err
