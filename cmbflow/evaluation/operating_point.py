@@ -40,6 +40,10 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
     (:class:`cmbflow.training.patches.SubjectVolumes`) with inference ``settings``:
     ``threshold``, ``criterion``, the metrics there, and the ``subjects`` it was chosen on.
     ``fallback`` without validation CMBs."""
+    if not subjects:
+        log.warning("no validation subjects to choose the operating point on (too few training subjects for "
+                    "detector.training.validation_fraction): it keeps every candidate; calibrate it on a site's "
+                    "annotated subjects (datasets.<name>.calibrate) or set census.score_threshold")
     model = build_detector(network)
     model.load_state_dict(state)
     settings = settings or InferenceSettings()
