@@ -72,7 +72,7 @@ def main() -> None:
     snakemake(work, config, args.cores)
     ours = pd.read_csv(work / "results/evaluation/models_by_site.tsv", sep="\t")
     home = pd.read_csv(run / "results/evaluation/models_by_site.tsv", sep="\t")
-    table = pd.concat([ours, home[home["dataset"] == "synth_external"]])
+    table = pd.concat([ours, home[(home["dataset"] == "synth_external") & home["variant"].isin(ours["variant"])]])
     table = table[table["filter"] == "after"].pivot(index="variant", columns="dataset", values="cpm")
     table["internal_delta"] = table["internal_raw"] - table["internal_filtered"]
     table["external_delta"] = table["external_raw"] - table["synth_external"]
