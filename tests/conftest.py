@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import zlib
 from pathlib import Path
 
@@ -9,6 +11,18 @@ import numpy as np
 import pytest
 
 from cmbflow.io.nifti import save_volume
+
+@pytest.fixture(autouse=True)
+def _restored_logging():
+    """Code under test that sets up logging in-process (the CLI) points the root handler at the
+    test's captured stderr, closed after the test: put the handlers (and excepthook) back."""
+    root = logging.getLogger()
+    handlers, level, hook = root.handlers[:], root.level, sys.excepthook
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.excepthook = hook
+
 
 SHAPE = (12, 14, 10)
 AFFINE = np.array([[-1.0, 0, 0, 6], [0, 1.0, 0, -7], [0, 0, 2.0, -9], [0, 0, 0, 1]])  # LAS storage
