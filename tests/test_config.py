@@ -152,3 +152,25 @@ def test_a_dataset_without_phase_takes_only_models_that_do_not_read_it(tmp_path)
     config["detector"]["variants"]["bad"] = {"fuse_levels": True, "hspl": False, "inputs": ["phase"]}
     with pytest.raises(ValueError, match=r"detector.variants.bad.inputs"):
         validate_config(config, schema, ["my.yaml"])
+
+
+def _sections(mapping: dict, prefix: tuple = ()):
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            yield prefix + (key,)
+            yield from _sections(value, prefix + (key,))
+
+
+NAMED = {("datasets",), ("detector", "variants"), ("synth", "sites"), ("models",)}  # their keys are names, not settings
+SECTIONS = [s for s in _sections(yaml.safe_load((REPO / "config.yaml").read_text())) if s not in NAMED]
+
+
+@pytest.mark.parametrize("section", SECTIONS, ids=".".join)
+def test_a_misspelt_key_in_any_section_is_refused_naming_it_and_its_section(section):
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    entry = config
+    for key in section:
+        entry = entry[key]
+    entry["misspelt_key"] = 1
+    with pytest.raises(ValueError, match=rf"^config key {'.'.join(section)}: .*'misspelt_key' was unexpected"):
+        validate_config(config, REPO / "schemas" / "config.schema.yaml", ["my.yaml"])
