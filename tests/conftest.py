@@ -24,6 +24,26 @@ def _restored_logging():
     sys.excepthook = hook
 
 
+@pytest.fixture(scope="session")
+def mars_atlas_file(tmp_path_factory) -> Path:
+    """The default MARS atlas on the ICBM grid (what rule build_region_atlas writes), built once
+    per test session and shared: building it takes seconds."""
+    from cmbflow.atlas import build_region_atlas, load_template
+
+    template = load_template()
+    path = tmp_path_factory.mktemp("atlas") / "tpl-ICBM2009c_desc-mars_dseg.nii.gz"
+    save_volume(path, build_region_atlas(template), template.affine, dtype=np.uint8)
+    return path
+
+
+@pytest.fixture(scope="session")
+def simulator(mars_atlas_file):
+    """The generator over that atlas, shared by every test that simulates (stateless between subjects)."""
+    from cmbflow.synth.cohort import make_simulator
+
+    return make_simulator(mars_atlas_file)
+
+
 SHAPE = (12, 14, 10)
 AFFINE = np.array([[-1.0, 0, 0, 6], [0, 1.0, 0, -7], [0, 0, 2.0, -9], [0, 0, 0, 1]])  # LAS storage
 

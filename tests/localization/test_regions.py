@@ -2,15 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmbflow.atlas import build_region_atlas, load_template
 from cmbflow.io.coords import world_to_voxel
+from cmbflow.io.nifti import load_volume
 from cmbflow.localization.regions import add_regions, grow_regions
 
 
 @pytest.fixture(scope="module")
-def mars_atlas():
-    template = load_template()
-    return build_region_atlas(template), template.affine
+def mars_atlas(mars_atlas_file):
+    return load_volume(mars_atlas_file, dtype=np.uint8)
 
 
 def _candidates(points_mm, affine):

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from cmbflow.synth.cohort import acquisition_record, draw_subject, make_simulator
+from cmbflow.synth.cohort import acquisition_record, draw_subject
 from cmbflow.synth.randomize import SCALED_CLASSES, Randomization
 from cmbflow.sites import SiteParams
 
-SITE = SiteParams.from_config("train", {"randomize": True, "voxel_mm": [1.0, 1.0, 2.0]})
+SITE = SiteParams.from_config("train", {"randomize": True, "voxel_mm": [1.0, 1.0, 2.0], "sim_voxel_mm": 2.0})
 # Coarse voxels keep the simulation below a few seconds.
 COARSE = Randomization.from_config({"inplane_mm": [2.0, 2.4], "slice_mm": [3.0, 4.0], "medullary_veins": [2, 6],
                                     "pial_veins": [2, 6], "cmb_diameter_mm": [4.0, 8.0]})
@@ -53,8 +53,7 @@ def test_unknown_randomization_key_is_rejected():
 
 
 @pytest.fixture(scope="module")
-def randomized_subjects():
-    simulator = make_simulator()
+def randomized_subjects(simulator):
     out = []
     for subject in ("001", "002"):
         acquisition, appearance, rng = draw_subject(SITE, subject, 5, COARSE)

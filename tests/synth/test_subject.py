@@ -7,16 +7,11 @@ import pytest
 
 from cmbflow.atlas import REGION_NAMES
 from cmbflow.io.coords import world_to_voxel
-from cmbflow.synth.cohort import make_simulator, store_phase, subject_rng
+from cmbflow.synth.cohort import store_phase, subject_rng
 from cmbflow.sites import SiteParams
 
 TINY = dict(voxel_mm=(2.0, 2.0, 3.0), sim_voxel_mm=2.0, cmb_count_max=6, cmb_free_fraction=0.0, medullary_veins=10,
             pial_veins=10, cmb_diameter_mm=(4.0, 8.0), calcifications_max=2)
-
-
-@pytest.fixture(scope="module")
-def simulator():
-    return make_simulator()
 
 
 @pytest.fixture(scope="module")
