@@ -10,7 +10,8 @@ PYTHON=${PYTHON:-python3}
 if ! "$PYTHON" -c "import torch" >/dev/null 2>&1; then
     "$PYTHON" -m pip install --quiet "torch==2.13.0"
 fi
-"$PYTHON" -m pip install --quiet --editable ".[test]"
+# requirements.lock (tools/lock.py): the exact versions the tests ran with, as constraints.
+"$PYTHON" -m pip install --quiet --editable ".[test]" --constraint requirements.lock
 if [[ "${1:-}" == "--test" ]] && ! command -v chromium >/dev/null 2>&1; then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
         apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null; } \
