@@ -180,6 +180,12 @@ def truth_regions(wildcards):
     return [paths.synth_subject_files(site, wildcards.subject)["regions"]] if site else []
 
 
+def registration_qc_figure():
+    """The QC figure of preprocess_subject, in the report."""
+    return report(paths.preproc_subject_files("{dataset}", "{subject}")["qc"], caption="../report/registration_qc.rst",
+                  category="Registration QC", subcategory="{dataset}", labels={"dataset": "{dataset}", "subject": "{subject}"})
+
+
 def preproc_files(dataset, subject, phase=True):
     """Outputs of preprocess_subject except the QC figure (declared with report()); without
     ``phase`` for datasets that have none."""

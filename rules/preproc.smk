@@ -2,12 +2,6 @@
 # One job per (dataset, subject); validation of the whole dataset comes first.
 
 
-def registration_qc_figure():
-    """The QC figure of preprocess_subject, in the report."""
-    return report(paths.preproc_subject_files("{dataset}", "{subject}")["qc"], caption="../report/registration_qc.rst",
-                  category="Registration QC", subcategory="{dataset}", labels={"dataset": "{dataset}", "subject": "{subject}"})
-
-
 rule preprocess_subject:
     input:
         manifest=paths.output("inputs", "{dataset}", suffix="manifest", ext=".tsv"),
