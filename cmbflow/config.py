@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 
 from cmbflow import paths
-from cmbflow.io.bids import LABEL, discover_subjects
+from cmbflow.io.bids import LABEL, annotation_files, annotation_root, discover_subjects, patterns_for
 from cmbflow.io.model_input import INPUTS, model_inputs
 from cmbflow.io.nifti import InputError
 from cmbflow.io.coords import world_axis_spacing
@@ -81,7 +81,7 @@ def expand_user_paths(config: dict) -> None:
     def expand(value):
         return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
     for dataset in config.get("datasets", {}).values():
-        for key in ("bids_dir", "dicom_dir"):
+        for key in ("bids_dir", "dicom_dir", "annotations_dir"):
             if key in dataset:
                 dataset[key] = expand(dataset[key])
     models = config.get("models") or {}
@@ -102,6 +102,9 @@ def check_config(config: dict) -> None:
         site = dataset.get("synthetic_site")
         if site is not None and site not in sites:
             raise ValueError(f"datasets.{name}.synthetic_site is '{site}', but synth.sites has only {sorted(sites)}.")
+        if site is not None and dataset.get("annotations_dir"):
+            raise ValueError(f"datasets.{name}.annotations_dir: a synthetic site writes its own annotations; "
+                             "annotations_dir is for bids_dir and dicom_dir datasets.")
     template = config.get("preprocessing", {}).get("template", "synthetic")
     if isinstance(template, dict):
         for key, path in template.items():
@@ -279,6 +282,11 @@ def subject_inputs(name: str, dataset: dict, config: dict) -> dict[str, dict[str
     elif "dicom_dir" in dataset:
         found = {key: {kind: paths.dicom_subject_files(name, key).get(kind, "") for kind in kinds}
                  for key in dicom_subjects(name, dataset)}
+        if dataset.get("annotations_dir"):  # NIfTI masks / markers on the converted images' grid
+            labels = annotation_root(name, dataset, Path(dataset["annotations_dir"]))
+            for key, files in found.items():
+                mask, markers = annotation_files(labels, patterns_for(dataset), key, None)
+                files.update(mask=str(mask or ""), markers=str(markers or ""))
     else:
         found = {files.key: {kind: str(getattr(files, kind) or "") for kind in kinds}
                  for files in discover_subjects(name, dataset)}

@@ -174,3 +174,10 @@ def test_a_misspelt_key_in_any_section_is_refused_naming_it_and_its_section(sect
     entry["misspelt_key"] = 1
     with pytest.raises(ValueError, match=rf"^config key {'.'.join(section)}: .*'misspelt_key' was unexpected"):
         validate_config(config, REPO / "schemas" / "config.schema.yaml", ["my.yaml"])
+
+
+def test_annotations_dir_is_refused_for_a_synthetic_site():
+    config = {"datasets": {"d": {"synthetic_site": "internal", "role": "internal", "annotations_dir": "/labels"}},
+              "synth": {"sites": {"internal": {}}}}
+    with pytest.raises(ValueError, match="datasets.d.annotations_dir: a synthetic site writes its own annotations"):
+        check_config(config)

@@ -146,6 +146,23 @@ def _entities(matched, path):
     return next((subject, session) for p, subject, session in matched if p == path)
 
 
+def annotation_root(name: str, dataset: dict, root: Path) -> Path:
+    """Where a dataset's CMB masks and markers are looked for: ``annotations_dir`` (the only
+    place for a DICOM dataset's, which are NIfTI on the converted images' grid), else ``root``."""
+    if not dataset.get("annotations_dir"):
+        return root
+    labels = Path(dataset["annotations_dir"]).expanduser()
+    if not labels.is_dir():
+        raise InputError(f"dataset '{name}': annotations_dir {labels} does not exist or is not a folder. "
+                         f"Fix datasets.{name}.annotations_dir (the root of patterns.mask and patterns.markers).")
+    return labels
+
+
+def annotation_files(labels: Path, patterns: dict[str, list[str]], subject: str, session: str | None) -> tuple[Path | None, Path | None]:
+    """``(mask, markers)`` of one subject/session under ``labels`` (either may be None)."""
+    return (_companion(labels, patterns["mask"], subject, session), _companion(labels, patterns["markers"], subject, session))
+
+
 def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
     """All subjects of dataset ``name`` (config entry ``dataset``), sorted by key.
 
@@ -156,6 +173,7 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
     if not root.is_dir():
         raise InputError(f"dataset '{name}': bids_dir {root} does not exist or is not a folder. Fix datasets.{name}.bids_dir in your config.")
     patterns = patterns_for(dataset)
+    labels = annotation_root(name, dataset, root)
     found: dict[str, SubjectFiles] = {}
     duplicates: list[str] = []
     magnitudes, odd = _matches(root, patterns["magnitude"])
@@ -170,9 +188,7 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
     for path, subject, session in magnitudes:
         phase = (_companion(root, patterns["phase"], subject, session) or expected_path(root, patterns["phase"], subject, session)
                  if with_phase else None)
-        files = SubjectFiles(subject, session, Path(path), phase,
-                             _companion(root, patterns["mask"], subject, session),
-                             _companion(root, patterns["markers"], subject, session))
+        files = SubjectFiles(subject, session, Path(path), phase, *annotation_files(labels, patterns, subject, session))
         if files.key in found:
             duplicates.append(f"sub-{files.key}: {found[files.key].magnitude} and {path}")
             continue
@@ -182,7 +198,7 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
         if ignored:
             log.warning("dataset '%s': phase: false, so its %d phase file(s) are not read", name, ignored)
     for kind in ("phase", "mask", "markers") if with_phase else ("mask", "markers"):
-        companions, _ = _matches(root, patterns[kind])
+        companions, _ = _matches(labels if kind in ("mask", "markers") else root, patterns[kind])
         orphans = sorted(path for path, subject, session in companions
                          if (subject if session is None else f"{subject}_ses-{session}") not in found)
         if orphans and found:

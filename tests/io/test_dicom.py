@@ -85,3 +85,19 @@ def test_a_dataset_without_phase_converts_the_magnitude_alone(tmp_path):
     provenance = convert_subject(SIEMENS, {"echo": "first"}, outputs)
     _same(outputs["magnitude"], DATA / "Ref" / "Si_2_gre_field_magph_e1.nii")
     assert provenance["phase"] == "none" and sorted(p.name for p in tmp_path.iterdir()) == ["mag.json", "mag.nii.gz"]
+
+
+def test_a_dicom_datasets_annotations_come_from_annotations_dir(tmp_path):
+    """CMB masks and markers drawn on the converted images (NIfTI) sit in annotations_dir under
+    the usual patterns; the DAG's input lists and validation both find them."""
+    from cmbflow.config import subject_inputs
+
+    (tmp_path / "dicom/P01").mkdir(parents=True)
+    (tmp_path / "dicom/P02").mkdir()
+    markers = tmp_path / "labels/derivatives/cmb_labels/sub-P01/anat/sub-P01_desc-cmb_markers.tsv"
+    markers.parent.mkdir(parents=True)
+    markers.write_text("x\ty\tz\n")
+    dataset = {"dicom_dir": str(tmp_path / "dicom"), "role": "external", "annotations_dir": str(tmp_path / "labels")}
+    inputs = subject_inputs("site", dataset, {})
+    assert inputs["P01"]["markers"] == str(markers) and inputs["P02"]["markers"] == "" and inputs["P01"]["mask"] == ""
+    assert inputs["P01"]["magnitude"].startswith("results/dicom/site/sub-P01/")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import shutil
 
 import nibabel as nib
 import numpy as np
@@ -190,3 +191,13 @@ def test_a_dataset_without_phase_is_valid_without_phase_files_and_says_so(bids, 
     assert list(manifest["key"]) == ["01", "02"]
     assert manifest["phase"].tolist() == ["", ""] and manifest["phase_kind"].tolist() == ["none", "none"]
     assert "phase: false, so its 1 phase file(s) are not read" in caplog.text
+
+
+def test_annotations_kept_apart_from_the_images_are_found_under_annotations_dir(bids, tmp_path):
+    root, files = bids
+    labels = tmp_path / "labels"
+    shutil.move(str(root / "derivatives"), str(labels / "derivatives"))
+    assert list(run(root, role="external")["n_cmb"]) == [0, 0]  # not beside the images any more
+    manifest = run(root, annotations_dir=str(labels))
+    assert list(manifest["n_cmb"]) == [2, 0] and manifest["mask"].str.startswith(str(labels)).all()
+    expect_problem(root, "annotations_dir", str(tmp_path / "nope"), annotations_dir=str(tmp_path / "nope"))
