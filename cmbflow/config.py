@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 
 from cmbflow import paths
-from cmbflow.io.bids import LABEL, annotation_files, annotation_root, discover_subjects, patterns_for
+from cmbflow.io.bids import LABEL, annotation_files, annotation_root, discover_subjects, has_phase, patterns_for
 from cmbflow.io.model_input import INPUTS, model_inputs
 from cmbflow.io.nifti import InputError
 from cmbflow.io.coords import world_axis_spacing
@@ -155,11 +155,6 @@ def check_trained_models(models: dict) -> None:
                                  "operating_point.json).")
 
 
-def has_phase(dataset: dict) -> bool:
-    """Whether a dataset has phase images (``datasets.<name>.phase``; false for SWI- or T2*-only cohorts)."""
-    return bool(dataset.get("phase", True))
-
-
 def _card(folder: str) -> tuple[dict, str]:
     path = paths.model_folder_files(folder)["card"]
     return (json.loads(Path(path).read_text()) if Path(path).is_file() else {}), path
@@ -282,8 +277,8 @@ def subject_inputs(name: str, dataset: dict, config: dict) -> dict[str, dict[str
     elif "dicom_dir" in dataset:
         found = {key: {kind: paths.dicom_subject_files(name, key).get(kind, "") for kind in kinds}
                  for key in dicom_subjects(name, dataset)}
-        if dataset.get("annotations_dir"):  # NIfTI masks / markers on the converted images' grid
-            labels = annotation_root(name, dataset, Path(dataset["annotations_dir"]))
+        labels = annotation_root(name, dataset, None)  # NIfTI masks / markers on the converted images' grid
+        if labels is not None:
             for key, files in found.items():
                 mask, markers = annotation_files(labels, patterns_for(dataset), key, None)
                 files.update(mask=str(mask or ""), markers=str(markers or ""))

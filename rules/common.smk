@@ -30,6 +30,7 @@ def _inputs_of(name):
 
 
 SUBJECT_INPUTS = {name: _inputs_of(name) for name in config["datasets"]}  # dataset -> key -> files
+SUBJECTS = {name: list(inputs) for name, inputs in SUBJECT_INPUTS.items()}
 # Datasets without phase (config `phase: false`): no phase is converted, validated, preprocessed or read.
 NO_PHASE_DATASETS = [name for name, dataset in config["datasets"].items() if not has_phase(dataset)]
 
@@ -46,7 +47,8 @@ def preproc_inputs(name, key, kinds):
     phase has no ``phase``."""
     files = paths.preproc_subject_files(name, key)
     return {kind: files[kind] for kind in kinds if kind != "phase" or name not in NO_PHASE_DATASETS}
-SUBJECTS = {name: list(inputs) for name, inputs in SUBJECT_INPUTS.items()}
+
+
 TEMPLATE = registration_template(config)
 TARGET_SPACING = target_spacing(config)
 INTERNAL_DATASETS = [name for name, d in config["datasets"].items() if d["role"] == "internal"]

@@ -146,7 +146,12 @@ def _entities(matched, path):
     return next((subject, session) for p, subject, session in matched if p == path)
 
 
-def annotation_root(name: str, dataset: dict, root: Path) -> Path:
+def has_phase(dataset: dict) -> bool:
+    """Whether a dataset has phase images (``datasets.<name>.phase``; false for SWI- or T2*-only cohorts)."""
+    return bool(dataset.get("phase", True))
+
+
+def annotation_root(name: str, dataset: dict, root: Path | None) -> Path | None:
     """Where a dataset's CMB masks and markers are looked for: ``annotations_dir`` (the only
     place for a DICOM dataset's, which are NIfTI on the converted images' grid), else ``root``."""
     if not dataset.get("annotations_dir"):
@@ -184,7 +189,7 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
                          + ". Rename them (e.g. sub-01a), or, if they carry other entities (acq-, run-), set datasets."
                          + f"{name}.patterns.magnitude to include them (e.g. sub-{{subject}}/anat/sub-{{subject}}_acq-*"
                          "_part-mag_swi.nii.gz) or to leave them out. No file is skipped in silence.")
-    with_phase = dataset.get("phase", True)
+    with_phase = has_phase(dataset)
     for path, subject, session in magnitudes:
         phase = (_companion(root, patterns["phase"], subject, session) or expected_path(root, patterns["phase"], subject, session)
                  if with_phase else None)

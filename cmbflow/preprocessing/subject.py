@@ -162,9 +162,11 @@ def _sidecar(files, grid, settings, percentiles, phase_note, phase_sign, templat
     }
 
 
-def _filtered_phase(files: dict, dataset: dict, magnitude: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray | None, str, str]:
+def _filtered_phase(files: dict, dataset: dict, magnitude: np.ndarray, magnitude_kind: str,
+                    affine: np.ndarray) -> tuple[np.ndarray | None, str, str]:
     """``(phase in radians, high-pass filtered; how it was read; the filter applied)``; no
-    phase (None) for a dataset without one (its manifest row's ``phase`` is empty)."""
+    phase (None) for a dataset without one (its manifest row's ``phase`` is empty).
+    ``magnitude_kind`` (``swi`` or ``gre``) says how the magnitude weights the high-pass."""
     if not files.get("phase"):
         log.info("no phase (the dataset has none): SWI channel only")
         return None, "none", "none"
@@ -175,7 +177,7 @@ def _filtered_phase(files: dict, dataset: dict, magnitude: np.ndarray, affine: n
     phase_filter = files.get("phase_filter") or "none"  # decided once, by validation (manifest)
     if phase_filter == "homodyne":
         width_mm = float(dataset.get("phase_filter_mm", 10.0))
-        gre = dataset.get("magnitude", "swi") == "gre"
+        gre = magnitude_kind == "gre"
         weights = magnitude if gre else swi_weights(magnitude, voxel_sizes(affine))
         phase = highpass_phase(weights, phase, voxel_sizes(affine), width_mm)
         note += (f"; homodyne high-pass of {width_mm:g} mm ({files.get('phase_kind') or 'raw'} phase), weighted by the "
@@ -199,7 +201,7 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     magnitude, affine = load_volume(files["magnitude"])
     phase_sign = int(dataset.get("phase_sign", 1))
     magnitude_kind = dataset.get("magnitude", "swi")
-    phase, phase_note, phase_filter = _filtered_phase(files, dataset, magnitude, affine)
+    phase, phase_note, phase_filter = _filtered_phase(files, dataset, magnitude, magnitude_kind, affine)
     if magnitude_kind == "gre" and phase is not None:  # the networks read SWI: form it as the scanner would
         magnitude = swi_from(np.maximum(magnitude, 0), phase_sign * phase, power=SWI_POWER)
         log.info("SWI formed from the GRE magnitude and the filtered phase (negative-phase mask^%d)", SWI_POWER)
