@@ -38,4 +38,5 @@ include: "rules/evaluation.smk"
 rule all:
     input:
         final_outputs(),
+        scored_outputs,
     default_target: True

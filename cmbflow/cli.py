@@ -15,6 +15,7 @@ import yaml
 
 from cmbflow import paths
 from cmbflow.logs import progress, setup_logging
+from cmbflow.settings import config_schema, schema_defaults
 
 log = logging.getLogger("cmbflow")
 
@@ -31,14 +32,14 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from cmbflow.synth.randomize import Randomization
 
     config = _load_config(args.config)
-    synth = config.get("synth", {})
+    synth = {**schema_defaults("synth"), **config.get("synth", {})}
     site_values = dict(synth.get("sites", {}).get(args.site, {}))
     if args.n_subjects is not None:
         site_values["n_subjects"] = args.n_subjects
     site = SiteParams.from_config(args.site, site_values)
-    seed = args.seed if args.seed is not None else synth.get("seed", 0)
+    seed = args.seed if args.seed is not None else synth["seed"]
     simulator = make_simulator(workers=args.threads, contrast=site.anatomy_contrast, **config.get("atlas", {}))
-    randomization = Randomization.from_config(synth.get("randomization"))
+    randomization = Randomization.from_config({**schema_defaults("synth.randomization"), **(synth.get("randomization") or {})})
     out = Path(args.out)
     marker_files = []
     for subject in progress(paths.synth_subject_ids(site.n_subjects), args.progress, f"site {site.name}"):
@@ -51,13 +52,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # Dataset keys that name where the data is (given as arguments) or only the workflow uses.
 NOT_CLI_KEYS = ("bids_dir", "synthetic_site", "dicom_dir", "dicom", "patterns", "calibration_subjects", "calibrate")
 
 
 def _dataset_schema() -> tuple[dict, dict]:
-    schema = yaml.safe_load(SCHEMA.read_text())
+    schema = config_schema()
     return schema["definitions"]["dataset"], schema
 
 

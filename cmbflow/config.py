@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 import yaml
 
 from cmbflow import paths
@@ -316,28 +317,52 @@ def calibration_split(keys: list[str], n_calibration: int, seed: int) -> dict[st
     stays ``test``."""
     groups = _by_subject(keys)
     ordered = sorted(groups)
-    if n_calibration >= len(ordered):
-        raise ValueError(f"calibration_subjects: {n_calibration} of {len(ordered)} subjects would leave none to score; "
-                         "lower it")
     order = np.random.default_rng(seed).permutation(len(ordered))
     chosen = {ordered[i] for i in order[:n_calibration]}
     return {key: "calibration" if subject in chosen else "test" for subject in ordered for key in groups[subject]}
 
 
+def is_split(dataset: dict) -> bool:
+    """Whether a dataset entry is split: internal (train / test) or external with calibration
+    subjects (calibration / test); otherwise it is scored whole."""
+    return dataset["role"] == "internal" or dataset.get("calibration_subjects", 0) > 0
+
+
+def check_splittable(keys: list[str], dataset: dict) -> None:
+    """Raise ValueError (starting with the config key) when a dataset's subjects cannot be split
+    as its entry asks; checked when the workflow is built, before any job runs."""
+    subjects = len(_by_subject(keys))
+    if dataset["role"] == "internal" and subjects < 2:
+        raise ValueError(f"role: an internal dataset is split into training and test subjects and needs at least 2; "
+                         f"this one has {subjects}. Add subjects, or make it role: external (scored whole, with "
+                         "trained models from config models:).")
+    n_calibration = dataset.get("calibration_subjects", 0)
+    if dataset["role"] != "internal" and n_calibration >= subjects > 0:
+        raise ValueError(f"calibration_subjects: {n_calibration} of {subjects} subjects would leave none to score; lower it")
+
+
 def dataset_split(keys: list[str], dataset: dict, split: dict) -> dict[str, str] | None:
     """The split of one dataset (config ``split`` and the dataset's entry): train / test for
     an internal dataset, calibration / test for an external one with calibration subjects,
-    None for an external dataset scored whole."""
+    None for an external dataset scored whole. Only rule split_dataset calls this; everything
+    else reads the table it writes (:func:`read_split`)."""
+    check_splittable(keys, dataset)
     if dataset["role"] == "internal":
-        subjects = len(_by_subject(keys))
-        if subjects < 2:
-            raise ValueError(f"role: an internal dataset is split into training and test subjects and needs at least 2; "
-                             f"this one has {subjects}. Add subjects, or make it role: external (scored whole, with "
-                             "trained models from config models:).")
         return split_subjects(keys, split["test_fraction"], split["seed"])
-    if dataset.get("calibration_subjects", 0) > 0:
+    if is_split(dataset):
         return calibration_split(keys, int(dataset["calibration_subjects"]), split["seed"])
     return None
+
+
+def write_split(path: str | Path, split: dict[str, str]) -> None:
+    """The split table: ``key`` (subject[_ses-session]) and ``split`` (train / test / calibration)."""
+    pd.DataFrame({"key": list(split), "split": list(split.values())}).to_csv(path, sep="\t", index=False)
+
+
+def read_split(path: str | Path) -> dict[str, str]:
+    """Subject key -> ``train`` / ``test`` / ``calibration``, from :func:`write_split`'s table."""
+    table = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    return dict(zip(table["key"], table["split"]))
 
 
 def registration_template(config: dict) -> dict[str, str]:

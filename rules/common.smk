@@ -7,8 +7,8 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import (bids_dir, dataset_split, dicom_subjects, generated_inputs, has_phase, registration_template,
-                            subject_inputs, target_spacing)
+from cmbflow.config import (bids_dir, check_splittable, dicom_subjects, generated_inputs, has_phase, is_split, read_split,
+                            registration_template, subject_inputs, target_spacing)
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
 from cmbflow.localization.regions import maps_of
@@ -81,7 +81,7 @@ def parent_model(name):
 def operating_point_file(variant, dataset):
     """The operating point a variant is used at on a dataset: calibrated on the dataset's
     calibration subjects (``datasets.<name>.calibrate``), else the model's own."""
-    if config["datasets"][dataset].get("calibrate") and CALIBRATION_SUBJECTS[dataset]:
+    if config["datasets"][dataset].get("calibrate") and config["datasets"][dataset].get("calibration_subjects", 0) > 0:
         return paths.calibrated_operating_point(variant, dataset)
     return detector_model(variant)["operating_point"]
 
@@ -103,40 +103,74 @@ def fuses_levels(variant):
     return bool(config["detector"]["variants"][variant]["fuse_levels"])
 
 
-def _split(name):
-    """The seeded split of a dataset, the same that split_dataset writes; None: scored whole."""
+# Datasets split into parts (internal: train / test; external with calibration subjects:
+# calibration / test). The split itself is decided once, by the checkpoint split_dataset, and
+# read from its table by the functions below; here only whether it can be made is checked.
+SPLIT_DATASETS = [name for name, dataset in config["datasets"].items() if is_split(dataset)]
+for _name in SPLIT_DATASETS:
     try:
-        return dataset_split(SUBJECTS[name], config["datasets"][name], config["split"])
+        check_splittable(SUBJECTS[_name], config["datasets"][_name])
     except ValueError as error:
-        raise WorkflowError(f"datasets.{name}.{error}") from None
-
-
-SPLITS = {name: _split(name) for name in config["datasets"]}
+        raise WorkflowError(f"datasets.{_name}.{error}") from None
 for _name, _tune in FINE_TUNED.items():
-    if _tune["dataset"] not in config["datasets"] or not (SPLITS[_tune["dataset"]] and "calibration" in SPLITS[_tune["dataset"]].values()):
+    if _tune["dataset"] not in config["datasets"] or not config["datasets"][_tune["dataset"]].get("calibration_subjects", 0) > 0:
         raise WorkflowError(f"fine_tune.{_name}.dataset: {_tune['dataset']!r} must be a dataset of this run with "
                             "calibration_subjects > 0 (the annotated subjects it is tuned on)")
-SPLIT_DATASETS = [name for name, split in SPLITS.items() if split is not None]
-# Subjects a detector is scored on: an internal dataset's test split, an external one's
-# subjects but its calibration subjects (those tune and calibrate, and are never scored).
-TEST_SUBJECTS = {name: [key for key in SUBJECTS[name] if SPLITS[name] is None or SPLITS[name][key] == "test"]
-                 for name in config["datasets"]}
-CALIBRATION_SUBJECTS = {name: [key for key in SUBJECTS[name] if SPLITS[name] and SPLITS[name][key] == "calibration"]
-                        for name in config["datasets"]}
-TRAIN_SUBJECTS = {name: [key for key in SUBJECTS[name] if key not in TEST_SUBJECTS[name]] for name in INTERNAL_DATASETS}
+_SPLIT_TABLES = {}  # split.tsv -> (mtime, table): read once per change, not once per input function
+
+
+def split_of(name):
+    """Subject key -> ``train`` / ``test`` / ``calibration`` of a split dataset, read from the
+    table that the checkpoint split_dataset wrote. Call it inside input functions only: while
+    the table is missing Snakemake runs the checkpoint first and asks again."""
+    table = checkpoints.split_dataset.get(dataset=name).output[0]
+    mtime = os.stat(table).st_mtime_ns
+    if _SPLIT_TABLES.get(table, (None,))[0] != mtime:
+        _SPLIT_TABLES[table] = (mtime, read_split(table))
+    return _SPLIT_TABLES[table][1]
+
+
+def subjects_in(name, part):
+    """Keys of a dataset's subjects in ``part`` of its split; a dataset scored whole is all ``test``."""
+    if name not in SPLIT_DATASETS:
+        return list(SUBJECTS[name]) if part == "test" else []
+    return [key for key, side in split_of(name).items() if side == part]
+
+
+def test_subjects(name):
+    """Subjects a detector is scored on: an internal dataset's test split, an external one's
+    subjects but its calibration subjects (those tune and calibrate, and are never scored)."""
+    return subjects_in(name, "test")
+
+
+def train_subjects():
+    """Internal dataset -> its training subjects."""
+    return {name: subjects_in(name, "train") for name in INTERNAL_DATASETS}
+
+
+def held_out_subjects():
+    """``<dataset>/<key>`` of the internal test subjects (recorded in model cards)."""
+    return [f"{name}/{key}" for name in INTERNAL_DATASETS for key in test_subjects(name)]
+
+
 # Datasets scored against their annotations: those whose test subjects all have a CMB mask
 # (or, with the distance hit rule, a markers table).
 ANNOTATION = ("mask", "markers") if config["evaluation"]["hit_rule"]["kind"] == "distance" else ("mask",)
-EVALUATED_DATASETS = [name for name in config["datasets"] if TEST_SUBJECTS[name]
-                      and all(any(SUBJECT_INPUTS[name][key][kind] for kind in ANNOTATION) for key in TEST_SUBJECTS[name])]
+
+
+def evaluated_datasets():
+    return [name for name in config["datasets"] if test_subjects(name)
+            and all(any(SUBJECT_INPUTS[name][key][kind] for kind in ANNOTATION) for key in test_subjects(name))]
+
+
 # Datasets with the generator's true region map (synthetic), for the localization accuracy.
-TRUTH_DATASETS = [name for name in config["datasets"] if "synthetic_site" in config["datasets"][name] and TEST_SUBJECTS[name]]
+TRUTH_DATASETS = [name for name in config["datasets"] if "synthetic_site" in config["datasets"][name]]
 
 
 def training_subject_first(wildcards):
-    """Priority of a subject's preprocessing: the subjects training reads come first, so the
-    trainings start while the test and external subjects are still being preprocessed."""
-    return 1 if wildcards.subject in TRAIN_SUBJECTS.get(wildcards.dataset, ()) else 0
+    """Priority of a subject's preprocessing: the internal datasets' subjects come first, so the
+    trainings start while the external subjects are still being preprocessed."""
+    return 1 if wildcards.dataset in INTERNAL_DATASETS else 0
 
 
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
@@ -200,13 +234,13 @@ MODEL_INPUTS = ("swi", "phase", "brainmask", "cmb_mask", "markers")  # preproces
 def training_subjects():
     """``<dataset>/<key>`` -> preprocessed files, for the training subjects of every internal dataset."""
     return {f"{name}/{key}": preproc_inputs(name, key, MODEL_INPUTS)
-            for name, keys in TRAIN_SUBJECTS.items() for key in keys}
+            for name, keys in train_subjects().items() for key in keys}
 
 
 def calibration_subject_files(name):
     """``<dataset>/<key>`` -> preprocessed files, for the calibration subjects of a dataset."""
     return {f"{name}/{key}": preproc_inputs(name, key, MODEL_INPUTS)
-            for key in CALIBRATION_SUBJECTS[name]}
+            for key in subjects_in(name, "calibration")}
 
 
 def training_files(wildcards):
@@ -219,33 +253,33 @@ LOCALIZER_INPUTS = ("swi", "phase", "regions", "cmb_mask", "xfm_to_native")  # .
 def localizer_subjects():
     """``<dataset>/<key>`` -> preprocessed files the localizer trains on (internal training subjects)."""
     return {f"{name}/{key}": preproc_inputs(name, key, LOCALIZER_INPUTS)
-            for name, keys in TRAIN_SUBJECTS.items() for key in keys}
+            for name, keys in train_subjects().items() for key in keys}
 
 
 def segmentation_subjects(name):
     """Test subject key -> the preprocessed files its region segmentation reads."""
     return {key: preproc_inputs(name, key, ("swi", "phase", "xfm_to_native"))
-            for key in TEST_SUBJECTS[name]}
+            for key in test_subjects(name)}
 
 
 def region_maps(name):
     """Test subject key -> its ``network`` (localizer) and ``atlas`` (warped atlas) region maps."""
     return {key: {"network": paths.region_segmentation(name, key), "atlas": paths.preproc_subject_files(name, key)["regions"]}
-            for key in TEST_SUBJECTS[name]}
+            for key in test_subjects(name)}
 
 
 def truth_files(name):
     """Test subject key -> the generator's true ``truth_regions`` and CMB ``markers`` (synthetic datasets)."""
     site = config["datasets"][name]["synthetic_site"]
     return {key: {"truth_regions": paths.synth_subject_files(site, key)["regions"],
-                  "markers": paths.synth_subject_files(site, key)["markers"]} for key in TEST_SUBJECTS[name]}
+                  "markers": paths.synth_subject_files(site, key)["markers"]} for key in test_subjects(name)}
 
 
 def detection_subjects(name):
     """Test subject key -> its preprocessed files and original magnitude (whose grid the
     candidates' voxel indices refer to)."""
     return {key: {"files": preproc_inputs(name, key, ("swi", "phase", "brainmask")),
-                  "original": SUBJECT_INPUTS[name][key]["magnitude"]} for key in TEST_SUBJECTS[name]}
+                  "original": SUBJECT_INPUTS[name][key]["magnitude"]} for key in test_subjects(name)}
 
 
 def detection_files(wildcards):
@@ -258,7 +292,7 @@ def evaluation_subjects(name):
     (map name -> the region maps that config ``localization`` reads, model-ready grid)."""
     maps = region_maps(name)
     return {key: {"mask": SUBJECT_INPUTS[name][key]["mask"], "markers": SUBJECT_INPUTS[name][key]["markers"],
-                  "regions": {m: maps[key][m] for m in maps_of(config["localization"])}} for key in TEST_SUBJECTS[name]}
+                  "regions": {m: maps[key][m] for m in maps_of(config["localization"])}} for key in test_subjects(name)}
 
 
 def evaluation_inputs(wildcards):
@@ -271,7 +305,7 @@ def example_runs(name):
     runs = {}
     for v in VARIANTS:
         runs[v] = {"candidates": paths.candidate_files(v, name)["table"]}
-        if name in EVALUATED_DATASETS:
+        if name in evaluated_datasets():
             runs[v].update({k: paths.evaluation_files(v, name)[k] for k in ("matched", "summary")})
     return runs
 
@@ -279,7 +313,10 @@ def example_runs(name):
 # Fig. 6 needs a baseline (no FFM) and an FFM variant and an annotated internal test subject with a CMB.
 BASELINE = next((v for v in BASE_VARIANTS if not fuses_levels(v)), None)
 FUSED = next((v for v in BASE_VARIANTS if fuses_levels(v)), None)
-FIGURE_DATASET = next((d for d in EVALUATED_DATASETS if d in INTERNAL_DATASETS), None)
+
+
+def figure_dataset():
+    return next((d for d in evaluated_datasets() if d in INTERNAL_DATASETS), None)
 
 
 def _subject_with_cmb(lesions):
@@ -332,6 +369,7 @@ def dataset_settings(name):
 
 
 def final_outputs():
+    """The targets of rule all that do not depend on any split (those: :func:`scored_outputs`)."""
     targets = [paths.output("inputs", name, suffix="manifest", ext=".tsv") for name in config["datasets"]]
     targets += [paths.output("inputs", name, suffix="split", ext=".tsv") for name in SPLIT_DATASETS]
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
@@ -342,24 +380,31 @@ def final_outputs():
         targets += [paths.localizer_files()[kind] for kind in ("weights", "card", "curves_png")]
     targets += [paths.model_files(name)[kind] for name in FINE_TUNED for kind in ("weights", "card", "curves_png", "operating_point")]
     if HAS_MODELS:
-        targets += [path for variant in VARIANTS for name in config["datasets"] if TEST_SUBJECTS[name]
+        targets += [path for variant in VARIANTS for name in config["datasets"] if SUBJECTS[name]
                     for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values())]
-        targets += [paths.figure(name, figure)["png"] for name in config["datasets"] if TEST_SUBJECTS[name]
+        targets += [paths.figure(name, figure)["png"] for name in config["datasets"] if SUBJECTS[name]
                     for figure in ("candidate_panels", "anatomical_filtering")]
-    if EVALUATED_DATASETS and HAS_MODELS:
-        targets += [paths.anatomical_filtering(), paths.evaluation_table("models_by_site", ".tsv")]
-        if len(VARIANTS) > 1:
-            targets.append(paths.evaluation_table("paired_differences", ".tsv"))
-        targets += [paths.figure(name, figure)["png"] for name in EVALUATED_DATASETS
-                    for figure in ("froc", "precision_recall", "fp_per_subject")]
-        targets += [paths.figure(f"{v}/{name}", "tsne")["png"] for v in VARIANTS for name in EVALUATED_DATASETS]
-        if BASELINE and FUSED and FIGURE_DATASET:
-            targets.append(paths.figure("models", "feature_levels")["png"])
     if TRUTH_DATASETS and HAS_MODELS:
         targets.append(paths.localization_accuracy())
     targets += [paths.preproc_subject_files(name, key)["qc"] for name, keys in SUBJECTS.items() for key in keys]
     if SYNTH_SITES:
         targets += [paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")]
+    return targets
+
+
+def scored_outputs(wildcards):
+    """The evaluation targets of rule all, an input function: which datasets are scored depends
+    on their test subjects, read from the split checkpoint's tables."""
+    evaluated = evaluated_datasets() if HAS_MODELS else []
+    if not evaluated:
+        return []
+    targets = [paths.anatomical_filtering(), paths.evaluation_table("models_by_site", ".tsv")]
+    if len(VARIANTS) > 1:
+        targets.append(paths.evaluation_table("paired_differences", ".tsv"))
+    targets += [paths.figure(name, figure)["png"] for name in evaluated for figure in ("froc", "precision_recall", "fp_per_subject")]
+    targets += [paths.figure(f"{v}/{name}", "tsne")["png"] for v in VARIANTS for name in evaluated]
+    if BASELINE and FUSED and figure_dataset():
+        targets.append(paths.figure("models", "feature_levels")["png"])
     return targets
 
 

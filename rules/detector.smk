@@ -8,8 +8,7 @@ if TRAINING:
 
     rule train_detector:
         input:
-            splits=[paths.output("inputs", name, suffix="split", ext=".tsv") for name in INTERNAL_DATASETS],
-            images=training_files,
+            images=training_files,  # the training split's subjects (read from split.tsv)
         output:
             weights=paths.model_files("{variant}")["weights"],
             card=paths.model_files("{variant}")["card"],
@@ -29,8 +28,8 @@ if TRAINING:
             ),
         params:
             config=model_config("detector"),
-            subjects=training_subjects(),
-            held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
+            subjects=lambda wildcards: training_subjects(),
+            held_out=lambda wildcards: held_out_subjects(),
             spacing=TARGET_SPACING,
             checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.variant),
             workflow_dir=workflow.basedir,
@@ -117,7 +116,6 @@ if FINE_TUNED:
         input:
             parent_weights=lambda wildcards: parent_model(wildcards.name)["weights"],
             parent_card=lambda wildcards: parent_model(wildcards.name)["card"],
-            splits=lambda wildcards: paths.output("inputs", FINE_TUNED[wildcards.name]["dataset"], suffix="split", ext=".tsv"),
             images=lambda wildcards: [p for files in calibration_subject_files(FINE_TUNED[wildcards.name]["dataset"]).values()
                                       for p in files.values()],
         output:
@@ -136,7 +134,7 @@ if FINE_TUNED:
             parent=lambda wildcards: os.path.dirname(parent_model(wildcards.name)["weights"]),
             subjects=lambda wildcards: calibration_subject_files(FINE_TUNED[wildcards.name]["dataset"]),
             held_out=lambda wildcards: [f"{FINE_TUNED[wildcards.name]['dataset']}/{key}"
-                                        for key in TEST_SUBJECTS[FINE_TUNED[wildcards.name]["dataset"]]],
+                                        for key in test_subjects(FINE_TUNED[wildcards.name]["dataset"])],
             checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.name),
             config=model_config("detector"),
             workflow_dir=workflow.basedir,
@@ -171,12 +169,12 @@ rule detect_cmbs:
         subjects=lambda wildcards: detection_subjects(wildcards.dataset),
         subject_tables=lambda wildcards: {
             key: paths.subject_detections(wildcards.variant, wildcards.dataset, key)
-            for key in TEST_SUBJECTS[wildcards.dataset]
+            for key in test_subjects(wildcards.dataset)
         },
         probability_maps=lambda wildcards: (
             {
                 key: paths.subject_detections(wildcards.variant, wildcards.dataset, key, "probability")
-                for key in TEST_SUBJECTS[wildcards.dataset]
+                for key in test_subjects(wildcards.dataset)
             }
             if config["detector"]["inference"]["probability_maps"]
             else None

@@ -34,7 +34,7 @@ rule evaluate_detection:
 
 rule evaluation_tables:
     input:
-        summaries=[paths.evaluation_files(v, d)["summary"] for v in VARIANTS for d in EVALUATED_DATASETS],
+        summaries=lambda wildcards: [paths.evaluation_files(v, d)["summary"] for v in VARIANTS for d in evaluated_datasets()],
         localization=[paths.localization_accuracy()] if TRUTH_DATASETS else [],
     output:
         models=report(
@@ -54,7 +54,8 @@ rule evaluation_tables:
             labels={"table": "published results (other data)", "format": "Markdown"},
         ),
     params:
-        runs=[{"variant": v, "dataset": d, "summary": paths.evaluation_files(v, d)["summary"]} for v in VARIANTS for d in EVALUATED_DATASETS],
+        runs=lambda wildcards: [{"variant": v, "dataset": d, "summary": paths.evaluation_files(v, d)["summary"]}
+                                for v in VARIANTS for d in evaluated_datasets()],
         literature=os.path.join(workflow.basedir, "report", "literature.tsv"),
     log:
         paths.log("evaluation", "evaluation_tables"),
@@ -70,7 +71,8 @@ rule evaluation_tables:
 
 rule paired_comparison:
     input:
-        tables=[paths.evaluation_files(v, d)[k] for v in VARIANTS for d in EVALUATED_DATASETS for k in ("matched", "lesions")],
+        tables=lambda wildcards: [paths.evaluation_files(v, d)[k] for v in VARIANTS for d in evaluated_datasets()
+                                  for k in ("matched", "lesions")],
     output:
         table=report(
             paths.evaluation_table("paired_differences", ".tsv"),
@@ -89,8 +91,8 @@ rule paired_comparison:
         ),
         pdf=paths.figure("models", "paired_differences")["pdf"],
     params:
-        runs={d: {v: paths.evaluation_files(v, d) for v in VARIANTS} for d in EVALUATED_DATASETS},
-        subjects={d: TEST_SUBJECTS[d] for d in EVALUATED_DATASETS},
+        runs=lambda wildcards: {d: {v: paths.evaluation_files(v, d) for v in VARIANTS} for d in evaluated_datasets()},
+        subjects=lambda wildcards: {d: test_subjects(d) for d in evaluated_datasets()},
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["evaluation"]["seed"],
     log:
@@ -122,7 +124,7 @@ rule site_figures:
         fps_pdf=paths.figure("{dataset}", "fp_per_subject")["pdf"],
     params:
         runs=lambda wildcards: {v: paths.evaluation_files(v, wildcards.dataset) for v in VARIANTS},
-        subjects=lambda wildcards: TEST_SUBJECTS[wildcards.dataset],
+        subjects=lambda wildcards: test_subjects(wildcards.dataset),
     log:
         paths.log("figures", "site_figures_{dataset}"),
     threads: 1
@@ -150,7 +152,7 @@ rule feature_embedding:
         pdf=paths.figure("{variant}/{dataset}", "tsne")["pdf"],
     params:
         subjects=lambda wildcards: {key: preproc_inputs(wildcards.dataset, key, ("swi", "phase", "brainmask"))
-                                    for key in TEST_SUBJECTS[wildcards.dataset]},
+                                    for key in test_subjects(wildcards.dataset)},
         evaluation=lambda wildcards: paths.evaluation_files(wildcards.variant, wildcards.dataset),
         seed=config["evaluation"]["seed"],
     log:
@@ -172,7 +174,7 @@ rule example_figures:
         tables=lambda wildcards: [path for files in example_runs(wildcards.dataset).values() for path in files.values()],
         network=paths.region_segmentations("{dataset}"),
         images=lambda wildcards: [paths.preproc_subject_files(wildcards.dataset, key)[kind]
-                                  for key in TEST_SUBJECTS[wildcards.dataset] for kind in ("swi", "regions")],
+                                  for key in test_subjects(wildcards.dataset) for kind in ("swi", "regions")],
     output:
         panels=report(paths.figure("{dataset}", "candidate_panels")["png"], caption="../report/candidate_panels.rst",
                       category="Evaluation", subcategory="{dataset}", labels={"dataset": "{dataset}", "figure": "candidates (Fig. 8)"}),
@@ -182,7 +184,7 @@ rule example_figures:
         filtered_pdf=paths.figure("{dataset}", "anatomical_filtering")["pdf"],
     params:
         runs=lambda wildcards: example_runs(wildcards.dataset),
-        swi=lambda wildcards: {key: paths.preproc_subject_files(wildcards.dataset, key)["swi"] for key in TEST_SUBJECTS[wildcards.dataset]},
+        swi=lambda wildcards: {key: paths.preproc_subject_files(wildcards.dataset, key)["swi"] for key in test_subjects(wildcards.dataset)},
         # the map drawn under the candidates: the network's unless localization is atlas only
         regions=lambda wildcards: {key: files[maps_of(config["localization"])[0]] for key, files in region_maps(wildcards.dataset).items()},
         filtered_variant=VARIANTS[-1],  # the full model: the last variant listed
@@ -201,9 +203,9 @@ rule example_figures:
 rule feature_levels:
     input:
         models=[detector_model(v)[k] for v in (BASELINE, FUSED) if v for k in ("weights", "card")],
-        lesions=paths.evaluation_files(BASELINE, FIGURE_DATASET)["lesions"] if BASELINE and FIGURE_DATASET else [],
-        images=[path for key in TEST_SUBJECTS.get(FIGURE_DATASET, [])
-                for path in preproc_inputs(FIGURE_DATASET, key, ("swi", "phase", "brainmask")).values()] if FIGURE_DATASET else [],
+        lesions=lambda wildcards: paths.evaluation_files(BASELINE, figure_dataset())["lesions"],
+        images=lambda wildcards: [path for key in test_subjects(figure_dataset())
+                                  for path in preproc_inputs(figure_dataset(), key, ("swi", "phase", "brainmask")).values()],
     output:
         png=report(paths.figure("models", "feature_levels")["png"], caption="../report/feature_levels.rst",
                    category="Detector", subcategory="Feature fusion", labels={"figure": "decoder levels, baseline vs FFM (Fig. 6)"}),
@@ -211,7 +213,7 @@ rule feature_levels:
     params:
         models={v: (detector_model(v)["weights"], detector_model(v)["card"]) for v in (BASELINE, FUSED) if v},
         subject=lambda wildcards, input: _subject_with_cmb(input.lesions),
-        files=lambda wildcards, input: preproc_inputs(FIGURE_DATASET, _subject_with_cmb(input.lesions), ("swi", "phase", "brainmask")),
+        files=lambda wildcards, input: preproc_inputs(figure_dataset(), _subject_with_cmb(input.lesions), ("swi", "phase", "brainmask")),
     log:
         paths.log("figures", "feature_levels"),
     threads: 1

@@ -58,7 +58,7 @@ rule validate_dataset:
         "../scripts/validate_dataset.py"
 
 
-rule split_dataset:
+checkpoint split_dataset:  # every later rule reads the table it writes (common.smk, split_of)
     input:
         paths.output("inputs", "{dataset}", suffix="manifest", ext=".tsv"),
     output:

@@ -8,7 +8,6 @@ if TRAINING:
 
     rule train_localizer:
         input:
-            splits=[paths.output("inputs", name, suffix="split", ext=".tsv") for name in INTERNAL_DATASETS],
             images=lambda wildcards: [path for files in localizer_subjects().values() for path in files.values()],
         output:
             weights=paths.localizer_files()["weights"],
@@ -29,9 +28,10 @@ if TRAINING:
             ),
         params:
             config=model_config("localizer"),
-            subjects=localizer_subjects(),
-            held_out=[f"{name}/{key}" for name in INTERNAL_DATASETS for key in TEST_SUBJECTS[name]],
+            subjects=lambda wildcards: localizer_subjects(),
+            held_out=lambda wildcards: held_out_subjects(),
             spacing=TARGET_SPACING,
+            checkpoint=paths.training_checkpoint(paths.LOCALIZER),
             workflow_dir=workflow.basedir,
         log:
             paths.log("localization", "train_localizer"),
@@ -57,7 +57,7 @@ rule segment_regions:
         directory(paths.region_segmentations("{dataset}")),
     params:
         subjects=lambda wildcards: segmentation_subjects(wildcards.dataset),
-        outputs=lambda wildcards: {key: paths.region_segmentation(wildcards.dataset, key) for key in TEST_SUBJECTS[wildcards.dataset]},
+        outputs=lambda wildcards: {key: paths.region_segmentation(wildcards.dataset, key) for key in test_subjects(wildcards.dataset)},
         progress=config["progress_bars"],
     log:
         paths.log("localization", "segment_{dataset}"),
@@ -99,7 +99,7 @@ rule localize_candidates:
     params:
         subjects=lambda wildcards: region_maps(wildcards.dataset),
         subject_tables=lambda wildcards: {
-            key: paths.subject_candidates(wildcards.variant, wildcards.dataset, key) for key in TEST_SUBJECTS[wildcards.dataset]
+            key: paths.subject_candidates(wildcards.variant, wildcards.dataset, key) for key in test_subjects(wildcards.dataset)
         },
         choice=config["localization"],
         margin_mm=config["region_margin_mm"],
@@ -119,7 +119,7 @@ rule localize_candidates:
 rule localization_accuracy:
     input:
         network=[paths.region_segmentations(d) for d in TRUTH_DATASETS],
-        truth=[path for d in TRUTH_DATASETS for files in truth_files(d).values() for path in files.values()],
+        truth=lambda wildcards: [path for d in TRUTH_DATASETS for files in truth_files(d).values() for path in files.values()],
     output:
         report(
             paths.localization_accuracy(),
@@ -129,7 +129,8 @@ rule localization_accuracy:
             labels={"table": "region accuracy and Dice, network vs atlas"},
         ),
     params:
-        datasets={d: {key: {**region_maps(d)[key], **truth_files(d)[key]} for key in TEST_SUBJECTS[d]} for d in TRUTH_DATASETS},
+        datasets=lambda wildcards: {d: {key: {**region_maps(d)[key], **truth_files(d)[key]} for key in test_subjects(d)}
+                                    for d in TRUTH_DATASETS},
         margin_mm=config["region_margin_mm"],
     log:
         paths.log("localization", "localization_accuracy"),
@@ -145,10 +146,10 @@ rule localization_accuracy:
 
 rule anatomical_filtering:
     input:
-        tables=[paths.candidate_files(v, d)["table"] for v in VARIANTS for d in EVALUATED_DATASETS],
-        operating_points=[operating_point_file(v, d) for v in VARIANTS for d in EVALUATED_DATASETS],
-        annotations=[path for d in EVALUATED_DATASETS for files in evaluation_subjects(d).values()
-                     for kind, path in files.items() if path and kind != "regions"],
+        tables=lambda wildcards: [paths.candidate_files(v, d)["table"] for v in VARIANTS for d in evaluated_datasets()],
+        operating_points=lambda wildcards: [operating_point_file(v, d) for v in VARIANTS for d in evaluated_datasets()],
+        annotations=lambda wildcards: [path for d in evaluated_datasets() for files in evaluation_subjects(d).values()
+                                       for kind, path in files.items() if path and kind != "regions"],
     output:
         report(
             paths.anatomical_filtering(),
@@ -158,13 +159,13 @@ rule anatomical_filtering:
             labels={"table": "filtering: sensitivity and FPs before / after"},
         ),
     params:
-        runs=[
+        runs=lambda wildcards: [
             {"variant": v, "dataset": d, "table": paths.candidate_files(v, d)["table"],
              "operating_point": operating_point_file(v, d)}
             for v in VARIANTS
-            for d in EVALUATED_DATASETS
+            for d in evaluated_datasets()
         ],
-        subjects={d: evaluation_subjects(d) for d in EVALUATED_DATASETS},
+        subjects=lambda wildcards: {d: evaluation_subjects(d) for d in evaluated_datasets()},
         hit_rule=config["evaluation"]["hit_rule"],
         # every candidate, and the operating point (each variant's, unless census.score_threshold is set)
         all_candidates=config["detector"]["inference"]["score_threshold"],

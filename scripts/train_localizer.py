@@ -11,6 +11,6 @@ setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 train_localizer_model(snakemake.params.config, snakemake.params.subjects, snakemake.params.spacing,
                       dict(snakemake.output.items()), snakemake.params.held_out, workflow_dir=snakemake.params.workflow_dir,
-                      show_progress=snakemake.config["progress_bars"])
+                      show_progress=snakemake.config["progress_bars"], checkpoint=snakemake.params.checkpoint)
 plot_training_curves(pd.read_csv(snakemake.output.curves, sep="\t"), snakemake.output.curves_png,
                      title="localizer: training curves", loss_name="soft Dice + weighted cross-entropy")

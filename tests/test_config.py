@@ -4,8 +4,9 @@ import pytest
 import yaml
 
 from cmbflow import paths
-from cmbflow.config import (apply_replaced, check_config, dataset_split, expand_user_paths, registration_template,
-                            replaced_from_cli, split_subjects, target_spacing, validate_config)
+from cmbflow.config import (apply_replaced, check_config, check_splittable, dataset_split, expand_user_paths, read_split,
+                            registration_template, replaced_from_cli, split_subjects, target_spacing, validate_config,
+                            write_split)
 from tests.conftest import write_subject
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +74,16 @@ def test_an_internal_dataset_too_small_to_split_says_the_minimum():
     with pytest.raises(ValueError, match="needs at least 2; this one has 1"):
         dataset_split(["001"], {"role": "internal"}, {"test_fraction": 0.25, "seed": 0})
     assert dataset_split(["001"], {"role": "external"}, {"test_fraction": 0.25, "seed": 0}) is None
+
+
+def test_a_split_table_reads_back_as_written_and_impossible_splits_are_refused_before_any_job(tmp_path):
+    split = dataset_split(["01", "02", "03_ses-a", "03_ses-b", "04"], {"role": "external", "calibration_subjects": 1},
+                          {"test_fraction": 0.25, "seed": 3})
+    write_split(tmp_path / "split.tsv", split)
+    assert read_split(tmp_path / "split.tsv") == split and sorted(set(split.values())) == ["calibration", "test"]
+    with pytest.raises(ValueError, match="calibration_subjects: 4 of 4 subjects would leave none to score"):
+        check_splittable(["01", "02", "03", "04"], {"role": "external", "calibration_subjects": 4})
+    check_splittable(["01"], {"role": "external"})  # scored whole: nothing to split
 
 
 def test_patch_shares_over_one_are_refused_naming_the_keys():

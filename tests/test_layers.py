@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "cmbflow"
 # foundations <- synth / preprocessing / models <- training / inference <- localization <- evaluation <- figures <- cli
 LAYERS = [
-    {"__init__", "io", "atlas", "paths", "config", "logs", "device", "phase_filter", "dark_spots", "sites"},
+    {"__init__", "io", "atlas", "paths", "config", "settings", "logs", "device", "phase_filter", "dark_spots", "sites"},
     {"synth", "preprocessing", "models"},
     {"training", "inference"},
     {"localization"},

@@ -16,6 +16,7 @@ FROC), the rest are false positives.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import nibabel as nib
 import numpy as np
@@ -24,23 +25,20 @@ from scipy import ndimage
 
 from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.coords import voxel_to_world
+from cmbflow.settings import FromConfig
 
 OUTCOMES = ("tp", "fp", "duplicate")
 
 
 @dataclass(frozen=True)
-class HitRule:
+class HitRule(FromConfig):
     """When a candidate hits a CMB (config ``evaluation.hit_rule``)."""
 
-    kind: str = "mask"  # mask | distance
-    dilation_voxels: int = 1  # mask rule: instance masks grown by this many voxels
-    r_min_mm: float = 1.5  # distance rule: smallest hit radius around a marker
+    section: ClassVar[str] = "evaluation.hit_rule"
 
-    @classmethod
-    def from_config(cls, options: dict | None) -> "HitRule":
-        options = dict(options or {})
-        return cls(options.get("kind", cls.kind), int(options.get("dilation_voxels", cls.dilation_voxels)),
-                   float(options.get("r_min_mm", cls.r_min_mm)))
+    kind: str  # mask | distance
+    dilation_voxels: int  # mask rule: instance masks grown by this many voxels
+    r_min_mm: float  # distance rule: smallest hit radius around a marker
 
 
 @dataclass
@@ -112,7 +110,7 @@ def _hits_by_distance(table: pd.DataFrame, lesions: pd.DataFrame, r_min_mm: floa
     return lesion
 
 
-def match_candidates(candidates: pd.DataFrame, truth: SubjectTruth | np.ndarray, rule: HitRule = HitRule()) -> pd.DataFrame:
+def match_candidates(candidates: pd.DataFrame, truth: SubjectTruth | np.ndarray, rule: HitRule) -> pd.DataFrame:
     """Candidates of one subject (``i, j, k`` voxel of the original image and ``x, y, z`` world
     mm, ``score``), best first, with ``lesion`` (id of the CMB hit, 0 none) and ``outcome``
     (:data:`OUTCOMES`) added. ``truth`` may be a bare instance-label array (mask rule)."""

@@ -88,7 +88,7 @@ def _operating_point(candidates: pd.DataFrame, truths: dict, rule: HitRule) -> d
     return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()), "cmbs": len(lesions)}
 
 
-def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule: HitRule = HitRule()) -> pd.DataFrame:
+def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule: HitRule) -> pd.DataFrame:
     """One row per run (``variant``, ``dataset``, ``table`` of localized candidates with
     ``region_network``, ``region_atlas``, ``thresholds``) x score threshold x stage
     (``before``, ``network``, ``atlas``, ``either``): true and false positives, sensitivity and

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cmbflow.evaluation.detection import match_candidates
+from cmbflow.evaluation.detection import HitRule, match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
 from cmbflow.inference.detect import InferenceSettings, detect_candidates, predict_volume
 from cmbflow.io.model_input import PhaseScaling, model_inputs
@@ -46,14 +46,15 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
                     "annotated subjects (datasets.<name>.calibrate) or set census.score_threshold")
     model = build_detector(network)
     model.load_state_dict(state)
-    settings = settings or InferenceSettings()
+    settings = settings or InferenceSettings.defaults()
     matched, n_lesions = [], 0
     for subject in subjects:
         outputs = predict_volume(model, subject.image, settings, device)
         table, _ = detect_candidates(outputs, subject.brain, anchors_mm, subject.spacing, settings)
         table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
         table = table[inside_brain(table, subject.brain)]
-        matched.append(match_candidates(table, subject.labels).assign(subject=subject.key))
+        # the validation subjects' instance masks on the model-ready grid: the schema's mask rule
+        matched.append(match_candidates(table, subject.labels, HitRule.defaults(kind="mask")).assign(subject=subject.key))
         n_lesions += len(np.unique(subject.labels[subject.labels > 0]))
     candidates = pd.concat(matched, ignore_index=True) if matched else pd.DataFrame(columns=["score", "outcome"])
     point = choose_operating_point(candidates, n_lesions, len(subjects), fallback, **(criterion or {}))

@@ -10,6 +10,7 @@ the original affine; both maps are :mod:`cmbflow.io.coords`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import nibabel as nib
 import numpy as np
@@ -19,7 +20,7 @@ from scipy import ndimage
 
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
 from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
-from cmbflow.device import default_device, settings_from_config
+from cmbflow.device import default_device
 from cmbflow.inference.windows import sliding_window
 from cmbflow.io.nifti import save_volume
 from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
@@ -27,27 +28,27 @@ from cmbflow.models.detector import CMBDetector
 from cmbflow.models.postprocess import select_candidates
 from cmbflow.preprocessing.grid import Grid
 from cmbflow.preprocessing.resample import resample_to_grid
+from cmbflow.settings import FromConfig
 
 CANDIDATE_COLUMNS = ["subject", "candidate", "x", "y", "z", "i", "j", "k", "score", "diameter_mm"]
 
 
 @dataclass(frozen=True)
-class InferenceSettings:
+class InferenceSettings(FromConfig):
     """Sliding-window and candidate-selection parameters (config ``detector.inference``)."""
 
-    roi_size: tuple[int, int, int] = (160, 160, -1)  # largest window; -1: the whole axis (slabs of thick slices)
-    overlap: float = 0.1
-    sw_batch_size: int = 1
-    score_threshold: float = 0.02  # low: the FROC is traced from the candidates' scores
-    nms_iou: float = 0.1
-    max_candidates: int = 200
-    brain_margin_mm: float = 10.0  # the search region: the brain mask grown by this (mm)
-    tta_flips: tuple[int, ...] = ()  # test-time augmentation: also run on the volume flipped along each of these axes
-    cpu_bfloat16: bool = True  # bfloat16 autocast on CPUs with native bfloat16 (cmbflow.device.autocast); CUDA: float16
+    section: ClassVar[str] = "detector.inference"
+    ignored: ClassVar[tuple[str, ...]] = ("probability_maps", "threads")  # read by the inference rule
 
-    @classmethod
-    def from_config(cls, options: dict) -> "InferenceSettings":
-        return settings_from_config(cls, options)
+    roi_size: tuple[int, int, int]  # largest window; -1: the whole axis (slabs of thick slices)
+    overlap: float
+    sw_batch_size: int
+    score_threshold: float  # low: the FROC is traced from the candidates' scores
+    nms_iou: float
+    max_candidates: int
+    brain_margin_mm: float  # the search region: the brain mask grown by this (mm)
+    tta_flips: tuple[int, ...]  # test-time augmentation: also run on the volume flipped along each of these axes
+    cpu_bfloat16: bool  # bfloat16 autocast on CPUs with native bfloat16 (cmbflow.device.autocast); CUDA: float16
 
 
 @dataclass

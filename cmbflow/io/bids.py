@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cmbflow.io.nifti import InputError
+from cmbflow.settings import dataset_entry
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def _entities(matched, path):
 
 def has_phase(dataset: dict) -> bool:
     """Whether a dataset has phase images (``datasets.<name>.phase``; false for SWI- or T2*-only cohorts)."""
-    return bool(dataset.get("phase", True))
+    return bool(dataset_entry(dataset)["phase"])
 
 
 def annotation_root(name: str, dataset: dict, root: Path | None) -> Path | None:

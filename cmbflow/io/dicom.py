@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from cmbflow.io.nifti import InputError, load_volume, save_volume
+from cmbflow.settings import schema_defaults
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _one_per_series(candidates: list[Series], what: str, folder: Path, settings:
 def _chosen_echo(echoes: list[Series], settings: dict, folder: Path) -> Series:
     if settings.get("te_ms") is not None:
         return min(echoes, key=lambda s: abs(s.te_ms - float(settings["te_ms"])))
-    echo = settings.get("echo", "last")
+    echo = settings["echo"]
     if echo == "first":
         return echoes[0]
     if echo == "last":
@@ -123,12 +124,13 @@ def select_series(series: list[Series], settings: dict, folder: Path, with_phase
     """``(magnitude echoes to use, phase echo)`` chosen by ``settings`` (config
     ``datasets.<name>.dicom``: ``series_description``, ``series_number``, ``echo``,
     ``te_ms``, ``combine_echoes``); no phase (None) unless ``with_phase``."""
-    pattern = settings.get("series_description", "*")
+    settings = {**schema_defaults("datasets.*.dicom"), **settings}
+    pattern = settings["series_description"]
     number = settings.get("series_number")
     matching = [s for s in series if fnmatch.fnmatch(s.description, pattern) and (number is None or s.number in np.atleast_1d(number))]
     magnitudes = _one_per_series([s for s in matching if s.kind == "magnitude"], "magnitude", folder, settings, series)
     magnitude = _chosen_echo(magnitudes, settings, folder)
-    chosen = magnitudes if settings.get("combine_echoes", "none") == "rms" else [magnitude]
+    chosen = magnitudes if settings["combine_echoes"] == "rms" else [magnitude]
     if not with_phase:
         return chosen, None
     phases = _one_per_series([s for s in matching if s.kind == "phase"], "phase", folder, settings, series)

@@ -14,6 +14,7 @@ from cmbflow.io.bids import SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
 from cmbflow.io.nifti import InputError, load_volume
 from cmbflow.io.phase import phase_kind, phase_to_radians
+from cmbflow.settings import dataset_entry
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,7 @@ def _same_grid(reference: Path, ref_shape, ref_affine, path: Path, shape, affine
 
 def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annotations_required: bool) -> tuple[dict, list[str]]:
     """Check one subject's files; return ``(manifest row, problems)``."""
+    dataset = dataset_entry(dataset)
     problems: list[str] = []
     row = {"subject": files.subject, "session": files.session or "", "key": files.key, "magnitude": str(files.magnitude),
            "phase": str(files.phase or ""), "mask": str(files.mask or ""), "markers": str(files.markers or ""), "n_cmb": 0,
@@ -110,7 +112,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
             problems.append(_same_grid(files.magnitude, magnitude.shape, affine, files.phase, phase.shape, phase_affine, tolerance_mm, "phase"))
             problems.append(_finite(files.phase, phase))
             if np.all(np.isfinite(phase)) and np.all(np.isfinite(magnitude)) and phase.shape == magnitude.shape:
-                radians, row["phase_units"] = phase_to_radians(phase, dataset.get("phase_units", "auto"),
+                radians, row["phase_units"] = phase_to_radians(phase, dataset["phase_units"],
                                                                dataset.get("phase_code_range"), source=str(files.phase))
                 row["phase_kind"], row["phase_filter"] = _phase_filter(files.phase, radians, magnitude, affine, dataset)
         except InputError as error:
@@ -158,8 +160,9 @@ def _phase_filter(path: Path, radians: np.ndarray, magnitude: np.ndarray, affine
     """``(phase kind found, filter preprocessing applies)``: config ``phase_filter`` ``auto``
     filters raw phase (homodyne) and leaves filtered phase alone; ``homodyne`` / ``none``
     are followed, with a warning where they contradict what the phase looks like."""
+    dataset = dataset_entry(dataset)
     kind = phase_kind(radians, magnitude, voxel_sizes(affine))
-    setting = dataset.get("phase_filter", "auto")
+    setting = dataset["phase_filter"]
     chosen = ("homodyne" if kind == "raw" else "none") if setting == "auto" else setting
     if setting == "none" and kind == "raw":
         log.warning("%s: the phase looks raw (background field and wraps), but phase_filter is none: the networks "
@@ -168,7 +171,7 @@ def _phase_filter(path: Path, radians: np.ndarray, magnitude: np.ndarray, affine
         log.warning("%s: the phase looks high-pass filtered already; phase_filter: homodyne filters it again.", path)
     if chosen == "homodyne":
         log.info("%s: %s phase; preprocessing applies a homodyne high-pass of %g mm", path, kind,
-                 float(dataset.get("phase_filter_mm", 10.0)))
+                 float(dataset["phase_filter_mm"]))
     return kind, chosen
 
 

@@ -24,16 +24,18 @@ def input_channels(settings: LocalizerSettings) -> list[str]:
 
 
 def train_localizer_model(config: dict, subjects: dict[str, dict[str, str]], spacing, outputs: dict[str, str],
-                          held_out: list[str] = (), workflow_dir: str = ".", show_progress: bool = False) -> None:
+                          held_out: list[str] = (), workflow_dir: str = ".", show_progress: bool = False,
+                          checkpoint: str | None = None) -> None:
     """Train the localizer with config ``localizer`` on ``subjects`` (``<dataset>/<key>`` ->
     preprocessed files with ``swi``, ``phase``, ``regions``, ``cmb_mask``, ``xfm_to_native``)
-    and write the model folder ``outputs`` (:func:`cmbflow.paths.localizer_files`)."""
+    and write the model folder ``outputs`` (:func:`cmbflow.paths.localizer_files`).
+    ``checkpoint``: where a killed job resumes from (outside the outputs)."""
     settings = LocalizerSettings.from_config(config["localizer"])
     held_back = validation_keys(sorted(subjects), settings.validation_fraction, settings.seed)
     loaded = {name: load_region_subject(name, files, settings.use_phase, settings.closing_mm) for name, files in sorted(subjects.items())}
     train = [subject for name, subject in loaded.items() if name not in held_back]
     validation = [subject for name, subject in loaded.items() if name in held_back]
-    state, curves = train_localizer(train, validation, settings, show_progress=show_progress)
+    state, curves = train_localizer(train, validation, settings, checkpoint, show_progress=show_progress)
     Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
     card = {
         "name": "cmbflow localization network",

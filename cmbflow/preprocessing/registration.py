@@ -25,12 +25,14 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import ants
 import numpy as np
 import pandas as pd
 
 from cmbflow.io.coords import lps_to_ras, ras_to_lps
+from cmbflow.settings import FromConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +42,20 @@ METRICS = ("mattes", "meansquares", "CC")  # names ANTs understands for every st
 
 
 @dataclass(frozen=True)
-class RegistrationSettings:
+class RegistrationSettings(FromConfig):
     """Registration parameters (config ``preprocessing.registration``); see config.yaml."""
 
-    stages: tuple[str, ...] = ("affine", "syn")
-    metric: str = "mattes"
-    spacing_mm: float = 2.5
-    linear_iterations: tuple[int, ...] = (100, 50, 25)
-    linear_shrink_factors: tuple[int, ...] = (4, 2, 1)
-    linear_smoothing_vox: tuple[float, ...] = (2, 1, 0)
-    syn_iterations: tuple[int, ...] = (40, 20, 10)
-    sampling_rate: float = 0.1
-    seed: int = 1
+    section: ClassVar[str] = "preprocessing.registration"
+
+    stages: tuple[str, ...]
+    metric: str
+    spacing_mm: float
+    linear_iterations: tuple[int, ...]
+    linear_shrink_factors: tuple[int, ...]
+    linear_smoothing_vox: tuple[float, ...]
+    syn_iterations: tuple[int, ...]
+    sampling_rate: float
+    seed: int
 
     def __post_init__(self):
         if not self.stages or list(self.stages) != [s for s in STAGES if s in self.stages]:
@@ -60,14 +64,6 @@ class RegistrationSettings:
             raise ValueError(f"registration metric must be one of {METRICS}, not {self.metric!r}")
         if not len(self.linear_iterations) == len(self.linear_shrink_factors) == len(self.linear_smoothing_vox):
             raise ValueError("linear_iterations, linear_shrink_factors and linear_smoothing_vox need one entry per level")
-
-    @classmethod
-    def from_config(cls, options: dict | None) -> "RegistrationSettings":
-        options = dict(options or {})
-        for key, value in options.items():
-            if isinstance(value, list):
-                options[key] = tuple(value)
-        return cls(**options)
 
 
 @dataclass

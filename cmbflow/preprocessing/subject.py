@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import ants
@@ -25,6 +25,7 @@ from cmbflow.preprocessing.grid import Grid, cropped_grid
 from cmbflow.preprocessing.intensity import foreground_mask, n4_correct, n4_shrink, normalize_phase, robust_scale
 from cmbflow.preprocessing.registration import RegistrationSettings, register_template, warp_to_grid
 from cmbflow.preprocessing.resample import resample_lesions, resample_to_grid
+from cmbflow.settings import dataset_entry, schema_defaults, settings_from_config
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +49,27 @@ class PreprocSettings:
     """Config ``preprocessing`` with the target spacing resolved (world mm per voxel)."""
 
     target_spacing_mm: tuple[float, float, float]
-    crop_margin_mm: float = 10.0
-    swi_percentiles: tuple[float, float] = (1.0, 99.0)
-    n4_shrink_factor: int = 4
-    n4_shrink_mm: float = 4.0
-    n4_iterations: tuple[int, ...] = (50, 50, 30)
-    n4_spline_distance_mm: float = 100.0
-    registration: RegistrationSettings = field(default_factory=RegistrationSettings)
+    crop_margin_mm: float
+    swi_percentiles: tuple[float, float]
+    n4_shrink_factor: int
+    n4_shrink_mm: float
+    n4_iterations: tuple[int, ...]
+    n4_spline_distance_mm: float
+    registration: RegistrationSettings
 
     @classmethod
     def from_config(cls, options: dict, target_spacing_mm) -> "PreprocSettings":
-        n4 = options.get("n4", {})
-        return cls(
-            target_spacing_mm=tuple(float(v) for v in target_spacing_mm),
-            crop_margin_mm=float(options.get("crop_margin_mm", 10.0)),
-            swi_percentiles=tuple(options.get("swi_percentiles", (1.0, 99.0))),
-            n4_shrink_factor=int(n4.get("shrink_factor", 4)),
-            n4_shrink_mm=float(n4.get("shrink_mm", 4.0)),
-            n4_iterations=tuple(n4.get("iterations", (50, 50, 30))),
-            n4_spline_distance_mm=float(n4.get("spline_distance_mm", 100.0)),
-            registration=RegistrationSettings.from_config(options.get("registration")),
-        )
+        """From the validated section (its ``template`` and ``threads`` are the rules');
+        ``target_spacing_mm`` as :func:`cmbflow.config.target_spacing` resolves it."""
+        flat = {"target_spacing_mm": tuple(float(v) for v in target_spacing_mm), "crop_margin_mm": options["crop_margin_mm"],
+                "swi_percentiles": options["swi_percentiles"], **{f"n4_{key}": value for key, value in options["n4"].items()},
+                "registration": RegistrationSettings.from_config(options["registration"])}
+        return settings_from_config(cls, flat, "preprocessing")
+
+    @classmethod
+    def defaults(cls, target_spacing_mm, **overrides) -> "PreprocSettings":
+        """The schema's defaults, with ``overrides`` of the section's keys."""
+        return cls.from_config({**schema_defaults("preprocessing"), **overrides}, target_spacing_mm)
 
 
 @dataclass
@@ -171,12 +172,12 @@ def _filtered_phase(files: dict, dataset: dict, magnitude: np.ndarray, magnitude
         log.info("no phase (the dataset has none): SWI channel only")
         return None, "none", "none"
     phase_raw, _ = load_volume(files["phase"])
-    phase, note = phase_to_radians(phase_raw, dataset.get("phase_units", "auto"), dataset.get("phase_code_range"),
+    phase, note = phase_to_radians(phase_raw, dataset["phase_units"], dataset.get("phase_code_range"),
                                    source=str(files["phase"]))
     del phase_raw
     phase_filter = files.get("phase_filter") or "none"  # decided once, by validation (manifest)
     if phase_filter == "homodyne":
-        width_mm = float(dataset.get("phase_filter_mm", 10.0))
+        width_mm = float(dataset["phase_filter_mm"])
         gre = magnitude_kind == "gre"
         weights = magnitude if gre else swi_weights(magnitude, voxel_sizes(affine))
         phase = highpass_phase(weights, phase, voxel_sizes(affine), width_mm)
@@ -198,9 +199,10 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     ``phase_sign``). ``truth_regions``: a reference MARS map on the subject grid, if any.
     """
     started = time.perf_counter()
+    dataset = dataset_entry(dataset)
     magnitude, affine = load_volume(files["magnitude"])
-    phase_sign = int(dataset.get("phase_sign", 1))
-    magnitude_kind = dataset.get("magnitude", "swi")
+    phase_sign = int(dataset["phase_sign"])
+    magnitude_kind = dataset["magnitude"]
     phase, phase_note, phase_filter = _filtered_phase(files, dataset, magnitude, magnitude_kind, affine)
     if magnitude_kind == "gre" and phase is not None:  # the networks read SWI: form it as the scanner would
         magnitude = swi_from(np.maximum(magnitude, 0), phase_sign * phase, power=SWI_POWER)

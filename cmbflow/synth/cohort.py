@@ -76,7 +76,7 @@ def draw_subject(site: SiteParams, subject: str, seed: int,
     from ``randomization`` for a ``randomize`` site, else the site's own."""
     rng = subject_rng(seed, site.draws_of or site.name, subject)  # a twin site draws its original's subjects
     if site.randomize:
-        acquisition, appearance = (randomization or Randomization()).draw(site, rng)
+        acquisition, appearance = (randomization or Randomization.defaults()).draw(site, rng)
         return acquisition, appearance, rng
     return site, Appearance.of_site(site), rng
 

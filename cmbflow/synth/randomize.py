@@ -22,10 +22,12 @@ is returned so the generator can write it next to the images.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
+from cmbflow.settings import FromConfig
 from cmbflow.sites import SiteParams
 from cmbflow.synth.tissue import (AIR_CLASS, BONE_CLASS, CSF_CLASS, GREY_CLASS, N_TISSUE_CLASSES, NUCLEI_CLASS, SOFT_TISSUE,
                                   WHITE_CLASS)
@@ -66,50 +68,42 @@ class Appearance:
 
 
 @dataclass(frozen=True)
-class Randomization:
+class Randomization(FromConfig):
     """Ranges of the training mode (config ``synth.randomization``; see config.yaml for why).
 
     Pairs are ``[low, high]``; ``snr`` and the voxel sizes are drawn log-uniformly (a range
     over an order of magnitude), ``b0_tesla`` and ``orientations`` are choices.
     """
 
-    b0_tesla: tuple = (1.5, 3.0, 7.0)
-    te_ms: tuple = (5.0, 40.0)
-    te_field_max: float = 100.0  # largest TE x B0 (ms T): sites shorten TE at high field (7 T: <= 14 ms)
-    inplane_mm: tuple = (0.6, 1.2)
-    slice_mm: tuple = (1.0, 5.0)
-    oblique_deg: tuple = (0.0, 25.0)
-    orientations: tuple = ("RAS", "LAS", "LPS", "RPS", "LPI", "RAI")
-    snr: tuple = (8.0, 80.0)
-    bias_amplitude: tuple = (0.0, 0.5)
-    background_field_ppm: tuple = (0.02, 0.3)
-    homodyne_window_fraction: tuple = (0.05, 0.2)
-    m0_factor: tuple = (0.75, 1.25)
-    r2star_factor: tuple = (0.6, 1.6)
-    chi_factor: tuple = (0.4, 2.0)
-    soft_tissue_factor: tuple = (0.5, 1.8)
-    bone_m0: tuple = (0.02, 0.3)
-    bone_chi_ppm: tuple = (-3.0, -1.0)
-    air_chi_ppm: tuple = (3.0, 9.4)
-    ventricle_expansion: tuple = (0.0, 0.5)
-    swi_power: tuple = (2, 5)
-    cmb_chi_ppm: tuple = (0.15, 1.5)
-    cmb_diameter_mm: tuple = (2.0, 10.0)
-    cmb_count_max: int = 8
-    medullary_veins: tuple = (10, 120)
-    pial_veins: tuple = (10, 100)
-    vein_radius_mm: tuple = (0.3, 1.6)
-    calcifications_max: int = 4
+    section: ClassVar[str] = "synth.randomization"
 
-    @classmethod
-    def from_config(cls, values: dict | None) -> "Randomization":
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"synth.randomization: unknown keys {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
+    b0_tesla: tuple
+    te_ms: tuple
+    te_field_max: float  # largest TE x B0 (ms T): sites shorten TE at high field (7 T: <= 14 ms)
+    inplane_mm: tuple
+    slice_mm: tuple
+    oblique_deg: tuple
+    orientations: tuple
+    snr: tuple
+    bias_amplitude: tuple
+    background_field_ppm: tuple
+    homodyne_window_fraction: tuple
+    m0_factor: tuple
+    r2star_factor: tuple
+    chi_factor: tuple
+    soft_tissue_factor: tuple
+    bone_m0: tuple
+    bone_chi_ppm: tuple
+    air_chi_ppm: tuple
+    ventricle_expansion: tuple
+    swi_power: tuple
+    cmb_chi_ppm: tuple
+    cmb_diameter_mm: tuple
+    cmb_count_max: int
+    medullary_veins: tuple
+    pial_veins: tuple
+    vein_radius_mm: tuple
+    calcifications_max: int
     def draw(self, site: SiteParams, rng: np.random.Generator) -> tuple[SiteParams, Appearance]:
         """A subject's acquisition (``site`` with its drawn values) and appearance."""
 

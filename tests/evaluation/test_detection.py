@@ -16,10 +16,10 @@ def _labels():
 def test_a_hit_is_a_centre_inside_the_mask_dilated_by_one_voxel():
     candidates = pd.DataFrame({"i": [6.4, 15.0, 7.0, 15.2, 10.0], "j": [5.6, 14.0, 5.0, 15.0, 10.0], "k": [4.0, 5.0, 5.0, 4.0, 5.0],
                                "score": [0.9, 0.8, 0.7, 0.6, 0.5]})
-    matched = match_candidates(candidates, _labels())
+    matched = match_candidates(candidates, _labels(), HitRule.defaults())
     assert matched["lesion"].tolist() == [1, 2, 0, 2, 0]  # (7, 5, 5) is two voxels from CMB 1: a miss
     assert matched["outcome"].tolist() == ["tp", "tp", "fp", "duplicate", "fp"]
-    assert match_candidates(candidates, _labels(), HitRule(dilation_voxels=0))["lesion"].tolist() == [0, 2, 0, 2, 0]
+    assert match_candidates(candidates, _labels(), HitRule.defaults(dilation_voxels=0))["lesion"].tolist() == [0, 2, 0, 2, 0]
 
 
 def test_distance_rule_hits_within_the_larger_of_radius_and_r_min(tmp_path):
@@ -27,12 +27,12 @@ def test_distance_rule_hits_within_the_larger_of_radius_and_r_min(tmp_path):
     pd.DataFrame({"x": [0.0, 20.0], "y": [0.0, 0.0], "z": [0.0, 0.0], "radius_mm": [3.0, 0.5]}).to_csv(markers, sep="\t", index=False)
     truth = load_truth(None, str(markers))
     candidates = pd.DataFrame({"x": [2.9, 21.4, 21.6, 3.1, 1.0], "y": [0.0] * 5, "z": [0.0] * 5, "score": [0.9, 0.8, 0.7, 0.6, 0.5]})
-    matched = match_candidates(candidates, truth, HitRule(kind="distance", r_min_mm=1.5))
+    matched = match_candidates(candidates, truth, HitRule.defaults(kind="distance", r_min_mm=1.5))
     # 2.9 mm from CMB 1 (radius 3): hit; 1.4 mm from CMB 2 (radius 0.5 < r_min 1.5): hit; 1.6 mm: miss; 3.1 mm: miss
     assert matched["lesion"].tolist() == [1, 2, 0, 0, 1]
     assert matched["outcome"].tolist() == ["tp", "tp", "fp", "fp", "duplicate"]
     with pytest.raises(ValueError, match="distance"):
-        match_candidates(candidates, truth, HitRule(kind="mask"))
+        match_candidates(candidates, truth, HitRule.defaults(kind="mask"))
 
 
 def test_truth_from_a_mask_has_world_centres_and_ball_radii(tmp_path):

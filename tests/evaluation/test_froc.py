@@ -63,7 +63,7 @@ def test_cpm_equals_monai_froc_score(seed):
         tp_all.append(tp)
         targets += count
         candidates = pd.DataFrame({"i": coords[:, 0], "j": coords[:, 1], "k": coords[:, 2], "score": scores})
-        tables.append(match_candidates(candidates, labels, HitRule(dilation_voxels=0)).assign(subject=str(n)))
+        tables.append(match_candidates(candidates, labels, HitRule.defaults(dilation_voxels=0)).assign(subject=str(n)))
     # MONAI skips the lowest score as a threshold: a sentinel false positive at 0 makes it count every candidate
     fp_probs = np.concatenate(fp_all + [np.zeros(1, np.float32)])
     fps, sensitivity = compute_froc_curve_data(fp_probs, np.concatenate(tp_all), targets, len(subjects))

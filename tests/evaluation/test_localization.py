@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cmbflow.evaluation.detection import HitRule
 from cmbflow.evaluation.localization import dice_per_class, filtering_table, localization_accuracy
 
 TRUTH_AFFINE = np.diag([1.0, 1.0, 1.0, 1.0])
@@ -52,7 +53,7 @@ def test_filtering_removes_a_false_positive_outside_the_brain_and_keeps_the_true
                           "region_atlas": ["deep", "outside", "outside", "outside"]})
     table.to_csv(tmp_path / "candidates.tsv", sep="\t", index=False)
     runs = [{"variant": "rpn", "dataset": "data", "table": str(tmp_path / "candidates.tsv"), "thresholds": [0.05, 0.5]}]
-    table = filtering_table(runs, masks)
+    table = filtering_table(runs, masks, HitRule.defaults())
     assert table.loc[(table["score_threshold"] == 0.05) & (table["filter"] == "before"), "fp"].item() == 3
     rows = table[table["score_threshold"] == 0.5].set_index("filter")
     assert rows.loc["before", ["tp", "fp"]].tolist() == [1, 2]  # d is below the operating threshold

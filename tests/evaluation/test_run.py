@@ -42,7 +42,7 @@ def dataset(tmp_path):
 def test_before_and_after_filtering_with_regions(dataset):
     folder, subjects = dataset
     outputs = {name: str(folder / f"{name}.tsv") for name in paths.EVALUATION_TABLES}
-    summary = evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule(), 0.5, outputs, n_boot=50).set_index("filter")
+    summary = evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule.defaults(), 0.5, outputs, n_boot=50).set_index("filter")
     # before: TPs a/1 (0.9), a/2 (0.7); FPs 0.95 (outside) and 0.6; b's CMB only at 0.3 (below the threshold)
     assert summary.loc["before", ["tp", "fp", "fn"]].tolist() == [2, 2, 1]
     # after: the outside FP is gone and a/1 is found by its kept, second candidate
@@ -54,7 +54,7 @@ def test_before_and_after_filtering_with_regions(dataset):
     assert regions.loc[("after", "lobar"), ["cmbs", "tp", "fp"]].tolist() == [2, 1, 1]
     # the CMBs' regions follow the localization: by the network alone, the deep CMB lies outside
     network_only = {name: str(folder / f"network_{name}.tsv") for name in paths.EVALUATION_TABLES}
-    evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule(), 0.5, network_only, n_boot=10, choice="network")
+    evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule.defaults(), 0.5, network_only, n_boot=10, choice="network")
     assert pd.read_csv(network_only["regions"], sep="\t").set_index(["filter", "region"]).loc[("after", "deep"), "cmbs"] == 0
     lesions = pd.read_csv(outputs["lesions"], sep="\t", dtype={"subject": str})
     assert lesions.sort_values(["subject", "lesion"])["best_score"].tolist() == [0.9, 0.7, 0.3]

@@ -52,7 +52,7 @@ def test_a_candidate_maps_back_to_its_voxel_of_an_las_input():
     deltas[(1, slice(None), *nearest)] = box_coder().encode_single(target, anchor)[0]
     assert torch.allclose(anchor, anchors_at(torch.tensor([np.ravel_multi_index(nearest, grid.shape) * 2 + 1]), grid.shape, extents))
     outputs = VolumeOutputs(logits, deltas, torch.arange(8.0)[:, None, None, None].expand(8, *grid.shape))
-    table, features = detect_candidates(outputs, brain, (3.0, 5.0), (1.0, 1.0, 2.0), InferenceSettings(score_threshold=0.5))
+    table, features = detect_candidates(outputs, brain, (3.0, 5.0), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.5))
     assert len(table) == 1 and table["diameter_mm"].iloc[0] == pytest.approx(5.0)
     np.testing.assert_allclose(features, np.arange(8.0)[None])
     table = candidate_table("007", to_original_image(table, grid.affine, original_affine))
@@ -71,9 +71,9 @@ def test_candidates_outside_the_brain_are_dropped():
     brain = np.zeros(shape, bool)
     brain[5:12, 5:12, 2:6] = True
     outputs = VolumeOutputs(logits, torch.zeros(1, 6, *shape), torch.zeros(4, *shape))
-    table, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings(score_threshold=0.5, brain_margin_mm=2.0))
+    table, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.5, brain_margin_mm=2.0))
     assert table[["grid_i", "grid_j", "grid_k"]].to_numpy().tolist() == [[8.0, 8.0, 4.0]]
-    every, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings(score_threshold=0.0, brain_margin_mm=2.0))
+    every, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.0, brain_margin_mm=2.0))
     centres = every[["grid_i", "grid_j", "grid_k"]].to_numpy()
     assert len(every) > 1 and (centres.min(axis=0) >= [3, 3, 1]).all() and (centres.max(axis=0) <= [13, 13, 6]).all()
 
@@ -82,14 +82,14 @@ def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():
     torch.manual_seed(0)
     model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
     image = np.random.default_rng(0).normal(size=(2, 37, 30, 10)).astype(np.float32)
-    windows = predict_volume(model, image, InferenceSettings(roi_size=(16, 16, -1), overlap=0.5), torch.device("cpu"))
+    windows = predict_volume(model, image, InferenceSettings.defaults(roi_size=(16, 16, -1), overlap=0.5), torch.device("cpu"))
     assert windows.logits.shape == (2, 37, 30, 10) and windows.deltas.shape == (2, 6, 37, 30, 10)
     assert windows.features.shape == (4, 37, 30, 10)
-    whole = predict_volume(model, image, InferenceSettings(roi_size=(-1, -1, -1)), torch.device("cpu"))
+    whole = predict_volume(model, image, InferenceSettings.defaults(roi_size=(-1, -1, -1)), torch.device("cpu"))
     centre = (slice(None), slice(12, 24), slice(10, 20), slice(None))  # far from every window edge effect
     assert torch.corrcoef(torch.stack([windows.logits[centre].flatten(), whole.logits[centre].flatten()]))[0, 1] > 0.9
     with pytest.raises(ValueError, match="multiple of the network's divisor"):
-        predict_volume(model, image, InferenceSettings(roi_size=(20, 16, -1)), torch.device("cpu"))
+        predict_volume(model, image, InferenceSettings.defaults(roi_size=(20, 16, -1)), torch.device("cpu"))
 
 
 def test_a_grid_at_another_spacing_than_the_model_is_refused_with_the_fix():
@@ -104,8 +104,8 @@ def test_cpu_bfloat16_inference_is_reproducible_and_ranks_like_float32():
     torch.manual_seed(0)
     model = CMBDetector(channels=(8, 16, 32, 64), n_anchors=2, feature_dim=8).eval()
     image = np.random.default_rng(1).normal(size=(2, 48, 40, 16)).astype(np.float32)
-    half = [predict_volume(model, image, InferenceSettings(cpu_bfloat16=True), torch.device("cpu")) for _ in range(2)]
-    full = predict_volume(model, image, InferenceSettings(cpu_bfloat16=False), torch.device("cpu"))
+    half = [predict_volume(model, image, InferenceSettings.defaults(cpu_bfloat16=True), torch.device("cpu")) for _ in range(2)]
+    full = predict_volume(model, image, InferenceSettings.defaults(cpu_bfloat16=False), torch.device("cpu"))
     assert half[0].logits.dtype == torch.float32  # blended in float32 whatever the arithmetic
     torch.testing.assert_close(half[0].logits, half[1].logits, rtol=0, atol=0)
     difference = (half[0].logits - full.logits).abs()
@@ -129,7 +129,7 @@ def test_inference_reads_the_phase_as_the_model_card_says(tmp_path):
     with torch.no_grad():  # untrained scores sit at the 1 % prior; spread them so inputs show
         model.objectness.bias.zero_()
         model.objectness.weight.mul_(5.0)
-    settings = InferenceSettings(score_threshold=0.0, max_candidates=20, cpu_bfloat16=False)
+    settings = InferenceSettings.defaults(score_threshold=0.0, max_candidates=20, cpu_bfloat16=False)
 
     def scores(contrast: float, normalization: dict):
         folder = tmp_path / f"{contrast}_{len(normalization)}"

@@ -10,9 +10,10 @@ import torch
 from cmbflow.inference.run import run_detection
 from cmbflow.io.nifti import save_volume
 from cmbflow.training.variant import train_variant, variant_settings
+from tests.config_defaults import validated_config
 from tests.training.test_patches import SPACING, _subject
 
-TINY_DETECTOR = {
+_TINY_DETECTOR = {
     "variants": {"rpn": {"fuse_levels": False, "hspl": False}, "rpn_ffm_hspl": {"fuse_levels": True, "hspl": True}},
     "anchors_mm": [3.0, 6.0],
     "network": {"channels": [4, 8, 8, 16], "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2]], "feature_dim": 8},
@@ -21,7 +22,8 @@ TINY_DETECTOR = {
     "inference": {"roi_size": [32, 32, -1], "overlap": 0.25, "score_threshold": 0.0, "max_candidates": 5, "nms_iou": 0.1,
                   "brain_margin_mm": 2.0},
 }
-CONFIG = {"detector": TINY_DETECTOR, "preprocessing": {"swi_percentiles": [1.0, 99.0], "n4": {"shrink_factor": 4}}}
+CONFIG = validated_config(detector=_TINY_DETECTOR)
+TINY_DETECTOR = CONFIG["detector"]
 
 
 def _write_subject(folder, key, lesion):

@@ -18,7 +18,7 @@ def _toy_subject(key, seed):
 
 
 def test_the_localizer_learns_regions_from_coordinates_alone():
-    settings = LocalizerSettings(channels=(4, 8, 16), strides=(2, 2), pool=(1, 1, 1), patch_size=(16, 16, 8), batch_size=4,
+    settings = LocalizerSettings.defaults(channels=(4, 8, 16), strides=(2, 2), pool=(1, 1, 1), patch_size=(16, 16, 8), batch_size=4,
                                  iterations=150, learning_rate=0.01, validation_every=50, roi_size=(-1, -1, -1))
     state, curves = train_localizer([_toy_subject("a", 0), _toy_subject("b", 1)], [_toy_subject("c", 2)], settings)
     assert list(curves["iteration"]) == [50, 100, 150]
@@ -36,7 +36,7 @@ def test_patches_centre_on_cmbs_and_weight_cmb_voxels():
     lesions = np.zeros(SHAPE, bool)
     lesions[10:12, 10:12, 5:7] = True  # a 2 x 2 x 2 voxel CMB inside the brain
     subject = RegionVolumes("a", subject.image, subject.labels, lesions)
-    settings = LocalizerSettings(patch_size=(8, 8, 4), lesion_fraction=1.0, lesion_weight=20.0)
+    settings = LocalizerSettings.defaults(patch_size=(8, 8, 4), lesion_fraction=1.0, lesion_weight=20.0)
     image, labels, weights = RegionPatchSampler([subject], settings, seed=0).sample()
     assert image.shape == (4, 8, 8, 4) and labels.shape == weights.shape == (1, 8, 8, 4)
     assert int((weights == 20.0).sum()) == 8 and set(np.unique(weights.numpy())) == {1.0, 20.0}  # the whole CMB, centred

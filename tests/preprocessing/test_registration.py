@@ -42,7 +42,7 @@ def registered(tmp_path_factory):
     # The phantom is small (~80k voxels) and its label-3 blob a few voxels wide: the defaults, tuned for
     # heads (~340k voxels at 2.5 mm), leave it at Dice ~0.89 with some thread counts; these settings
     # (the pre-2.5-mm defaults) register it reliably.
-    settings = RegistrationSettings(stages=("rigid", "affine", "syn"), spacing_mm=SPACING, syn_iterations=(20, 10, 0),
+    settings = RegistrationSettings.defaults(stages=("rigid", "affine", "syn"), spacing_mm=SPACING, syn_iterations=(20, 10, 0),
                                     linear_iterations=(200, 100, 50), sampling_rate=0.25)
     result = register_template(to_ants(subject, subject_affine), to_ants(template, affine), settings,
                                out / "fwd.h5", out / "inv.h5")
@@ -68,10 +68,10 @@ def test_points_map_subject_to_template_and_back(registered):
 
 
 def test_stages_must_be_an_ordered_subset():
-    assert RegistrationSettings(stages=("affine", "syn")).stages == ("affine", "syn")
+    assert RegistrationSettings.defaults(stages=("affine", "syn")).stages == ("affine", "syn")
     with pytest.raises(ValueError, match="ordered subset"):
-        RegistrationSettings(stages=("syn", "affine"))
+        RegistrationSettings.defaults(stages=("syn", "affine"))
     with pytest.raises(ValueError, match="metric"):
-        RegistrationSettings(metric="GC")
-    settings = RegistrationSettings.from_config({"stages": ["rigid"], "syn_iterations": [5]})
+        RegistrationSettings.defaults(metric="GC")
+    settings = RegistrationSettings.defaults(stages=["rigid"], syn_iterations=[5])
     assert settings.stages == ("rigid",) and settings.syn_iterations == (5,)

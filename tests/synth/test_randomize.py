@@ -13,12 +13,12 @@ from cmbflow.sites import SiteParams
 
 SITE = SiteParams.from_config("train", {"randomize": True, "voxel_mm": [1.0, 1.0, 2.0], "sim_voxel_mm": 2.0})
 # Coarse voxels keep the simulation below a few seconds.
-COARSE = Randomization.from_config({"inplane_mm": [2.0, 2.4], "slice_mm": [3.0, 4.0], "medullary_veins": [2, 6],
+COARSE = Randomization.defaults(**{"inplane_mm": [2.0, 2.4], "slice_mm": [3.0, 4.0], "medullary_veins": [2, 6],
                                     "pial_veins": [2, 6], "cmb_diameter_mm": [4.0, 8.0]})
 
 
 def test_draws_are_seeded_per_subject_and_differ_between_subjects():
-    ranges = Randomization()
+    ranges = Randomization.defaults()
     a, appearance_a, _ = draw_subject(SITE, "001", 3, ranges)
     b, appearance_b, _ = draw_subject(SITE, "001", 3, ranges)
     c, _, _ = draw_subject(SITE, "002", 3, ranges)
@@ -27,7 +27,7 @@ def test_draws_are_seeded_per_subject_and_differ_between_subjects():
 
 
 def test_every_draw_lies_within_the_configured_ranges():
-    ranges = Randomization.from_config({"b0_tesla": [1.5, 7.0], "te_ms": [10.0, 30.0], "snr": [20.0, 40.0],
+    ranges = Randomization.defaults(**{"b0_tesla": [1.5, 7.0], "te_ms": [10.0, 30.0], "snr": [20.0, 40.0],
                                         "orientations": ["LPS"], "ventricle_expansion": [0.1, 0.2]})
     draws = [draw_subject(SITE, f"{n:03d}", 0, ranges)[:2] for n in range(60)]
     assert all(ranges.contains(site, appearance) for site, appearance in draws)
@@ -43,13 +43,13 @@ def test_every_draw_lies_within_the_configured_ranges():
 
 
 def test_a_draw_outside_the_ranges_is_recognised():
-    site, appearance, _ = draw_subject(SITE, "001", 0, Randomization())
-    assert not Randomization.from_config({"snr": [100.0, 200.0]}).contains(site, appearance)
+    site, appearance, _ = draw_subject(SITE, "001", 0, Randomization.defaults())
+    assert not Randomization.defaults(**{"snr": [100.0, 200.0]}).contains(site, appearance)
 
 
 def test_unknown_randomization_key_is_rejected():
-    with pytest.raises(ValueError, match="unknown keys \\['tesla'\\]"):
-        Randomization.from_config({"tesla": [3.0]})
+    with pytest.raises(ValueError, match="synth.randomization: unknown setting\\(s\\) tesla"):
+        Randomization.defaults(tesla=[3.0])
 
 
 @pytest.fixture(scope="module")

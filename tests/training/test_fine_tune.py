@@ -26,14 +26,14 @@ def _subject(key: str) -> SubjectVolumes:
 
 
 def test_fine_tuning_keeps_the_parents_network_and_changes_only_the_schedule():
-    parent = {"training": settings_record(TrainSettings(**TINY))}
+    parent = {"training": settings_record(TrainSettings.defaults(**TINY))}
     settings = fine_tune_settings(json.loads(json.dumps(parent)), {"iterations": 7, "learning_rate": 1e-4, "dataset": "x"})
     assert settings.iterations == 7 and settings.learning_rate == 1e-4
     assert settings.channels == TINY["channels"] and settings.hspl and settings.patch_size == TINY["patch_size"]
 
 
 def test_a_fine_tuned_model_folder_names_its_parent_and_its_subjects(tmp_path):
-    settings = TrainSettings(**TINY)
+    settings = TrainSettings.defaults(**TINY)
     state, curves = train_detector([_subject("a")], [], settings, tmp_path / "parent.ckpt")
     parent = {k: str(tmp_path / "parent" / f) for k, f in (("weights", "model.pt"), ("card", "model_card.json"))}
     (tmp_path / "parent").mkdir()

@@ -13,7 +13,7 @@ TINY = dict(channels=(4, 8, 8, 16), feature_dim=8, patch_size=(16, 16, 8), batch
 
 
 def test_training_is_deterministic_and_logs_curves(tmp_path):
-    settings = TrainSettings(**TINY)
+    settings = TrainSettings.defaults(**TINY)
     subjects, validation = [_subject("a"), _subject("b", lesion=None)], [_subject("c")]
     first, curves = train_detector(subjects, validation, settings, tmp_path / "one.ckpt")
     second, _ = train_detector(subjects, validation, settings, tmp_path / "two.ckpt")
@@ -43,7 +43,7 @@ def _kill_after(monkeypatch, n_steps):
 
 
 def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, caplog, monkeypatch):
-    settings = TrainSettings(**{**TINY, "iterations": 8, "hspl": False, "fuse_levels": False, "validation_every": 2})
+    settings = TrainSettings.defaults(**{**TINY, "iterations": 8, "hspl": False, "fuse_levels": False, "validation_every": 2})
     checkpoint = tmp_path / "run.ckpt"
     subjects = [_subject("a")]
     _kill_after(monkeypatch, 5)
@@ -51,7 +51,7 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path, caplog, monkeypatch)
         train_detector(subjects, [], settings, checkpoint)
     assert checkpoint.exists()  # written at iterations 2 and 4; the job died in iteration 6
     monkeypatch.undo()
-    with caplog.at_level("INFO", logger="cmbflow.training.loop"):
+    with caplog.at_level("INFO", logger="cmbflow.training"):
         state, curves = train_detector(subjects, [], settings, checkpoint)
     assert "resumed" in caplog.text and "at iteration 4" in caplog.text
     assert list(curves["iteration"]) == [2, 4, 6, 8]
@@ -63,10 +63,10 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, monkeyp
     checkpoint = tmp_path / "run.ckpt"
     _kill_after(monkeypatch, 3)
     with pytest.raises(Killed):
-        train_detector([_subject("a")], [], TrainSettings(**TINY), checkpoint)
+        train_detector([_subject("a")], [], TrainSettings.defaults(**TINY), checkpoint)
     monkeypatch.undo()
-    with caplog.at_level("INFO", logger="cmbflow.training.loop"):
-        _, curves = train_detector([_subject("a")], [], TrainSettings(**{**TINY, "learning_rate": 0.01}), checkpoint)
+    with caplog.at_level("INFO", logger="cmbflow.training"):
+        _, curves = train_detector([_subject("a")], [], TrainSettings.defaults(**{**TINY, "learning_rate": 0.01}), checkpoint)
     assert "ignoring" in caplog.text and "resumed" not in caplog.text
     assert list(curves["iteration"]) == [2, 4]
 
@@ -74,7 +74,7 @@ def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path, caplog, monkeyp
 def test_a_one_channel_detector_trains_on_the_swi_alone(tmp_path):
     """inputs (swi,): a network of one input channel, patches of one channel; subjects with
     another number of channels are refused, not broadcast."""
-    settings = TrainSettings(**TINY, inputs=("swi",))
+    settings = TrainSettings.defaults(**TINY, inputs=("swi",))
     one_channel = [_subject("a", channels=1), _subject("b", lesion=None, channels=1)]
     state, curves = train_detector(one_channel, [], settings, tmp_path / "one.ckpt")
     first = next(tensor for name, tensor in state["detector"].items() if name.endswith("weight") and tensor.ndim == 5)
@@ -84,7 +84,7 @@ def test_a_one_channel_detector_trains_on_the_swi_alone(tmp_path):
 
 
 def test_the_progress_bar_of_training_switches_on(tmp_path, capsys):
-    settings = TrainSettings(**{**TINY, "iterations": 1, "validation_every": 1, "checkpoint_every": 1})
+    settings = TrainSettings.defaults(**{**TINY, "iterations": 1, "validation_every": 1, "checkpoint_every": 1})
     train_detector([_subject("a")], [], settings, tmp_path / "quiet.ckpt", show_progress=False)
     assert not re.search(r"training: +\d+%\|", capsys.readouterr().err)  # tqdm's "training:   0%|...|"
     train_detector([_subject("a")], [], settings, tmp_path / "shown.ckpt", show_progress=True)

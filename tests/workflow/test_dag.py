@@ -449,6 +449,24 @@ def test_rerun_has_nothing_to_do(tiny_run):
     assert result.returncode == 0 and "Nothing to be done" in result.stdout
 
 
+def test_the_split_is_decided_once_and_deleting_it_reruns_nothing_else(tiny_run):
+    """Every rule reads the split from split.tsv (the checkpoint split_dataset): deleting the
+    table makes the same one again, and no training, inference or evaluation reruns."""
+    workdir, _, _, config = tiny_run
+    table = workdir / "results/inputs/tiny_internal/split.tsv"
+    before = table.read_text()
+    watched = [workdir / "results/models/rpn/model.pt", workdir / "results/models/localizer/model.pt",
+               *sorted((workdir / "results/candidates").rglob("candidates.tsv")), *sorted((workdir / "results/evaluation").rglob("*.tsv"))]
+    stamps = {path: path.stat().st_mtime_ns for path in watched}
+    assert len(stamps) > 6
+    table.unlink()
+    result = snakemake(workdir, config)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert table.read_text() == before
+    assert sorted(set(re.findall(r"^rule (\w+):", result.stdout, re.M))) == ["split_dataset"], result.stdout[-3000:]
+    assert {path: path.stat().st_mtime_ns for path in watched} == stamps
+
+
 def test_bad_input_fails_before_heavy_work_naming_the_file(tmp_path, user_bids):
     broken = tmp_path / "broken"
     shutil.copytree(user_bids, broken)
