@@ -369,7 +369,7 @@ def dataset_settings(name):
 
 
 def final_outputs():
-    """The targets of rule all that do not depend on any split (those: :func:`scored_outputs`)."""
+    """The final targets that do not depend on any split (the others come from scored_outputs)."""
     targets = [paths.output("inputs", name, suffix="manifest", ext=".tsv") for name in config["datasets"]]
     targets += [paths.output("inputs", name, suffix="split", ext=".tsv") for name in SPLIT_DATASETS]
     targets += [paths.output("qc", f"synth_{site}", suffix="overview", ext=".png") for site in SYNTH_SITES]
@@ -393,7 +393,7 @@ def final_outputs():
 
 
 def scored_outputs(wildcards):
-    """The evaluation targets of rule all, an input function: which datasets are scored depends
+    """The final evaluation targets, an input function: which datasets are scored depends
     on their test subjects, read from the split checkpoint's tables."""
     evaluated = evaluated_datasets() if HAS_MODELS else []
     if not evaluated:

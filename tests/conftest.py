@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from cmbflow.io.nifti import save_volume
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # workers side by side (-n 2): a thread each, not the machine each
+    torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _restored_logging():

@@ -49,4 +49,5 @@ def tiny_config(user_bids: Path) -> dict:
                          "user_scans": {"bids_dir": str(user_bids), "role": "external", "phase_sign": -1}},
             "synth": {"seed": 11, "template_site": "tiny", "sites": {"tiny": TINY_SITE}},
             "preprocessing": TINY_PREPROCESSING, "detector": TINY_DETECTOR, "localizer": TINY_LOCALIZER,
-            "census": {"score_threshold": 0.0}}
+            "census": {"score_threshold": 0.0},
+            "evaluation": {"bootstrap": 100}}  # the bands and intervals of a few subjects: 100 replicates do
