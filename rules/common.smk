@@ -319,13 +319,6 @@ def figure_dataset():
     return next((d for d in evaluated_datasets() if d in INTERNAL_DATASETS), None)
 
 
-def _subject_with_cmb(lesions):
-    """The first subject in a ``lesions`` table of the evaluation (read when the job runs)."""
-    import pandas as pd
-
-    return str(pd.read_csv(lesions, sep="\t", dtype={"subject": str})["subject"].iloc[0])
-
-
 # Config sections read only by later stages or for display: a change there must not retrain a model.
 DOWNSTREAM_OF = {
     "detector": ("progress_bars", "use_gpu", "localization", "region_margin_mm", "localizer", "census", "evaluation", "models",

@@ -212,8 +212,9 @@ rule feature_levels:
         pdf=paths.figure("models", "feature_levels")["pdf"],
     params:
         models={v: (detector_model(v)["weights"], detector_model(v)["card"]) for v in (BASELINE, FUSED) if v},
-        subject=lambda wildcards, input: _subject_with_cmb(input.lesions),
-        files=lambda wildcards, input: preproc_inputs(figure_dataset(), _subject_with_cmb(input.lesions), ("swi", "phase", "brainmask")),
+        # every test subject's files: the script draws the first one with a CMB (from the lesions table)
+        subjects=lambda wildcards: {key: preproc_inputs(figure_dataset(), key, ("swi", "phase", "brainmask"))
+                                    for key in test_subjects(figure_dataset())},
     log:
         paths.log("figures", "feature_levels"),
     threads: 1

@@ -9,6 +9,6 @@ from cmbflow.logs import setup_logging
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 lesions = pd.read_csv(snakemake.input.lesions, sep="\t", dtype={"subject": str})
-subject = snakemake.params.subject
-plot_feature_levels(snakemake.params.models, snakemake.params.files, lesions[lesions["subject"] == subject], subject,
+subject = str(lesions["subject"].iloc[0])  # the first test subject with a CMB
+plot_feature_levels(snakemake.params.models, snakemake.params.subjects[subject], lesions[lesions["subject"] == subject], subject,
                     snakemake.output.png, snakemake.output.pdf)
