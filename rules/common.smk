@@ -130,6 +130,15 @@ def split_of(name):
     return _SPLIT_TABLES[table][1]
 
 
+def split_first(wildcards):
+    """An input function that adds no file: it asks for the dataset's split, so that Snakemake
+    writes it first. A rule whose params read the split needs one of its inputs to do so (else
+    a SLURM job step, which builds the job anew, refuses the params)."""
+    if wildcards.dataset in SPLIT_DATASETS:
+        split_of(wildcards.dataset)
+    return []
+
+
 def subjects_in(name, part):
     """Keys of a dataset's subjects in ``part`` of its split; a dataset scored whole is all ``test``."""
     if name not in SPLIT_DATASETS:

@@ -112,6 +112,7 @@ rule paired_comparison:
 rule site_figures:
     input:
         tables=lambda wildcards: [paths.evaluation_files(v, wildcards.dataset)[k] for v in VARIANTS for k in ("summary", "froc", "froc_band", "pr", "matched")],
+        split=split_first,  # the params read the test subjects
     output:
         froc=report(paths.figure("{dataset}", "froc")["png"], caption="../report/froc.rst", category="Evaluation",
                     subcategory="{dataset}", labels={"dataset": "{dataset}", "figure": "FROC (Fig. 9a)"}),
