@@ -20,8 +20,9 @@ def config_schema() -> dict:
     return yaml.safe_load(SCHEMA_FILE.read_text())
 
 
-def _resolve(node: dict) -> dict:
-    while "$ref" in node:  # "#/definitions/name"
+def resolve_ref(node: dict) -> dict:
+    """A schema node with its ``$ref`` (``#/definitions/name``) followed."""
+    while "$ref" in node:
         node = config_schema()["definitions"][node["$ref"].rsplit("/", 1)[-1]]
     return node
 
@@ -29,7 +30,7 @@ def _resolve(node: dict) -> dict:
 def _filled(node: dict):
     """The default of a schema node, with the defaults of its properties filled in."""
     value = copy.deepcopy(node["default"]) if "default" in node else None  # a default beside a $ref wins
-    node = _resolve(node)
+    node = resolve_ref(node)
     if value is None:
         value = copy.deepcopy(node.get("default"))
     if node.get("type") == "object" and "properties" in node and (value is None or isinstance(value, dict)):
@@ -49,7 +50,7 @@ def schema_defaults(section: str) -> dict:
     default a second time."""
     node = config_schema()
     for name in section.split("."):
-        node = _resolve(node)["additionalProperties"] if name == "*" else _resolve(node)["properties"][name]
+        node = resolve_ref(node)["additionalProperties"] if name == "*" else resolve_ref(node)["properties"][name]
     return _filled(node)
 
 

@@ -168,8 +168,10 @@ ANNOTATION = ("mask", "markers") if config["evaluation"]["hit_rule"]["kind"] == 
 
 
 def evaluated_datasets():
-    return [name for name in config["datasets"] if test_subjects(name)
-            and all(any(SUBJECT_INPUTS[name][key][kind] for kind in ANNOTATION) for key in test_subjects(name))]
+    def annotated(name):
+        keys = test_subjects(name)
+        return bool(keys) and all(any(SUBJECT_INPUTS[name][key][kind] for kind in ANNOTATION) for key in keys)
+    return [name for name in config["datasets"] if annotated(name)]
 
 
 # Datasets with the generator's true region map (synthetic), for the localization accuracy.
@@ -312,9 +314,10 @@ def evaluation_inputs(wildcards):
 def example_runs(name):
     """Variant -> its localized candidates and, on annotated datasets, its evaluation tables."""
     runs = {}
+    evaluated = name in evaluated_datasets()
     for v in VARIANTS:
         runs[v] = {"candidates": paths.candidate_files(v, name)["table"]}
-        if name in evaluated_datasets():
+        if evaluated:
             runs[v].update({k: paths.evaluation_files(v, name)[k] for k in ("matched", "summary")})
     return runs
 

@@ -13,7 +13,7 @@ from cmbflow.inference.detect import InferenceSettings
 from cmbflow.localization.network import LocalizerSettings
 from cmbflow.preprocessing.registration import RegistrationSettings
 from cmbflow.preprocessing.subject import PreprocSettings
-from cmbflow.settings import config_schema, dataset_entry, schema_defaults
+from cmbflow.settings import config_schema, dataset_entry, resolve_ref, schema_defaults
 from cmbflow.synth.randomize import Randomization
 from cmbflow.training.loop import TrainSettings
 
@@ -38,7 +38,7 @@ def test_config_yaml_writes_the_schemas_defaults_and_no_other_value():
 
     def walk(value, node, key):
         default = node.get("default")
-        node = _resolved(node)
+        node = resolve_ref(node)
         default = node.get("default") if default is None else default
         if key in DATA_KEYS:
             return
@@ -50,12 +50,6 @@ def test_config_yaml_writes_the_schemas_defaults_and_no_other_value():
 
     walk(yaml.safe_load(CONFIG_YAML.read_text()), config_schema(), "")
     assert not differences, "\n".join(differences)
-
-
-def _resolved(node):
-    while "$ref" in node:
-        node = config_schema()["definitions"][node["$ref"].rsplit("/", 1)[-1]]
-    return node
 
 
 def test_an_unknown_or_missing_setting_is_refused_naming_it_and_its_section():

@@ -159,8 +159,8 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
 def _phase_filter(path: Path, radians: np.ndarray, magnitude: np.ndarray, affine: np.ndarray, dataset: dict) -> tuple[str, str]:
     """``(phase kind found, filter preprocessing applies)``: config ``phase_filter`` ``auto``
     filters raw phase (homodyne) and leaves filtered phase alone; ``homodyne`` / ``none``
-    are followed, with a warning where they contradict what the phase looks like."""
-    dataset = dataset_entry(dataset)
+    are followed, with a warning where they contradict what the phase looks like. ``dataset``:
+    the entry with its defaults (:func:`check_subject` fills them)."""
     kind = phase_kind(radians, magnitude, voxel_sizes(affine))
     setting = dataset["phase_filter"]
     chosen = ("homodyne" if kind == "raw" else "none") if setting == "auto" else setting

@@ -45,12 +45,12 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, schedule, iteration: int, rows: list,
+def _save_checkpoint(path: Path, modules: dict[str, torch.nn.Module], optimizer, decay, iteration: int, rows: list,
                      fingerprint: str) -> None:
     """Atomic checkpoint (write then rename): a job killed mid-write leaves the previous one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"format": CHECKPOINT_FORMAT, "modules": {name: m.state_dict() for name, m in modules.items()},
-             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "iteration": iteration,
+             "optimizer": optimizer.state_dict(), "schedule": decay.state_dict(), "iteration": iteration,
              "curves": pd.DataFrame(rows).to_dict("list"), "fingerprint": fingerprint}
     temporary = path.with_suffix(".tmp")
     torch.save(state, temporary)
