@@ -74,10 +74,16 @@ def settings_from_config(cls, options: dict, section: str, ignored=()):
 
 class FromConfig:
     """Mixin of a settings dataclass built from one config ``section``: :meth:`from_config`
-    takes the validated section, :meth:`defaults` the schema's defaults (tests, benchmarks)."""
+    takes the validated section, :meth:`defaults` the schema's defaults (tests, benchmarks),
+    :meth:`from_record` a model card's record of the settings."""
 
     section: ClassVar[str]
     ignored: ClassVar[tuple[str, ...]] = ()  # keys of the section that other steps read
+
+    @classmethod
+    def default_options(cls) -> dict:
+        """The schema's defaults of the section, as :meth:`from_config` takes them."""
+        return schema_defaults(cls.section)
 
     @classmethod
     def from_config(cls, options: dict):
@@ -86,7 +92,14 @@ class FromConfig:
     @classmethod
     def defaults(cls, **overrides):
         """The schema's defaults of the section, with ``overrides``."""
-        return cls.from_config({**schema_defaults(cls.section), **overrides})
+        return cls.from_config({**cls.default_options(), **overrides})
+
+    @classmethod
+    def from_record(cls, record: dict, source: str):
+        """From a model card's record (``source`` names the card for errors). A card written
+        before a setting existed lacks it; the schema's default stands in, as the model was
+        trained with the behaviour that default keeps."""
+        return settings_from_config(cls, {**cls.default_options(), **record}, f"{source}: {cls.section}", cls.ignored)
 
 
 def dataset_entry(dataset: dict) -> dict:

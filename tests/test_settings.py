@@ -65,3 +65,13 @@ def test_a_dataset_entry_built_by_hand_gets_the_schemas_defaults():
     entry = dataset_entry({"bids_dir": "x", "role": "external", "phase_sign": -1})
     assert entry["phase_sign"] == -1 and entry["phase_units"] == "auto" and entry["phase_filter_mm"] == 10
     assert "role" not in schema_defaults("datasets.*")  # required keys have no default
+
+
+def test_a_model_card_from_before_a_setting_existed_still_loads_and_a_foreign_key_names_the_card():
+    record = {k: v for k, v in schema_defaults("localizer").items() if k not in ("weight_decay", "checkpoint_every", "threads")}
+    settings = LocalizerSettings.from_record(record, "old/model_card.json")
+    assert settings.weight_decay == schema_defaults("localizer")["weight_decay"] and settings.channels == (8, 16, 32, 64)
+    with pytest.raises(ValueError, match=r"^old/model_card.json: localizer: unknown setting\(s\) dropout"):
+        LocalizerSettings.from_record({**record, "dropout": 0.1}, "old/model_card.json")
+    detector = TrainSettings.from_record({"iterations": 5}, "card.json")  # a detector's flat record, as the card keeps it
+    assert detector.iterations == 5 and detector.inputs == ("swi", "phase")

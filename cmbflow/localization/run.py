@@ -36,7 +36,7 @@ def run_segmentation(weights: str, card: str, subjects: dict[str, dict[str, str]
     ``xfm_to_native``) into MARS regions and write the uint8 map on its model-ready grid to
     ``outputs[key]``."""
     model, model_card = load_localizer(weights, card)
-    settings = LocalizerSettings.from_config(model_card["training"])
+    settings = LocalizerSettings.from_record(model_card["training"], card)
     device = default_device()
     for key in progress(sorted(subjects), show_progress, "regions"):
         start = time.perf_counter()

@@ -38,11 +38,12 @@ def sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def fine_tune_settings(parent_card: dict, options: dict) -> TrainSettings:
+def fine_tune_settings(parent_card: dict, options: dict, source: str = "the parent's model card") -> TrainSettings:
     """The parent's training settings with the fine-tuning schedule of ``options`` (no validation:
-    the few tuning subjects are all used)."""
+    the few tuning subjects are all used). ``source``: the card's path, for errors."""
     # A parent recorded before mimic patches existed was trained without them.
-    parent = TrainSettings.from_config({"mimic_fraction": 0.0, **parent_card["training"], "inputs": model_inputs(parent_card)})
+    parent = TrainSettings.from_record({"mimic_fraction": 0.0, **parent_card["training"], "inputs": model_inputs(parent_card)},
+                                       source)
     return dataclasses.replace(parent, **{key: options[key] for key in TUNED_KEYS if key in options})
 
 
@@ -53,7 +54,7 @@ def fine_tune_detector(name: str, parent_weights: str, parent_card: str, options
     ``subjects_loader``) and write the model folder ``outputs`` (:func:`cmbflow.paths.model_files`).
     Returns the card."""
     parent = json.loads(Path(parent_card).read_text())
-    settings = fine_tune_settings(parent, options)
+    settings = fine_tune_settings(parent, options, parent_card)
     parent_hash = sha256(parent_weights)
     initial = torch.load(parent_weights, map_location="cpu", weights_only=True)
     scaling = PhaseScaling.from_record(parent.get("normalization"))  # the parent's input, kept

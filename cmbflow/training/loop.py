@@ -67,12 +67,12 @@ class TrainSettings(FromConfig):
     seed: int
 
     @classmethod
-    def defaults(cls, **overrides) -> "TrainSettings":
-        """The schema's defaults (the full variant, FFM + HSPL, on SWI and phase), with ``overrides``."""
+    def default_options(cls) -> dict:
+        """The schema's defaults, flattened as :func:`cmbflow.training.variant.variant_settings`
+        flattens the config (the full variant, FFM + HSPL, on SWI and phase)."""
         detector = schema_defaults("detector")
         variant = {**schema_defaults("detector.variants.*"), **detector["variants"]["rpn_ffm_hspl"]}
-        return cls.from_config({"anchors_mm": detector["anchors_mm"], **detector["network"], **detector["training"], **variant,
-                                **overrides})
+        return {"anchors_mm": detector["anchors_mm"], **detector["network"], **detector["training"], **variant}
 
 
 def build_model(settings: TrainSettings) -> CMBDetector:
