@@ -322,10 +322,13 @@ def calibration_split(keys: list[str], n_calibration: int, seed: int) -> dict[st
     return {key: "calibration" if subject in chosen else "test" for subject in ordered for key in groups[subject]}
 
 
+TRAINING_ROLES = ("internal", "train")  # roles whose (training) subjects the models learn from
+
+
 def is_split(dataset: dict) -> bool:
-    """Whether a dataset entry is split: internal (train / test) or external with calibration
-    subjects (calibration / test); otherwise it is scored whole."""
-    return dataset["role"] == "internal" or dataset.get("calibration_subjects", 0) > 0
+    """Whether a dataset entry has a split table: internal (train / test), train (all train) or
+    external with calibration subjects (calibration / test); otherwise it is scored whole."""
+    return dataset["role"] in TRAINING_ROLES or dataset.get("calibration_subjects", 0) > 0
 
 
 def check_splittable(keys: list[str], dataset: dict) -> None:
@@ -336,19 +339,26 @@ def check_splittable(keys: list[str], dataset: dict) -> None:
         raise ValueError(f"role: an internal dataset is split into training and test subjects and needs at least 2; "
                          f"this one has {subjects}. Add subjects, or make it role: external (scored whole, with "
                          "trained models from config models:).")
+    if dataset["role"] == "train" and subjects < 1:
+        raise ValueError("role: a training dataset (role train) needs at least 1 subject; this one has none.")
     n_calibration = dataset.get("calibration_subjects", 0)
-    if dataset["role"] != "internal" and n_calibration >= subjects > 0:
+    if dataset["role"] != "external" and n_calibration > 0:
+        raise ValueError(f"calibration_subjects: only an external dataset sets subjects aside for calibration; this one is "
+                         f"role: {dataset['role']}. Remove the key, or make the dataset role: external.")
+    if dataset["role"] == "external" and n_calibration >= subjects > 0:
         raise ValueError(f"calibration_subjects: {n_calibration} of {subjects} subjects would leave none to score; lower it")
 
 
 def dataset_split(keys: list[str], dataset: dict, split: dict) -> dict[str, str] | None:
     """The split of one dataset (config ``split`` and the dataset's entry): train / test for
-    an internal dataset, calibration / test for an external one with calibration subjects,
-    None for an external dataset scored whole. Only rule split_dataset calls this; everything
+    an internal dataset, all train for a training dataset (role train), calibration / test for
+    an external one with calibration subjects, None for an external dataset scored whole. Only rule split_dataset calls this; everything
     else reads the table it writes (:func:`read_split`)."""
     check_splittable(keys, dataset)
     if dataset["role"] == "internal":
         return split_subjects(keys, split["test_fraction"], split["seed"])
+    if dataset["role"] == "train":
+        return {key: "train" for key in sorted(keys)}
     if is_split(dataset):
         return calibration_split(keys, int(dataset["calibration_subjects"]), split["seed"])
     return None
@@ -381,14 +391,15 @@ def registration_template(config: dict) -> dict[str, str]:
 def target_spacing(config: dict) -> list[float]:
     """Voxel size (world x, y, z, mm) of the model-ready grid: ``preprocessing.target_spacing_mm``,
     else the trained models' (config ``models``), else that of the first internal dataset (its synthetic site's, or its first subject's
-    header), else of the first dataset."""
+    header), else of the first training dataset (role train), else of the first dataset."""
     explicit = config.get("preprocessing", {}).get("target_spacing_mm")
     if explicit:
         return [float(v) for v in explicit]
     trained = trained_spacing(config.get("models") or {})
     if trained:
         return trained
-    datasets = sorted(config["datasets"].items(), key=lambda item: item[1]["role"] != "internal")
+    order = {"internal": 0, "train": 1, "external": 2}
+    datasets = sorted(config["datasets"].items(), key=lambda item: order[item[1]["role"]])
     name, dataset = datasets[0]
     site = dataset.get("synthetic_site")
     if site is not None:

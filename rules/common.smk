@@ -7,7 +7,7 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import (bids_dir, check_splittable, dicom_subjects, generated_inputs, has_phase, is_split, read_split,
+from cmbflow.config import (TRAINING_ROLES, bids_dir, check_splittable, dicom_subjects, generated_inputs, has_phase, is_split, read_split,
                             registration_template, subject_inputs, target_spacing)
 from cmbflow.io.bids import SUBJECT_KEY
 from cmbflow.io.nifti import InputError
@@ -52,9 +52,14 @@ def preproc_inputs(name, key, kinds):
 TEMPLATE = registration_template(config)
 TARGET_SPACING = target_spacing(config)
 INTERNAL_DATASETS = [name for name, d in config["datasets"].items() if d["role"] == "internal"]
+# Datasets the models learn from: the internal ones' training subjects and every subject of a
+# training-only dataset (role train, e.g. the randomized synthetic cohort).
+TRAINING_DATASETS = [name for name, d in config["datasets"].items() if d["role"] in TRAINING_ROLES]
+# Datasets run through detection and scored: all but the training-only ones.
+SCORED_DATASETS = [name for name, d in config["datasets"].items() if d["role"] != "train"]
 # config `models:` (name -> trained model folder): use those models, train nothing.
 TRAINED_MODELS = dict(config.get("models") or {})
-TRAINING = not TRAINED_MODELS and bool(INTERNAL_DATASETS)
+TRAINING = not TRAINED_MODELS and bool(TRAINING_DATASETS)
 HAS_MODELS = TRAINING or bool(TRAINED_MODELS)
 BASE_VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if TRAINED_MODELS else list(config["detector"]["variants"])
 # config `fine_tune:` (name -> parent, dataset, settings): detectors tuned on a site's calibration subjects.
@@ -153,8 +158,8 @@ def test_subjects(name):
 
 
 def train_subjects():
-    """Internal dataset -> its training subjects."""
-    return {name: subjects_in(name, "train") for name in INTERNAL_DATASETS}
+    """Training dataset (internal or role train) -> its training subjects."""
+    return {name: subjects_in(name, "train") for name in TRAINING_DATASETS}
 
 
 def held_out_subjects():
@@ -171,17 +176,17 @@ def evaluated_datasets():
     def annotated(name):
         keys = test_subjects(name)
         return bool(keys) and all(any(SUBJECT_INPUTS[name][key][kind] for kind in ANNOTATION) for key in keys)
-    return [name for name in config["datasets"] if annotated(name)]
+    return [name for name in SCORED_DATASETS if annotated(name)]
 
 
 # Datasets with the generator's true region map (synthetic), for the localization accuracy.
-TRUTH_DATASETS = [name for name in config["datasets"] if "synthetic_site" in config["datasets"][name]]
+TRUTH_DATASETS = [name for name in SCORED_DATASETS if "synthetic_site" in config["datasets"][name]]
 
 
 def training_subject_first(wildcards):
-    """Priority of a subject's preprocessing: the internal datasets' subjects come first, so the
+    """Priority of a subject's preprocessing: the training datasets' subjects come first, so the
     trainings start while the external subjects are still being preprocessed."""
-    return 1 if wildcards.dataset in INTERNAL_DATASETS else 0
+    return 1 if wildcards.dataset in TRAINING_DATASETS else 0
 
 
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
@@ -343,9 +348,9 @@ DOWNSTREAM_OF = {
 def model_config(model):
     """The resolved config a model (``detector`` or ``localizer``) is trained with and its card
     records: everything but the sections it does not read, and the detector's inference options.
-    Of the datasets, the internal ones it trains on: adding a site to score retrains nothing."""
+    Of the datasets, the ones it trains on: adding a site to score retrains nothing."""
     resolved = {k: v for k, v in config.items() if k not in DOWNSTREAM_OF[model]}
-    resolved["datasets"] = {name: input_settings(name) for name in INTERNAL_DATASETS}
+    resolved["datasets"] = {name: input_settings(name) for name in TRAINING_DATASETS}
     if "detector" in resolved:
         resolved["detector"] = {k: v for k, v in config["detector"].items() if k not in ("inference", "operating_point")}
     return _key_sorted(resolved)
@@ -385,9 +390,9 @@ def final_outputs():
         targets += [paths.localizer_files()[kind] for kind in ("weights", "card", "curves_png")]
     targets += [paths.model_files(name)[kind] for name in FINE_TUNED for kind in ("weights", "card", "curves_png", "operating_point")]
     if HAS_MODELS:
-        targets += [path for variant in VARIANTS for name in config["datasets"] if SUBJECTS[name]
+        targets += [path for variant in VARIANTS for name in SCORED_DATASETS if SUBJECTS[name]
                     for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values())]
-        targets += [paths.figure(name, figure)["png"] for name in config["datasets"] if SUBJECTS[name]
+        targets += [paths.figure(name, figure)["png"] for name in SCORED_DATASETS if SUBJECTS[name]
                     for figure in ("candidate_panels", "anatomical_filtering")]
     if TRUTH_DATASETS and HAS_MODELS:
         targets.append(paths.localization_accuracy())

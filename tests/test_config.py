@@ -86,6 +86,16 @@ def test_a_split_table_reads_back_as_written_and_impossible_splits_are_refused_b
     check_splittable(["01"], {"role": "external"})  # scored whole: nothing to split
 
 
+def test_a_training_dataset_trains_on_every_subject_and_sets_none_aside():
+    split = dataset_split(["02", "01_ses-a", "01_ses-b"], {"role": "train"}, {"test_fraction": 0.25, "seed": 3})
+    assert split == {"01_ses-a": "train", "01_ses-b": "train", "02": "train"}
+    with pytest.raises(ValueError, match="needs at least 1 subject"):
+        check_splittable([], {"role": "train"})
+    for role in ("train", "internal"):
+        with pytest.raises(ValueError, match=f"^calibration_subjects: only an external dataset .* role: {role}"):
+            check_splittable(["01", "02", "03"], {"role": role, "calibration_subjects": 1})
+
+
 def test_patch_shares_over_one_are_refused_naming_the_keys():
     config = {"datasets": {}, "synth": {"sites": {}}, "detector": {"training": {"cmb_fraction": 0.6, "mimic_fraction": 0.2}},
               "fine_tune": {"site_b": {"cmb_fraction": 0.9}}}

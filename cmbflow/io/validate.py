@@ -149,8 +149,8 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
         except InputError as error:
             problems.append(str(error))
     if annotations_required and files.mask is None and files.markers is None:
-        problems.append(f"{files.magnitude}: no CMB annotation (mask or markers) found; an internal dataset needs them for training "
-                        "and evaluation. Add derivatives/cmb_labels/... files (a subject with zero CMBs gets an empty mask or a "
+        problems.append(f"{files.magnitude}: no CMB annotation (mask or markers) found; a training dataset (role internal or train) "
+                        "needs them. Add derivatives/cmb_labels/... files (a subject with zero CMBs gets an empty mask or a "
                         "markers file with only the header), or set the dataset's role to external.")
     row["n_cmb"] = n_cmb
     return row, [p for p in problems if p]
@@ -181,7 +181,7 @@ def validate_dataset(name: str, dataset: dict, tolerance_mm: float = 0.01, subje
     subjects = subjects if subjects is not None else discover_subjects(name, dataset)
     rows, problems = [], []
     for files in subjects:
-        row, found = check_subject(files, dataset, tolerance_mm, annotations_required=dataset.get("role") == "internal")
+        row, found = check_subject(files, dataset, tolerance_mm, annotations_required=dataset.get("role") in ("internal", "train"))
         rows.append(row)
         problems.extend(found)
     if problems:

@@ -68,3 +68,23 @@ def test_a_twin_site_draws_the_subjects_of_its_original():
                              (("ext", {}), ("extraw", {"draws_of": "ext", "phase_kind": "raw"}), ("extraw", {})))
     draws = [draw_subject(site, "001", 7)[2].uniform(size=4) for site in (original, twin, other)]
     assert np.array_equal(draws[0], draws[1]) and not np.array_equal(draws[0], draws[2])
+
+
+def test_air_cavities_are_enclosed_below_the_brain_and_the_dark_rim_of_the_head_is_not_air():
+    from cmbflow.synth.tissue import head_classes
+    # A 1 mm phantom: a brain ball in a head ball; scalp bright; a dark rim at the head's
+    # edge all round (as the template's lower head), a dark skull band, and a dark cavity
+    # deep in the head below the brain, clear of it (a sinus).
+    grid = np.indices((140, 140, 140)).astype(float)
+    radius = np.sqrt(((grid - np.array([70, 70, 70])[:, None, None, None]) ** 2).sum(0))
+    brain = radius < 35
+    t1 = np.where(radius < 68, 1.0, 0.0)
+    t1[(radius >= 35) & (radius < 39)] = 0.05               # skull band (4 mm)
+    t1[(radius >= 62) & (radius < 68)] = 0.15               # dark rim at the head's edge (foreground, not soft)
+    cavity = np.sqrt(((grid - np.array([70, 70, 22])[:, None, None, None]) ** 2).sum(0)) < 7
+    t1[cavity] = 0.02
+    soft, bone, air = head_classes(t1, brain, wm_level=1.0)
+    assert air[70, 70, 22] and air.sum() > 0.6 * cavity.sum() and not (air & ~cavity).any()
+    assert bone[70, 70, 33] and bone[70, 107, 70]             # the skull band is bone, below the brain too
+    assert not air[(radius >= 62) & (radius < 68)].any()   # the rim is not air, however thick and low
+    assert not (soft & air).any() and not (bone & air).any()

@@ -28,11 +28,13 @@ def test_dag_writes_manifests_split_template_and_qc(tiny_run):
     results = workdir / "results"
     internal = pd.read_csv(results / "inputs/tiny_internal/manifest.tsv", sep="\t", dtype={"key": str})
     participants = pd.read_csv(results / "synth/site-tiny/participants.tsv", sep="\t")
-    assert list(internal["key"]) == ["001", "002", "003"]
+    assert list(internal["key"]) == ["001", "002"]
     assert list(internal["n_cmb"]) == list(participants["n_cmb"])  # mask instances == markers written
     assert internal["n_cmb"].sum() >= 1
     split = pd.read_csv(results / "inputs/tiny_internal/split.tsv", sep="\t", dtype={"key": str})
-    assert sorted(split["split"]) == ["test", "train", "train"]
+    assert sorted(split["split"]) == ["test", "train"]
+    train_only = pd.read_csv(results / "inputs/tiny_train/split.tsv", sep="\t", dtype={"key": str})
+    assert train_only.to_dict("list") == {"key": ["001"], "split": ["train"]}  # role train: every subject trains
     assert_figure(results / "qc/synth_tiny/overview.png")
     for name in ("part-mag_swi", "part-phase_swi", "desc-brain_mask", "desc-mars_dseg"):
         assert (results / f"synth/template/tpl-synth_{name}.nii.gz").exists()
@@ -50,7 +52,7 @@ def test_user_dataset_validated_in_place_and_untouched(tiny_run):
 
 def test_preprocessing_writes_every_output_in_the_model_ready_frame(tiny_run):
     workdir, _, _, _ = tiny_run
-    for dataset, keys in (("tiny_internal", ["001", "002", "003"]), ("user_scans", ["001", "002"])):
+    for dataset, keys in (("tiny_internal", ["001", "002"]), ("tiny_train", ["001"]), ("user_scans", ["001", "002"])):
         quality = pd.read_csv(workdir / paths.registration_quality(dataset),
                               sep="\t", dtype={"subject": str})
         assert list(quality["subject"]) == keys
@@ -77,8 +79,8 @@ def test_warped_atlas_matches_the_true_regions_of_every_subject(tiny_run):
     assert (quality["dice_lobar"] >= 0.85).all() and (quality["dice_deep"] >= 0.75).all(), quality
     assert (quality["dice_infratentorial"] >= 0.80).all(), quality
     markers = pd.concat([pd.read_csv(workdir / paths.preproc_subject_files("tiny_internal", key)["markers"], sep="\t")
-                         for key in ("001", "002", "003")])
-    assert len(markers) >= 3
+                         for key in ("001", "002")])
+    assert len(markers) >= 2
     assert (markers["region"] == markers["atlas_region"]).mean() >= 0.9  # 0.95 before the skull band and air cavities
 
 
@@ -113,7 +115,8 @@ def test_each_variant_is_a_model_folder_with_weights_card_and_curves(tiny_run):
         assert set(state) == ({"detector", "prototypes"} if variant == "rpn_ffm_hspl" else {"detector"})
         card = json.loads(files["card"].read_text())
         assert card["variant"] == variant and card["spacing_mm"] == pytest.approx([2.0, 2.0, 3.0])
-        assert card["data_split"]["train"] and all(name.startswith("tiny_internal/") for name in card["data_split"]["train"])
+        trained = card["data_split"]["train"]  # the internal site's training subject and the training-only site's
+        assert sorted(trained) == sorted(["tiny_train/001", *(f"tiny_internal/{k}" for k in ("001", "002") if f"tiny_internal/{k}" not in card["data_split"]["test"])])
         assert len(card["data_split"]["test"]) == 1 and card["data_split"]["test"][0] not in card["data_split"]["train"]
         assert "inference" not in card["resolved_config"]["detector"]  # changing inference options must not retrain
         assert list(pd.read_csv(files["curves"], sep="\t")["iteration"]) == [2, 4]
@@ -136,6 +139,7 @@ def test_candidates_are_in_world_mm_and_voxels_of_the_users_original_scan(tiny_r
     internal = pd.read_csv(workdir / paths.candidate_files("rpn", "tiny_internal")["table"], sep="\t", dtype={"subject": str})
     split = pd.read_csv(workdir / "results/inputs/tiny_internal/split.tsv", sep="\t", dtype={"key": str})
     assert set(internal["subject"]) == set(split.loc[split["split"] == "test", "key"])  # held-out subjects only
+    assert not (workdir / paths.candidate_files("rpn", "tiny_train")["table"]).exists()  # a training-only site is never scored
 
 
 def test_every_variant_and_annotated_dataset_is_evaluated_with_figures_and_tables(tiny_run):
@@ -337,7 +341,7 @@ def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_tw
         shutil.rmtree(folder)
     for phase in swi_only.rglob("*part-phase*"):
         phase.unlink()
-    datasets = {"tiny_internal": config["datasets"]["tiny_internal"],
+    datasets = {name: config["datasets"][name] for name in ("tiny_internal", "tiny_train")} | {
                 "swi_scans": {"bids_dir": str(swi_only), "role": "external", "phase": False}}
     refused = snakemake(tmp_path / "refused", {**config, "datasets": datasets}, "-n")
     assert refused.returncode != 0

@@ -44,10 +44,14 @@ def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = 
 
 
 def tiny_config(user_bids: Path) -> dict:
-    """A synthetic internal site and the user's BIDS dataset (oblique LAS, scanner phase)."""
+    """A synthetic internal site (two subjects: one trains, one is scored), a training-only
+    site (one subject, as the default cohort's randomized one) and the user's BIDS dataset
+    (oblique LAS, scanner phase)."""
     return {"datasets": {"tiny_internal": {"synthetic_site": "tiny", "role": "internal"},
+                         "tiny_train": {"synthetic_site": "tinytrain", "role": "train"},
                          "user_scans": {"bids_dir": str(user_bids), "role": "external", "phase_sign": -1}},
-            "synth": {"seed": 11, "template_site": "tiny", "sites": {"tiny": TINY_SITE}},
+            "synth": {"seed": 11, "template_site": "tiny",
+                      "sites": {"tiny": dict(TINY_SITE, n_subjects=2), "tinytrain": dict(TINY_SITE, n_subjects=1)}},
             "preprocessing": TINY_PREPROCESSING, "detector": TINY_DETECTOR, "localizer": TINY_LOCALIZER,
             "census": {"score_threshold": 0.0},
             "evaluation": {"bootstrap": 100}}  # the bands and intervals of a few subjects: 100 replicates do
