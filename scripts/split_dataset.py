@@ -1,5 +1,5 @@
 """Rule split_dataset (a checkpoint): the seeded split of a dataset's subjects (internal:
-train/test; external: calibration/test), decided here once; every later rule reads this table."""
+train/test; train: all train; external: calibration/test), decided here once; every later rule reads this table."""
 
 import logging
 from collections import Counter

@@ -1,4 +1,4 @@
-"""Rule train_detector: one detector variant on the internal training subjects -> its model folder."""
+"""Rule train_detector: one detector variant on the training subjects (internal and role train) -> its model folder."""
 
 import pandas as pd
 import torch

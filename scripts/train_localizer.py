@@ -1,4 +1,4 @@
-"""Rule train_localizer: the localization network on the internal training subjects -> its model folder."""
+"""Rule train_localizer: the localization network on the training subjects (internal and role train) -> its folder."""
 
 import pandas as pd
 import torch
