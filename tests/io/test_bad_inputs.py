@@ -17,7 +17,6 @@ import pandas as pd
 import pytest
 
 from cmbflow.cli import main
-from cmbflow.io.nifti import save_volume
 from tests.conftest import AFFINE, SHAPE, write_subject
 
 
