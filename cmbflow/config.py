@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from cmbflow import paths
-from cmbflow.io.bids import LABEL, annotation_files, annotation_root, discover_subjects, has_phase, patterns_for
+from cmbflow.io.bids import LABEL, TRAINING_ROLES, annotation_files, annotation_root, discover_subjects, has_phase, patterns_for
 from cmbflow.io.model_input import INPUTS, model_inputs
 from cmbflow.io.nifti import InputError
 from cmbflow.io.coords import world_axis_spacing
@@ -322,9 +322,6 @@ def calibration_split(keys: list[str], n_calibration: int, seed: int) -> dict[st
     return {key: "calibration" if subject in chosen else "test" for subject in ordered for key in groups[subject]}
 
 
-TRAINING_ROLES = ("internal", "train")  # roles whose (training) subjects the models learn from
-
-
 def is_split(dataset: dict) -> bool:
     """Whether a dataset entry has a split table: internal (train / test), train (all train) or
     external with calibration subjects (calibration / test); otherwise it is scored whole."""
@@ -352,8 +349,8 @@ def check_splittable(keys: list[str], dataset: dict) -> None:
 def dataset_split(keys: list[str], dataset: dict, split: dict) -> dict[str, str] | None:
     """The split of one dataset (config ``split`` and the dataset's entry): train / test for
     an internal dataset, all train for a training dataset (role train), calibration / test for
-    an external one with calibration subjects, None for an external dataset scored whole. Only rule split_dataset calls this; everything
-    else reads the table it writes (:func:`read_split`)."""
+    an external one with calibration subjects, None for an external dataset scored whole. Only
+    rule split_dataset calls this; everything else reads the table it writes (:func:`read_split`)."""
     check_splittable(keys, dataset)
     if dataset["role"] == "internal":
         return split_subjects(keys, split["test_fraction"], split["seed"])

@@ -7,9 +7,9 @@ import os
 from snakemake.exceptions import WorkflowError
 
 from cmbflow import paths
-from cmbflow.config import (TRAINING_ROLES, bids_dir, check_splittable, dicom_subjects, generated_inputs, has_phase, is_split, read_split,
+from cmbflow.config import (bids_dir, check_splittable, dicom_subjects, generated_inputs, has_phase, is_split, read_split,
                             registration_template, subject_inputs, target_spacing)
-from cmbflow.io.bids import SUBJECT_KEY
+from cmbflow.io.bids import SUBJECT_KEY, TRAINING_ROLES
 from cmbflow.io.nifti import InputError
 from cmbflow.localization.regions import maps_of
 from cmbflow.sites import SiteParams

@@ -36,6 +36,9 @@ DEFAULT_PATTERNS: dict[str, list[str]] = {
 }
 LABEL = r"[A-Za-z0-9]+"
 SUBJECT_KEY = rf"{LABEL}(_ses-{LABEL})?"
+# Dataset roles whose subjects the models learn from (annotations required): internal (its
+# training split) and train (every subject); external datasets are only scored.
+TRAINING_ROLES = ("internal", "train")
 
 
 @dataclass(frozen=True)

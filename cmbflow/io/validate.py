@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from cmbflow.io.annotations import instance_labels, read_markers
-from cmbflow.io.bids import SubjectFiles, discover_subjects
+from cmbflow.io.bids import TRAINING_ROLES, SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
 from cmbflow.io.nifti import InputError, load_volume
 from cmbflow.io.phase import phase_kind, phase_to_radians
@@ -181,7 +181,7 @@ def validate_dataset(name: str, dataset: dict, tolerance_mm: float = 0.01, subje
     subjects = subjects if subjects is not None else discover_subjects(name, dataset)
     rows, problems = [], []
     for files in subjects:
-        row, found = check_subject(files, dataset, tolerance_mm, annotations_required=dataset.get("role") in ("internal", "train"))
+        row, found = check_subject(files, dataset, tolerance_mm, annotations_required=dataset.get("role") in TRAINING_ROLES)
         rows.append(row)
         problems.extend(found)
     if problems:
