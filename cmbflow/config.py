@@ -14,7 +14,7 @@ import yaml
 
 from cmbflow import paths
 from cmbflow.io.bids import LABEL, TRAINING_ROLES, annotation_files, annotation_root, discover_subjects, has_phase, patterns_for
-from cmbflow.io.model_input import INPUTS, model_inputs
+from cmbflow.io.model_input import model_inputs
 from cmbflow.io.nifti import InputError
 from cmbflow.io.coords import world_axis_spacing
 from cmbflow.sites import SiteParams
@@ -81,24 +81,24 @@ def expand_user_paths(config: dict) -> None:
     fine-tuning parents given as folders) becomes the home folder, in place."""
     def expand(value):
         return str(Path(value).expanduser()) if isinstance(value, str) and value.startswith("~") else value
-    for dataset in config.get("datasets", {}).values():
+    for dataset in config["datasets"].values():
         for key in ("bids_dir", "dicom_dir", "annotations_dir"):
             if key in dataset:
                 dataset[key] = expand(dataset[key])
-    models = config.get("models") or {}
+    models = config["models"]
     for name in models:
         models[name] = expand(models[name])
-    template = config.get("preprocessing", {}).get("template")
+    template = config["preprocessing"]["template"]
     if isinstance(template, dict):
         for key in template:
             template[key] = expand(template[key])
-    for entry in (config.get("fine_tune") or {}).values():
-        entry["parent"] = expand(entry.get("parent"))
+    for entry in config["fine_tune"].values():
+        entry["parent"] = expand(entry["parent"])
 
 
 def check_config(config: dict) -> None:
-    """Cross-key checks the JSON schema cannot express."""
-    sites = config["synth"].get("sites", {})
+    """Cross-key checks the JSON schema cannot express, on a validated config (defaults filled in)."""
+    sites = config["synth"]["sites"]
     for name, dataset in config["datasets"].items():
         site = dataset.get("synthetic_site")
         if site is not None and site not in sites:
@@ -106,34 +106,32 @@ def check_config(config: dict) -> None:
         if site is not None and dataset.get("annotations_dir"):
             raise ValueError(f"datasets.{name}.annotations_dir: a synthetic site writes its own annotations; "
                              "annotations_dir is for bids_dir and dicom_dir datasets.")
-    template = config.get("preprocessing", {}).get("template", "synthetic")
+    template = config["preprocessing"]["template"]
     if isinstance(template, dict):
         for key, path in template.items():
             if not Path(path).is_file():
                 raise ValueError(f"preprocessing.template.{key}: file {path} not found. Give the path of your template "
                                  "image, its MARS region map (0 outside, 1 lobar, 2 deep, 3 infratentorial) and brain mask.")
-    template_site = config["synth"].get("template_site")
-    if template_site is not None and template_site not in sites:
+    template_site = config["synth"]["template_site"]
+    if template_site not in sites:
         raise ValueError(f"synth.template_site is '{template_site}', but synth.sites has only {sorted(sites)}.")
-    check_trained_models(config.get("models") or {})
+    check_trained_models(config["models"])
     check_model_inputs(config)
-    mimic = config.get("detector", {}).get("training", {}).get("mimic_fraction", 0.0)
-    fractions = {"detector.training.cmb_fraction": config.get("detector", {}).get("training", {}).get("cmb_fraction", 0.0),
-                 **{f"fine_tune.{name}.cmb_fraction": entry.get("cmb_fraction", 0.0)
-                    for name, entry in (config.get("fine_tune") or {}).items()}}
+    mimic = config["detector"]["training"]["mimic_fraction"]
+    fractions = {"detector.training.cmb_fraction": config["detector"]["training"]["cmb_fraction"],
+                 **{f"fine_tune.{name}.cmb_fraction": entry["cmb_fraction"] for name, entry in config["fine_tune"].items()}}
     for key, fraction in fractions.items():
         if fraction + mimic > 1:
             raise ValueError(f"{key} ({fraction:g}) plus detector.training.mimic_fraction ({mimic:g}) is over 1: they are "
                              "shares of the training patches. Lower one of them.")
-    localizer = config.get("localizer", {})
-    if localizer:
-        if len(localizer["strides"]) != len(localizer["channels"]) - 1:
-            raise ValueError(f"localizer.strides has {len(localizer['strides'])} entries; give one fewer than "
-                             f"localizer.channels ({len(localizer['channels'])}), one per downsampling.")
-        factors = [int(np.prod(localizer["strides"])) * pool for pool in localizer["pool"]]
-        if any(size % factor for size, factor in zip(localizer["patch_size"], factors)):
-            raise ValueError(f"localizer.patch_size {localizer['patch_size']} must be multiples of {factors} "
-                             "(localizer.pool times the product of localizer.strides, per axis).")
+    localizer = config["localizer"]
+    if len(localizer["strides"]) != len(localizer["channels"]) - 1:
+        raise ValueError(f"localizer.strides has {len(localizer['strides'])} entries; give one fewer than "
+                         f"localizer.channels ({len(localizer['channels'])}), one per downsampling.")
+    factors = [int(np.prod(localizer["strides"])) * pool for pool in localizer["pool"]]
+    if any(size % factor for size, factor in zip(localizer["patch_size"], factors)):
+        raise ValueError(f"localizer.patch_size {localizer['patch_size']} must be multiples of {factors} "
+                         "(localizer.pool times the product of localizer.strides, per axis).")
 
 
 def check_trained_models(models: dict) -> None:
@@ -165,7 +163,7 @@ def detector_inputs(config: dict) -> dict[str, tuple[list[str], str]]:
     """Detector name -> (the inputs it reads, where that is said): the variants of config
     ``detector.variants`` (or the model cards of config ``models``) and the fine-tuned ones
     (their parent's)."""
-    models = config.get("models") or {}
+    models = config["models"]
     found = {}
     if models:
         for name, folder in models.items():
@@ -173,10 +171,10 @@ def detector_inputs(config: dict) -> dict[str, tuple[list[str], str]]:
             if name != paths.LOCALIZER and card:
                 found[name] = (model_inputs(card), path)
     else:
-        for name, variant in config.get("detector", {}).get("variants", {}).items():
-            found[name] = (list(variant.get("inputs", INPUTS)), f"detector.variants.{name}.inputs")
-    for name, entry in (config.get("fine_tune") or {}).items():
-        parent = entry.get("parent")
+        for name, variant in config["detector"]["variants"].items():
+            found[name] = (list(variant["inputs"]), f"detector.variants.{name}.inputs")
+    for name, entry in config["fine_tune"].items():
+        parent = entry["parent"]
         if parent in found:
             found[name] = found[parent]
         else:
@@ -188,11 +186,11 @@ def detector_inputs(config: dict) -> dict[str, tuple[list[str], str]]:
 
 def localizer_reads_phase(config: dict) -> tuple[bool, str]:
     """Whether the localization network reads the phase, and where that is said."""
-    models = config.get("models") or {}
+    models = config["models"]
     if paths.LOCALIZER in models:
         card, path = _card(models[paths.LOCALIZER])
-        return any(str(line).startswith("phase") for line in card.get("input_channels", [])), path
-    return bool(config.get("localizer", {}).get("use_phase", False)), "localizer.use_phase"
+        return any(str(line).startswith("phase") for line in card["input_channels"]), path
+    return bool(config["localizer"]["use_phase"]), "localizer.use_phase"
 
 
 def check_model_inputs(config: dict) -> None:
@@ -245,7 +243,7 @@ def dicom_subjects(name: str, dataset: dict) -> dict[str, str]:
     root = Path(dataset["dicom_dir"]).expanduser()
     if not root.is_dir():
         raise InputError(f"dataset '{name}': dicom_dir {root} does not exist or is not a folder. Fix datasets.{name}.dicom_dir.")
-    pattern = (dataset.get("dicom") or {}).get("subjects", "*")
+    pattern = dataset["dicom"]["subjects"]
     matches = sorted(root.glob(pattern))
     folders = [p for p in matches if p.is_dir()]
     loose = [str(p) for p in matches if not p.is_dir()]
@@ -325,7 +323,7 @@ def calibration_split(keys: list[str], n_calibration: int, seed: int) -> dict[st
 def is_split(dataset: dict) -> bool:
     """Whether a dataset entry has a split table: internal (train / test), train (all train) or
     external with calibration subjects (calibration / test); otherwise it is scored whole."""
-    return dataset["role"] in TRAINING_ROLES or dataset.get("calibration_subjects", 0) > 0
+    return dataset["role"] in TRAINING_ROLES or dataset["calibration_subjects"] > 0
 
 
 def check_splittable(keys: list[str], dataset: dict) -> None:
@@ -338,7 +336,7 @@ def check_splittable(keys: list[str], dataset: dict) -> None:
                          "trained models from config models:).")
     if dataset["role"] == "train" and subjects < 1:
         raise ValueError("role: a training dataset (role train) needs at least 1 subject; this one has none.")
-    n_calibration = dataset.get("calibration_subjects", 0)
+    n_calibration = dataset["calibration_subjects"]
     if dataset["role"] != "external" and n_calibration > 0:
         raise ValueError(f"calibration_subjects: only an external dataset sets subjects aside for calibration; this one is "
                          f"role: {dataset['role']}. Remove the key, or make the dataset role: external.")
@@ -375,7 +373,7 @@ def read_split(path: str | Path) -> dict[str, str]:
 def registration_template(config: dict) -> dict[str, str]:
     """Files of the registration template chosen by ``preprocessing.template``: ``image``,
     ``regions`` (MARS atlas on the image's grid) and ``brainmask``."""
-    choice = config.get("preprocessing", {}).get("template", "synthetic")
+    choice = config["preprocessing"]["template"]
     if isinstance(choice, dict):
         return {"image": choice["image"], "regions": choice["regions"], "brainmask": choice["brain_mask"]}
     if choice == "icbm_t1":
@@ -389,10 +387,10 @@ def target_spacing(config: dict) -> list[float]:
     """Voxel size (world x, y, z, mm) of the model-ready grid: ``preprocessing.target_spacing_mm``,
     else the trained models' (config ``models``), else that of the first internal dataset (its synthetic site's, or its first subject's
     header), else of the first training dataset (role train), else of the first dataset."""
-    explicit = config.get("preprocessing", {}).get("target_spacing_mm")
+    explicit = config["preprocessing"]["target_spacing_mm"]
     if explicit:
         return [float(v) for v in explicit]
-    trained = trained_spacing(config.get("models") or {})
+    trained = trained_spacing(config["models"])
     if trained:
         return trained
     order = {"internal": 0, "train": 1, "external": 2}

@@ -43,9 +43,3 @@ def prepare_training(seed: int, device: torch.device | None = None) -> tuple[tor
         torch.use_deterministic_algorithms(True, warn_only=True)
     return device, device.type == "cuda"
 
-
-def settings_from_config(cls, options: dict):
-    """A settings dataclass from a config mapping: unknown keys ignored, lists as tuples."""
-    def tuples(value):
-        return tuple(tuples(v) for v in value) if isinstance(value, list) else value
-    return cls(**{k: tuples(v) for k, v in options.items() if k in cls.__dataclass_fields__})

@@ -2,52 +2,56 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import nibabel as nib
 import numpy as np
 from nibabel.eulerangles import euler2mat
 
+from cmbflow.settings import schema_defaults
+
 
 @dataclass
 class SiteParams:
-    """One site's scanner and cohort settings (config ``synth.sites.<name>``; see config.yaml)."""
+    """One site's scanner and cohort settings (config ``synth.sites.<name>``; see config.yaml).
+    Built by :meth:`from_config`; the defaults are the schema's (``definitions.site``). Two keys
+    are optional rather than defaulted: ``draws_of`` and ``vein_radius_mm`` (None: not set)."""
 
     name: str
-    n_subjects: int = 20
-    voxel_mm: tuple = (1.0, 1.0, 2.0)
-    fov_mm: tuple = (176.0, 208.0, 144.0)
-    orientation: str = "RAS"
-    oblique_deg: float = 0.0
-    b0_tesla: float = 3.0
-    te_ms: float = 20.0
-    snr: float = 30.0
-    phase_sign: int = 1
-    phase_storage: str = "radians"
-    magnitude_storage: str = "float32"
-    phase_kind: str = "filtered"  # raw: the wrapped phase with its background field, as many scanners export it
-    magnitude_kind: str = "swi"  # gre: the plain gradient-echo magnitude instead of SWI
+    n_subjects: int
+    voxel_mm: tuple
+    fov_mm: tuple
+    orientation: str
+    oblique_deg: float
+    b0_tesla: float
+    te_ms: float
+    snr: float
+    phase_sign: int
+    phase_storage: str
+    magnitude_storage: str
+    phase_kind: str  # raw: the wrapped phase with its background field, as many scanners export it
+    magnitude_kind: str  # gre: the plain gradient-echo magnitude instead of SWI
+    sim_voxel_mm: float
+    homodyne_window_fraction: float
+    background_field_ppm: float
+    bias_amplitude: float
+    cmb_count_max: int
+    cmb_free_fraction: float
+    cmb_diameter_mm: tuple
+    cmb_chi_ppm: tuple
+    region_weights: dict
+    calcifications_max: int
+    medullary_veins: int
+    pial_veins: int
+    ventricle_expansion: float
+    swi_power: int
+    anatomy_contrast: str  # template image whose intensities set partial volumes and head tissue
+    pose_rotation_deg: float
+    pose_scale_sd: float
+    warp_mm: float
+    randomize: bool  # training mode: each subject draws its acquisition (synth.randomization)
     draws_of: str | None = None  # another site's name: the same subjects (anatomy, lesions, noise), a twin cohort
-    sim_voxel_mm: float = 1.0
-    homodyne_window_fraction: float = 0.1
-    background_field_ppm: float = 0.15
-    bias_amplitude: float = 0.2
-    cmb_count_max: int = 8
-    cmb_free_fraction: float = 0.2
-    cmb_diameter_mm: tuple = (2.0, 10.0)
-    cmb_chi_ppm: tuple = (0.4, 1.2)
-    region_weights: dict = field(default_factory=lambda: {"lobar": 0.5, "deep": 0.3, "infratentorial": 0.2})
-    calcifications_max: int = 2
-    medullary_veins: int = 40
-    pial_veins: int = 30
     vein_radius_mm: tuple | None = None  # None: 0.4-0.7 mm medullary, 0.6-1.2 mm pial
-    ventricle_expansion: float = 0.0
-    swi_power: int = 4
-    anatomy_contrast: str = "t1"  # template image whose intensities set partial volumes and head tissue
-    pose_rotation_deg: float = 6.0
-    pose_scale_sd: float = 0.04
-    warp_mm: float = 2.5
-    randomize: bool = False  # training mode: each subject draws its acquisition (synth.randomization)
 
     @classmethod
     def from_config(cls, name: str, values: dict) -> "SiteParams":
@@ -55,6 +59,7 @@ class SiteParams:
         unknown = set(values) - known
         if unknown:
             raise ValueError(f"synth site '{name}': unknown keys {sorted(unknown)}; known: {sorted(known - {'name'})}")
+        values = {**schema_defaults("synth.sites.*"), **values}
         params = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
         return cls(name=name, **params)
 

@@ -58,12 +58,12 @@ TRAINING_DATASETS = [name for name, d in config["datasets"].items() if d["role"]
 # Datasets run through detection and scored: all but the training-only ones.
 SCORED_DATASETS = [name for name, d in config["datasets"].items() if d["role"] != "train"]
 # config `models:` (name -> trained model folder): use those models, train nothing.
-TRAINED_MODELS = dict(config.get("models") or {})
+TRAINED_MODELS = dict(config["models"])
 TRAINING = not TRAINED_MODELS and bool(TRAINING_DATASETS)
 HAS_MODELS = TRAINING or bool(TRAINED_MODELS)
 BASE_VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if TRAINED_MODELS else list(config["detector"]["variants"])
 # config `fine_tune:` (name -> parent, dataset, settings): detectors tuned on a site's calibration subjects.
-FINE_TUNED = dict(config.get("fine_tune") or {})
+FINE_TUNED = dict(config["fine_tune"])
 VARIANTS = BASE_VARIANTS + [name for name in FINE_TUNED if name not in BASE_VARIANTS]
 
 
@@ -86,7 +86,7 @@ def parent_model(name):
 def operating_point_file(variant, dataset):
     """The operating point a variant is used at on a dataset: calibrated on the dataset's
     calibration subjects (``datasets.<name>.calibrate``), else the model's own."""
-    if config["datasets"][dataset].get("calibrate") and config["datasets"][dataset].get("calibration_subjects", 0) > 0:
+    if config["datasets"][dataset]["calibrate"] and config["datasets"][dataset]["calibration_subjects"] > 0:
         return paths.calibrated_operating_point(variant, dataset)
     return detector_model(variant)["operating_point"]
 
@@ -118,7 +118,7 @@ for _name in SPLIT_DATASETS:
     except ValueError as error:
         raise WorkflowError(f"datasets.{_name}.{error}") from None
 for _name, _tune in FINE_TUNED.items():
-    if _tune["dataset"] not in config["datasets"] or not config["datasets"][_tune["dataset"]].get("calibration_subjects", 0) > 0:
+    if _tune["dataset"] not in config["datasets"] or not config["datasets"][_tune["dataset"]]["calibration_subjects"] > 0:
         raise WorkflowError(f"fine_tune.{_name}.dataset: {_tune['dataset']!r} must be a dataset of this run with "
                             "calibration_subjects > 0 (the annotated subjects it is tuned on)")
 _SPLIT_TABLES = {}  # split.tsv -> (mtime, table): read once per change, not once per input function

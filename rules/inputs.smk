@@ -7,7 +7,7 @@ rule convert_dicom:
         **paths.dicom_subject_files("{dataset}", "{subject}"),
     params:
         folder=lambda wildcards: dicom_subjects(wildcards.dataset, config["datasets"][wildcards.dataset])[wildcards.subject],
-        settings=lambda wildcards: dict(config["datasets"][wildcards.dataset].get("dicom") or {}),
+        settings=lambda wildcards: dict(config["datasets"][wildcards.dataset]["dicom"]),
     log:
         paths.log("inputs", "dicom_{dataset}_sub-{subject}"),
     threads: 1

@@ -11,6 +11,13 @@ from tests.conftest import write_subject
 
 REPO = Path(__file__).resolve().parents[1]
 SITES = {"internal": {"voxel_mm": [1.0, 1.0, 2.0]}, "external": {"voxel_mm": [1.0, 1.0, 3.0], "orientation": "LAS"}}
+DATASET = {"calibration_subjects": 0}  # what validation fills in where a test leaves it out
+
+
+def validated(config: dict) -> dict:
+    """``config`` as the workflow reads it: validated against the schema, its defaults filled in."""
+    validate_config(config, REPO / "schemas" / "config.schema.yaml", ["test"])
+    return config
 
 
 def test_split_is_seeded_sized_and_order_independent():
@@ -39,7 +46,8 @@ def test_user_configfile_datasets_and_variants_replace_defaults(tmp_path):
 
 
 def test_unknown_synthetic_site_is_reported():
-    config = {"datasets": {"d": {"synthetic_site": "nope", "role": "internal"}}, "synth": {"sites": {"internal": {}}}}
+    config = validated({"datasets": {"d": {"synthetic_site": "nope", "role": "internal"}},
+                        "synth": {"seed": 0, "sites": {"internal": {}}}})
     with pytest.raises(ValueError, match="synthetic_site is 'nope'"):
         check_config(config)
 
@@ -72,8 +80,8 @@ def test_home_folders_in_path_keys_are_expanded():
 
 def test_an_internal_dataset_too_small_to_split_says_the_minimum():
     with pytest.raises(ValueError, match="needs at least 2; this one has 1"):
-        dataset_split(["001"], {"role": "internal"}, {"test_fraction": 0.25, "seed": 0})
-    assert dataset_split(["001"], {"role": "external"}, {"test_fraction": 0.25, "seed": 0}) is None
+        dataset_split(["001"], {**DATASET, "role": "internal"}, {"test_fraction": 0.25, "seed": 0})
+    assert dataset_split(["001"], {**DATASET, "role": "external"}, {"test_fraction": 0.25, "seed": 0}) is None
 
 
 def test_a_split_table_reads_back_as_written_and_impossible_splits_are_refused_before_any_job(tmp_path):
@@ -83,22 +91,23 @@ def test_a_split_table_reads_back_as_written_and_impossible_splits_are_refused_b
     assert read_split(tmp_path / "split.tsv") == split and sorted(set(split.values())) == ["calibration", "test"]
     with pytest.raises(ValueError, match="calibration_subjects: 4 of 4 subjects would leave none to score"):
         check_splittable(["01", "02", "03", "04"], {"role": "external", "calibration_subjects": 4})
-    check_splittable(["01"], {"role": "external"})  # scored whole: nothing to split
+    check_splittable(["01"], {**DATASET, "role": "external"})  # scored whole: nothing to split
 
 
 def test_a_training_dataset_trains_on_every_subject_and_sets_none_aside():
-    split = dataset_split(["02", "01_ses-a", "01_ses-b"], {"role": "train"}, {"test_fraction": 0.25, "seed": 3})
+    split = dataset_split(["02", "01_ses-a", "01_ses-b"], {**DATASET, "role": "train"}, {"test_fraction": 0.25, "seed": 3})
     assert split == {"01_ses-a": "train", "01_ses-b": "train", "02": "train"}
     with pytest.raises(ValueError, match="needs at least 1 subject"):
-        check_splittable([], {"role": "train"})
+        check_splittable([], {**DATASET, "role": "train"})
     for role in ("train", "internal"):
         with pytest.raises(ValueError, match=f"^calibration_subjects: only an external dataset .* role: {role}"):
             check_splittable(["01", "02", "03"], {"role": role, "calibration_subjects": 1})
 
 
 def test_patch_shares_over_one_are_refused_naming_the_keys():
-    config = {"datasets": {}, "synth": {"sites": {}}, "detector": {"training": {"cmb_fraction": 0.6, "mimic_fraction": 0.2}},
-              "fine_tune": {"site_b": {"cmb_fraction": 0.9}}}
+    config = validated({"datasets": {"d": {"synthetic_site": "internal", "role": "internal"}}, "synth": {"seed": 0, "sites": SITES},
+                        "detector": {"training": {"cmb_fraction": 0.6, "mimic_fraction": 0.2}},
+                        "fine_tune": {"site_b": {"parent": "rpn", "dataset": "d", "cmb_fraction": 0.9}}})
     with pytest.raises(ValueError, match=r"fine_tune.site_b.cmb_fraction \(0.9\) plus detector.training.mimic_fraction \(0.2\)"):
         check_config(config)
     config["fine_tune"]["site_b"]["cmb_fraction"] = 0.8
@@ -106,19 +115,19 @@ def test_patch_shares_over_one_are_refused_naming_the_keys():
 
 
 def test_target_spacing_defaults_to_the_first_internal_dataset(tmp_path):
-    synth = {"sites": SITES}
-    config = {"datasets": {"ext": {"synthetic_site": "external", "role": "external"},
-                           "int": {"synthetic_site": "internal", "role": "internal"}}, "synth": synth}
+    synth = {"seed": 0, "sites": SITES}
+    config = validated({"datasets": {"ext": {"synthetic_site": "external", "role": "external"},
+                                     "int": {"synthetic_site": "internal", "role": "internal"}}, "synth": synth})
     assert target_spacing(config) == [1.0, 1.0, 2.0]
-    config["preprocessing"] = {"target_spacing_mm": [0.8, 0.8, 1.5]}
+    config["preprocessing"]["target_spacing_mm"] = [0.8, 0.8, 1.5]
     assert target_spacing(config) == [0.8, 0.8, 1.5]
     write_subject(tmp_path / "bids", "01")  # LAS, 1 x 1 x 2 mm
-    real = {"datasets": {"mine": {"bids_dir": str(tmp_path / "bids"), "role": "internal"}}, "synth": synth}
+    real = validated({"datasets": {"mine": {"bids_dir": str(tmp_path / "bids"), "role": "internal"}}, "synth": synth})
     assert target_spacing(real) == [1.0, 1.0, 2.0]
 
 
 def test_registration_template_choices(tmp_path):
-    assert registration_template({})["image"] == paths.synth_template("swi")
+    assert registration_template({"preprocessing": {"template": "synthetic"}})["image"] == paths.synth_template("swi")
     icbm = registration_template({"preprocessing": {"template": "icbm_t1"}})
     assert icbm == {"image": paths.icbm_template("t1w"), "regions": paths.region_atlas(),
                     "brainmask": paths.icbm_template("brainmask")}
@@ -129,7 +138,8 @@ def test_registration_template_choices(tmp_path):
 def test_missing_user_template_is_reported_with_its_key(tmp_path):
     (tmp_path / "t.nii.gz").write_bytes(b"x")
     own = {"image": str(tmp_path / "t.nii.gz"), "regions": str(tmp_path / "none.nii.gz"), "brain_mask": str(tmp_path / "t.nii.gz")}
-    config = {"datasets": {}, "synth": {"sites": SITES}, "preprocessing": {"template": own}}
+    config = validated({"datasets": {"d": {"synthetic_site": "internal", "role": "internal"}}, "synth": {"seed": 0, "sites": SITES},
+                        "preprocessing": {"template": own}})
     with pytest.raises(ValueError, match=r"preprocessing.template.regions: file .*none.nii.gz not found"):
         check_config(config)
 
@@ -145,7 +155,7 @@ def test_sessions_of_one_subject_never_land_on_both_sides_of_a_split():
                 sides.setdefault(key.split("_ses-")[0], set()).add(side)
             assert all(len(s) == 1 for s in sides.values()), split
     with pytest.raises(ValueError, match="needs at least 2; this one has 1"):
-        dataset_split(["01_ses-a", "01_ses-b"], {"role": "internal"}, {"test_fraction": 0.25, "seed": 0})
+        dataset_split(["01_ses-a", "01_ses-b"], {**DATASET, "role": "internal"}, {"test_fraction": 0.25, "seed": 0})
 
 
 def test_a_dataset_without_phase_takes_only_models_that_do_not_read_it(tmp_path):

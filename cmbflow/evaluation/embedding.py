@@ -86,7 +86,7 @@ def collect_vectors(model: CMBDetector, card: dict, subjects: dict[str, dict[str
             vectors.append(features[row_of[chosen["candidate"].astype(str)].to_numpy(int)])
         cmbs = lesions[lesions["subject"].astype(str) == str(key)]
         missed = cmbs[~cmbs["lesion"].isin(tp["lesion"])]
-        data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")), model_inputs(card))
+        data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
         world_missed = missed[["x", "y", "z"]].to_numpy(float).reshape(-1, 3)
         avoid = np.vstack([cmbs[["x", "y", "z"]].to_numpy(float).reshape(-1, 3),
                            candidates.loc[candidates["subject"].astype(str) == str(key), ["x", "y", "z"]].to_numpy(float)])

@@ -89,7 +89,7 @@ def write_operating_point(weights: str | Path, card: str | Path, subject_files: 
     missing = [name for name in names if name not in subject_files]
     if missing:
         raise ValueError(f"{card}: subjects {missing} to choose the operating point on are not inputs of this run")
-    scaling = PhaseScaling.from_record(content.get("normalization"))
+    scaling = PhaseScaling.from_record(content.get("normalization"), str(card))
     subjects = [load_subject(name, subject_files[name], scaling, model_inputs(content)) for name in names]
     settings = InferenceSettings.from_config(inference)
     state = torch.load(weights, map_location="cpu", weights_only=True)["detector"]

@@ -45,7 +45,7 @@ def plot_feature_levels(models: dict[str, tuple[str, str]], files: dict[str, str
     size = np.asarray(next(iter(loaded.values()))[1]["training"]["patch_size"], int)
     results = {}
     for label, (model, card) in loaded.items():  # each model sees the phase scaled as it was trained
-        data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")), model_inputs(card))
+        data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
         centre = np.rint(world_to_voxel(data.affine, np.array([[cmb.x, cmb.y, cmb.z]]))[0]).astype(int)
         patch = crop_patch(data.image, centre - size // 2, size)
         results[label] = level_maps(model, patch)

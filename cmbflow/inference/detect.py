@@ -156,7 +156,7 @@ def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str
     """Candidates of one subject (:data:`CANDIDATE_COLUMNS`; ``x, y, z`` world mm RAS+ and
     ``i, j, k`` voxel of the ``original`` image) and their feature vectors ``(N, F)``. With
     ``probability_map`` a path, also writes the CMB probability on the original grid."""
-    data = load_model_input(files, PhaseScaling.from_record(card.get("normalization")), model_inputs(card))
+    data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
     check_spacing(card, data.spacing, files["swi"])
     outputs = predict_volume(model, data.image, settings, device)
     table, features = detect_candidates(outputs, data.brain, card["anchors_mm"], data.spacing, settings)

@@ -29,8 +29,8 @@ class PhaseScaling:
       while CMBs and veins, many spreads away, saturate towards +-1.
     """
 
-    method: str = "pi"
-    mads: float = 6.0
+    method: str  # config detector.input.phase_scaling (the schema holds the default)
+    mads: float  # config detector.input.phase_mads
 
     def __post_init__(self):
         if self.method not in PHASE_METHODS:
@@ -39,11 +39,15 @@ class PhaseScaling:
             raise ValueError(f"phase scaling: mads must be positive, not {self.mads!r}")
 
     @classmethod
-    def from_record(cls, record: dict | None) -> "PhaseScaling":
-        """From a model card's ``normalization`` entry; a card without one (models from before
-        this option) was trained on ``pi``."""
-        record = record or {}
-        return cls(record.get("phase_scaling", "pi"), float(record.get("phase_mads", cls.mads)))
+    def from_record(cls, record: dict | None, source: str = "model card") -> "PhaseScaling":
+        """From a model card's ``normalization`` entry (or the config section
+        ``detector.input``, whose keys are the same). ``source`` names it in errors."""
+        missing = [key for key in ("phase_scaling", "phase_mads") if key not in (record or {})]
+        if missing:
+            raise ValueError(f"{source}: normalization has no {' or '.join(missing)}, so how the model reads the phase "
+                             "is unknown. Models written by cmbflow record it; retrain the model, or add "
+                             '"phase_scaling": "pi", "phase_mads": 6.0 to its card if it was trained on radians / pi.')
+        return cls(record["phase_scaling"], float(record["phase_mads"]))
 
     def record(self) -> dict:
         """The card's ``normalization`` entries of this scaling."""

@@ -57,7 +57,7 @@ def fine_tune_detector(name: str, parent_weights: str, parent_card: str, options
     settings = fine_tune_settings(parent, options, parent_card)
     parent_hash = sha256(parent_weights)
     initial = torch.load(parent_weights, map_location="cpu", weights_only=True)
-    scaling = PhaseScaling.from_record(parent.get("normalization"))  # the parent's input, kept
+    scaling = PhaseScaling.from_record(parent.get("normalization"), str(parent_card))  # the parent's input, kept
     train = [subjects_loader(key, files, scaling, settings.inputs) for key, files in sorted(subjects.items())]
     log.info("fine-tuning %s from %s (%s) on %d subjects of %s, %d iterations at learning rate %g", name,
              Path(parent_weights).parent, parent_hash[:12], len(train), options["dataset"], settings.iterations,

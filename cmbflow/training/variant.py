@@ -33,7 +33,7 @@ def variant_settings(detector: dict, variant: str) -> TrainSettings:
 
 def input_phase_scaling(detector: dict) -> PhaseScaling:
     """How a newly trained detector reads the phase (config ``detector.input``)."""
-    return PhaseScaling.from_record(detector.get("input"))  # the config keys are the card's
+    return PhaseScaling.from_record(detector["input"], "config detector.input")  # the config keys are the card's
 
 
 def validation_keys(keys: list[str], fraction: float, seed: int) -> list[str]:

@@ -132,7 +132,7 @@ def test_inference_reads_the_phase_as_the_model_card_says(tmp_path):
     settings = InferenceSettings.defaults(score_threshold=0.0, max_candidates=20, cpu_bfloat16=False)
 
     def scores(contrast: float, normalization: dict):
-        folder = tmp_path / f"{contrast}_{len(normalization)}"
+        folder = tmp_path / f"{contrast}_{normalization['phase_scaling']}"
         folder.mkdir()
         files = {name: str(folder / f"{name}.nii.gz") for name in ("swi", "phase", "brainmask")}
         save_volume(files["swi"], swi, affine)
@@ -142,7 +142,7 @@ def test_inference_reads_the_phase_as_the_model_card_says(tmp_path):
         table, _ = detect_subject(model, card, "001", files, files["swi"], settings)
         return table["score"].to_numpy()
 
-    mad = PhaseScaling("brain_mad").record()
+    mad, plain = PhaseScaling("brain_mad", 6.0).record(), PhaseScaling("pi", 6.0).record()
     mad_change = np.abs(scores(1.0, mad) - scores(13.0, mad)).max()
-    plain_change = np.abs(scores(1.0, {}) - scores(13.0, {})).max()
+    plain_change = np.abs(scores(1.0, plain) - scores(13.0, plain)).max()
     assert mad_change < 1e-6 and plain_change > 1e-4  # measured: 6e-8 and 5e-4

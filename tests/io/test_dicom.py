@@ -67,16 +67,16 @@ def test_two_candidate_series_are_an_error_asking_to_choose():
 def test_subject_folders_are_the_subject_labels_and_odd_names_are_reported(tmp_path):
     (tmp_path / "P01").mkdir()
     (tmp_path / "P02").mkdir()
-    assert list(dicom_subjects("site", {"dicom_dir": str(tmp_path)})) == ["P01", "P02"]
+    assert list(dicom_subjects("site", {"dicom_dir": str(tmp_path), "dicom": {"subjects": "*"}})) == ["P01", "P02"]
     (tmp_path / "P_03").mkdir()
     with pytest.raises(InputError, match=r"P_03.*not BIDS labels"):
-        dicom_subjects("site", {"dicom_dir": str(tmp_path)})
+        dicom_subjects("site", {"dicom_dir": str(tmp_path), "dicom": {"subjects": "*"}})
 
 
 def test_loose_files_beside_the_subject_folders_are_reported(tmp_path, caplog):
     (tmp_path / "P01").mkdir()
     (tmp_path / "stray.dcm").write_bytes(b"")
-    assert list(dicom_subjects("site", {"dicom_dir": str(tmp_path)})) == ["P01"]
+    assert list(dicom_subjects("site", {"dicom_dir": str(tmp_path), "dicom": {"subjects": "*"}})) == ["P01"]
     assert "stray.dcm" in caplog.text and "not converted" in caplog.text
 
 
@@ -97,7 +97,8 @@ def test_a_dicom_datasets_annotations_come_from_annotations_dir(tmp_path):
     markers = tmp_path / "labels/derivatives/cmb_labels/sub-P01/anat/sub-P01_desc-cmb_markers.tsv"
     markers.parent.mkdir(parents=True)
     markers.write_text("x\ty\tz\n")
-    dataset = {"dicom_dir": str(tmp_path / "dicom"), "role": "external", "annotations_dir": str(tmp_path / "labels")}
+    dataset = {"dicom_dir": str(tmp_path / "dicom"), "role": "external", "annotations_dir": str(tmp_path / "labels"),
+               "dicom": {"subjects": "*"}}
     inputs = subject_inputs("site", dataset, {})
     assert inputs["P01"]["markers"] == str(markers) and inputs["P02"]["markers"] == "" and inputs["P01"]["mask"] == ""
     assert inputs["P01"]["magnitude"].startswith("results/dicom/site/sub-P01/")

@@ -28,20 +28,21 @@ def test_brain_mad_makes_phase_of_another_field_and_echo_time_read_alike():
     assert spread == pytest.approx(1 / 6.0, rel=1e-3)  # the brain's spread lands at 1 / mads
     assert a.min() >= -1.0 and a.max() <= 1.0 and a[12, 12, 6] == 1.0  # the source saturates
     # the plain scaling keeps the 13x difference
-    plain = PhaseScaling("pi")
+    plain = PhaseScaling("pi", 6.0)
     assert np.std(plain.apply(high, brain)[brain]) / np.std(plain.apply(low, brain)[brain]) == pytest.approx(13, rel=0.05)
 
 
-def test_a_card_without_a_phase_scaling_was_trained_on_pi_and_bad_values_are_refused():
-    assert PhaseScaling.from_record({}) == PhaseScaling("pi")
+def test_a_card_without_a_phase_scaling_is_refused_naming_it_and_bad_values_are_refused():
+    with pytest.raises(ValueError, match="model card of old: normalization has no phase_scaling or phase_mads"):
+        PhaseScaling.from_record({"swi": "percentiles"}, "model card of old")
     assert PhaseScaling.from_record(PhaseScaling("brain_mad", 4.0).record()) == PhaseScaling("brain_mad", 4.0)
     with pytest.raises(ValueError, match="brain_mad"):
-        PhaseScaling("zscore")
+        PhaseScaling("zscore", 6.0)
     with pytest.raises(ValueError, match="mads"):
         PhaseScaling("brain_mad", 0.0)
     phase, brain = _phase(0.05)
     with pytest.raises(ValueError, match="constant"):
-        PhaseScaling("brain_mad").apply(np.zeros_like(phase), brain)
+        PhaseScaling("brain_mad", 6.0).apply(np.zeros_like(phase), brain)
 
 
 def test_load_model_input_scales_the_phase_channel_only(tmp_path):
@@ -52,11 +53,11 @@ def test_load_model_input_scales_the_phase_channel_only(tmp_path):
     save_volume(files["swi"], swi, affine)
     save_volume(files["phase"], phase, affine)
     save_volume(files["brainmask"], brain.astype(np.uint8), affine)
-    plain = load_model_input(files, PhaseScaling("pi"))
-    scaled = load_model_input(files, PhaseScaling("brain_mad"))
+    plain = load_model_input(files, PhaseScaling("pi", 6.0))
+    scaled = load_model_input(files, PhaseScaling("brain_mad", 6.0))
     np.testing.assert_array_equal(plain.image[0], scaled.image[0])
     np.testing.assert_array_equal(plain.image[1], phase)
-    np.testing.assert_allclose(scaled.image[1], PhaseScaling("brain_mad").apply(phase, brain))
+    np.testing.assert_allclose(scaled.image[1], PhaseScaling("brain_mad", 6.0).apply(phase, brain))
     assert not np.allclose(scaled.image[1], phase)
 
 
@@ -66,10 +67,10 @@ def test_a_one_channel_model_reads_the_swi_alone_and_a_two_channel_one_needs_the
     files = {name: str(tmp_path / f"{name}.nii.gz") for name in ("swi", "brainmask")}  # a dataset without phase
     save_volume(files["swi"], swi, np.eye(4))
     save_volume(files["brainmask"], brain.astype(np.uint8), np.eye(4))
-    one = load_model_input(files, PhaseScaling("pi"), model_inputs({"inputs": ["swi"]}))
+    one = load_model_input(files, PhaseScaling("pi", 6.0), model_inputs({"inputs": ["swi"]}))
     assert one.image.shape == (1, *swi.shape)
     np.testing.assert_array_equal(one.image[0], swi)
     with pytest.raises(ValueError, match=rf"{files['swi']}: the model reads swi, phase, but the subject has no phase"):
-        load_model_input(files, PhaseScaling("pi"), model_inputs({"network": {"in_channels": 2}}))  # a card of before
+        load_model_input(files, PhaseScaling("pi", 6.0), model_inputs({"network": {"in_channels": 2}}))  # a card of before
     with pytest.raises(ValueError, match=r"\[swi\] or \[swi, phase\]"):
-        load_model_input(files, PhaseScaling("pi"), ["phase"])
+        load_model_input(files, PhaseScaling("pi", 6.0), ["phase"])

@@ -37,7 +37,8 @@ def test_a_fine_tuned_model_folder_names_its_parent_and_its_subjects(tmp_path):
     state, curves = train_detector([_subject("a")], [], settings, tmp_path / "parent.ckpt")
     parent = {k: str(tmp_path / "parent" / f) for k, f in (("weights", "model.pt"), ("card", "model_card.json"))}
     (tmp_path / "parent").mkdir()
-    card = {"task": "t", "input_channels": ["swi", "phase"], "spacing_mm": [1.0, 1.0, 2.0], "grid": "g", "normalization": {},
+    card = {"task": "t", "input_channels": ["swi", "phase"], "spacing_mm": [1.0, 1.0, 2.0], "grid": "g",
+            "normalization": {"phase_scaling": "pi", "phase_mads": 6.0},
             "anchors_mm": [3.0], "network": {}, "variant": "rpn_ffm_hspl", "training": settings_record(settings)}
     save_model(parent, state, card)
     outputs = {k: str(tmp_path / "tuned" / f) for k, f in (("weights", "model.pt"), ("card", "model_card.json"),

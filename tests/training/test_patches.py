@@ -89,7 +89,7 @@ def test_load_subject_reads_the_preprocessed_files(tmp_path):
     save_volume(files["cmb_mask"], subject.labels.astype(np.int16), affine)
     files["markers"] = str(tmp_path / "markers.tsv")
     pd.DataFrame({"id": [1], "label": [7], "radius_mm": [2.5]}).to_csv(files["markers"], sep="\t", index=False)
-    loaded = load_subject("a", files, PhaseScaling("pi"))
+    loaded = load_subject("a", files, PhaseScaling("pi", 6.0))
     np.testing.assert_array_equal(loaded.image, subject.image)
     assert loaded.diameters == {7: 5.0} and loaded.spacing == SPACING and loaded.brain.sum() == subject.brain.sum()
 

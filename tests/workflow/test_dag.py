@@ -20,7 +20,8 @@ from cmbflow import paths
 from cmbflow.io.coords import voxel_to_world
 from tests.workflow.tiny import TINY_DETECTOR, TINY_LOCALIZER, TINY_PREPROCESSING, snakemake
 
-pytestmark = pytest.mark.workflow
+# one worker runs them all: they share the tiny run (pyproject.toml)
+pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("workflow")]
 
 
 def test_dag_writes_manifests_split_template_and_qc(tiny_run):

@@ -1,9 +1,9 @@
 """The tiny workflow through SLURM (snakemake-executor-plugin-slurm) on a real one-node cluster
-that tests/cluster/start_slurm.sh starts on this machine, compared with the local run."""
+that tests/cluster/start_slurm.sh starts on this machine (the fixture ``cluster_run``, beside the
+local run), compared with the local run."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections import Counter
@@ -12,47 +12,27 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.workflow.tiny import REPO, snakemake
 
-pytestmark = pytest.mark.workflow
+# one worker runs them all: they share the tiny run (pyproject.toml)
+pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("workflow")]
 
-CLUSTER = REPO / "tests/cluster"
 # Compared with the local run: every table of the run (models are compared through their outputs).
 COMPARED = ("inputs/*/*.tsv", "candidates/*/*/candidates.tsv", "census/*/*/*.tsv", "evaluation/*/*/summary.tsv",
             "evaluation/*.tsv")
-
-
-@pytest.fixture(scope="module")
-def slurm(tmp_path_factory):
-    state = tmp_path_factory.mktemp("slurm")
-    started = subprocess.run(["bash", str(CLUSTER / "start_slurm.sh"), str(state)], capture_output=True, text=True, timeout=600)
-    if started.returncode == 3:
-        pytest.skip(f"this machine cannot run a SLURM cluster: {started.stderr.strip()}")
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        yield dict(os.environ)
-    finally:
-        subprocess.run(["bash", str(CLUSTER / "stop_slurm.sh"), str(state)], timeout=120)
 
 
 def _tables(results: Path) -> dict[str, Path]:
     return {str(path.relative_to(results)): path for pattern in COMPARED for path in sorted(results.glob(pattern))}
 
 
-def test_tiny_workflow_through_slurm_equals_the_local_run(slurm, tiny_run, tmp_path):
-    local, _, _, config = tiny_run
-    workdir = tmp_path / "cluster"
-    # The profiles as a user runs them without accounting. The node has 2 CPUs: --cores 1 makes every
-    # SLURM job (groups too) ask for one, so two run side by side. Trainings get one thread: the job
-    # step sees the whole node (no CPU binding here) and would otherwise take the profile's 4, down
-    # to 2, which also changes their floating-point sums from the local run's.
-    result = snakemake(workdir, config, "--profile", str(REPO / "profiles/slurm"),
-                       "--workflow-profile", str(REPO / "profiles/slurm-noaccounting"), "--cores", "1",
-                       "--set-threads", "train_detector=1", "train_localizer=1",
-                       "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs",
-                       env=slurm, timeout=600)
-    assert result.returncode == 0, result.stdout[-4000:]
-    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", result.stdout))
+def test_tiny_workflow_through_slurm_equals_the_local_run(cluster_run, tiny_run):
+    if cluster_run.skip:
+        pytest.skip(cluster_run.skip)
+    local, _, _, _ = tiny_run
+    workdir, slurm = cluster_run.workdir, cluster_run.env
+    returncode, output = cluster_run.wait(timeout=900)
+    assert returncode == 0, output[-4000:]
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", output))
     # SLURM knows every submission as completed (MinJobAge keeps finished jobs in squeue) ...
     states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T"], capture_output=True, text=True, env=slurm,
                             check=True).stdout.split("\n")

@@ -29,18 +29,24 @@ TINY_DETECTOR = {
 TINY_LOCALIZER = {"channels": [4, 8, 16], "strides": [2, 2], "patch_size": [32, 32, 16], "iterations": 4,
                   "validation_every": 2, "roi_size": [64, 64, -1]}
 
-def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None, env: dict | None = None,
-              timeout: int = 1200) -> subprocess.CompletedProcess:
-    """Run the workflow with ``config`` (and a second configfile ``override``, merged over it)."""
+def snakemake_command(workdir: Path, config: dict, *extra: str, override: dict | None = None) -> list[str]:
+    """The command that runs the workflow with ``config`` (and a second configfile ``override``,
+    merged over it) in ``workdir``; writes the config files there."""
     workdir.mkdir(parents=True, exist_ok=True)
     configfiles = [workdir / "tiny.yaml"]
     configfiles[0].write_text(yaml.safe_dump(config))
     if override is not None:
         configfiles.append(workdir / "override.yaml")
         configfiles[1].write_text(yaml.safe_dump(override))
-    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
-               "--configfile", *map(str, configfiles), *extra]
-    return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+            "--configfile", *map(str, configfiles), *extra]
+
+
+def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None, env: dict | None = None,
+              timeout: int = 1200) -> subprocess.CompletedProcess:
+    """Run the workflow (:func:`snakemake_command`) and wait for it; stdout and stderr together."""
+    return subprocess.run(snakemake_command(workdir, config, *extra, override=override), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
 
 
 def tiny_config(user_bids: Path) -> dict:
