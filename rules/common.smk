@@ -61,6 +61,16 @@ SCORED_DATASETS = [name for name, d in config["datasets"].items() if d["role"] !
 TRAINED_MODELS = dict(config["models"])
 TRAINING = not TRAINED_MODELS and bool(TRAINING_DATASETS)
 HAS_MODELS = TRAINING or bool(TRAINED_MODELS)
+# config use_gpu: the jobs that run a network (training, inference, region segmentation) ask the
+# scheduler for one GPU (SLURM: --gpus=1), and for less time than on CPU cores.
+GPU = 1 if config["use_gpu"] else 0
+
+
+def network_runtime(cpu_minutes):
+    """Minutes a job that runs a network asks for: ``cpu_minutes``, a quarter of it (at least 10)
+    with a GPU; networks of this size run >= 10x faster on one (benchmarks/detector_benchmark.py)."""
+    return max(10, cpu_minutes // 4) if config["use_gpu"] else cpu_minutes
+
 BASE_VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if TRAINED_MODELS else list(config["detector"]["variants"])
 # config `fine_tune:` (name -> parent, dataset, settings): detectors tuned on a site's calibration subjects.
 FINE_TUNED = dict(config["fine_tune"])

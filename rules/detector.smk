@@ -43,8 +43,8 @@ if TRAINING:
         priority: 1  # training gates everything downstream: before inference and evaluation jobs
         resources:
             mem_mb=6000,  # measured peak ~2 GB (all training volumes in memory) at the default scale
-            runtime=120,
-            gpu=1 if config["use_gpu"] else 0,  # a cluster GPU for training (SLURM: --gpus=1)
+            runtime=network_runtime(120),
+            gpu=GPU,
         conda:
             "../envs/detector.yaml"
         script:
@@ -76,7 +76,8 @@ if OWN_POINTS:
         threads: config["detector"]["inference"]["threads"]
         resources:
             mem_mb=4000,
-            runtime=30,
+            runtime=network_runtime(30),
+            gpu=GPU,
         conda:
             "../envs/detector.yaml"
         script:
@@ -103,7 +104,8 @@ rule calibrate_operating_point:
     threads: config["detector"]["inference"]["threads"]
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=network_runtime(30),
+        gpu=GPU,
     conda:
         "../envs/detector.yaml"
     script:
@@ -148,8 +150,8 @@ if FINE_TUNED:
         priority: 1
         resources:
             mem_mb=4000,
-            runtime=60,
-            gpu=1 if config["use_gpu"] else 0,
+            runtime=network_runtime(60),
+            gpu=GPU,
         conda:
             "../envs/detector.yaml"
         script:
@@ -188,7 +190,8 @@ rule detect_cmbs:
     threads: config["detector"]["inference"]["threads"]
     resources:
         mem_mb=4000,  # one subject at a time; a 512 x 448 x 72 grid needs ~3 GB (benchmarks/)
-        runtime=60,
+        runtime=network_runtime(60),
+        gpu=GPU,
     conda:
         "../envs/detector.yaml"
     script:

@@ -41,8 +41,8 @@ if TRAINING:
         priority: 2  # the longest training job: started first, beside the detector trainings, not after them
         resources:
             mem_mb=6000,  # all training volumes with their coordinate channels in memory (~2 GB default)
-            runtime=120,
-            gpu=1 if config["use_gpu"] else 0,  # a cluster GPU for training (SLURM: --gpus=1)
+            runtime=network_runtime(120),
+            gpu=GPU,
         conda:
             "../envs/detector.yaml"
         script:
@@ -66,7 +66,8 @@ rule segment_regions:
     threads: config["localizer"]["threads"]
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=network_runtime(60),
+        gpu=GPU,
     conda:
         "../envs/detector.yaml"
     script:

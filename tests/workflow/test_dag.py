@@ -234,6 +234,20 @@ def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run
     assert "choose_operating_point" in result.stdout  # the operating point is chosen with the inference settings in use
 
 
+
+def test_use_gpu_asks_for_a_gpu_for_every_job_that_runs_a_network_and_for_no_other(tiny_run):
+    """config use_gpu: training, the operating point, inference and region segmentation ask the
+    scheduler for a GPU (SLURM: --gpus=1) and for less time; preprocessing and the rest do not."""
+    workdir, _, _, config = tiny_run
+    result = snakemake(workdir, config, "-n", "--forceall", override={"use_gpu": True})
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = re.findall(r"^(?:local)?rule (\w+):\n(?:    .*\n)*?    resources: (.*)$", result.stdout, re.M)
+    asked = {rule: dict(item.split("=", 1) for item in resources.split(", ")) for rule, resources in jobs}
+    networks = {"train_detector", "train_localizer", "choose_operating_point", "detect_cmbs", "segment_regions"}
+    assert networks <= set(asked) and all(asked[rule].get("gpu") == "1" for rule in networks), asked
+    assert asked["train_detector"]["runtime"] == "30"  # 120 min on CPU cores, a quarter on a GPU
+    assert all(asked[rule].get("gpu", "0") == "0" for rule in set(asked) - networks), asked
+
 def test_changing_localization_census_or_evaluation_options_reruns_neither_training_nor_inference(tiny_run):
     workdir, _, _, config = tiny_run
     changed = {**config, "localization": "atlas", "region_margin_mm": 2.0, "census": {"score_threshold": 0.3},
