@@ -211,10 +211,11 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
         orphans = sorted(path for path, subject, session in companions
                          if (subject if session is None else f"{subject}_ses-{session}") not in found)
         if orphans and found:
+            expected = Path(expected_path(root, patterns["magnitude"], *_entities(companions, orphans[0])))
             raise InputError(f"dataset '{name}': {kind} file(s) without a magnitude image: " + ", ".join(orphans[:10])
-                             + (" ..." if len(orphans) > 10 else "") + ". Add the magnitude (expected at "
-                             + str(expected_path(root, patterns["magnitude"], *_entities(companions, orphans[0])))
-                             + f"), remove the {kind} file, or fix datasets.{name}.patterns.magnitude.")
+                             + (" ..." if len(orphans) > 10 else "") + f". Add the magnitude (expected at {expected}"
+                             + _folder_holds(_subject_folder(expected)) + f"), remove the {kind} file, or fix datasets.{name}."
+                             "patterns.magnitude.")
     if duplicates:
         raise InputError(f"dataset '{name}': duplicate subject ids (two magnitude images for one subject/session): "
                          + "; ".join(duplicates) + ". Keep one file per subject/session or narrow datasets."
@@ -223,4 +224,24 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
         raise InputError(f"dataset '{name}': no subjects found in {root}: no file matches "
                          + " or ".join(patterns["magnitude"])
                          + f". Check bids_dir, or set datasets.{name}.patterns.magnitude to your file layout.")
+    subjects = {files.subject for files in found.values()}
+    for folder in sorted(p for p in root.glob("sub-*") if p.is_dir() and p.name[4:] not in subjects):
+        log.warning("dataset '%s': %s is skipped: no file in it matches %s%s. Add its magnitude image, or set datasets.%s."
+                    "patterns.magnitude to include it.", name, folder, " or ".join(patterns["magnitude"]),
+                    _folder_holds(folder), name)
     return [found[key] for key in sorted(found)]
+
+
+def _subject_folder(path: Path) -> Path:
+    """The ``sub-*`` folder above ``path`` (BIDS), else ``path``'s own folder."""
+    return next((parent for parent in path.parents if parent.name.startswith("sub-")), path.parent)
+
+
+def _folder_holds(folder: Path, most: int = 5) -> str:
+    """`` (sub-01/ holds: a, b ...)`` listing up to ``most`` files below ``folder``, so that a
+    misnamed file (``.NII.GZ``, another datatype folder, a session) shows in the message."""
+    if not folder.is_dir():
+        return f" (there is no folder {folder})"
+    names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return f" ({folder.name}/ holds: {', '.join(names[:most])}{' ...' if len(names) > most else ''})" if names else \
+        f" ({folder.name}/ is empty)"

@@ -56,3 +56,17 @@ def test_an_annotation_without_its_magnitude_is_an_error_naming_it(tmp_path):
     _touch(tmp_path, "derivatives/cmb_labels/sub-03/anat/sub-03_desc-cmb_markers.tsv")
     with pytest.raises(InputError, match=r"markers file\(s\) without a magnitude image: .*sub-03_desc-cmb_markers.tsv"):
         discover_subjects("site", {"bids_dir": str(tmp_path)})
+
+
+def test_a_subject_folder_without_a_magnitude_is_skipped_with_a_warning_naming_it_and_its_files(tmp_path, caplog):
+    _subject(tmp_path, "01")
+    _subject(tmp_path, "02")
+    _touch(tmp_path, "sub-03/anat/sub-03_T1w.nii.gz")  # another modality only
+    (tmp_path / "sub-04" / "anat").mkdir(parents=True)  # an empty export
+    with caplog.at_level("WARNING", logger="cmbflow.io.bids"):
+        found = discover_subjects("site", {"bids_dir": str(tmp_path)})
+    assert [files.key for files in found] == ["01", "02"]
+    skipped = [record.getMessage() for record in caplog.records if "is skipped" in record.getMessage()]
+    assert len(skipped) == 2, caplog.text
+    assert "sub-03 is skipped" in skipped[0] and "sub-03/ holds: anat/sub-03_T1w.nii.gz" in skipped[0]
+    assert "sub-04 is skipped" in skipped[1] and "sub-04/ is empty" in skipped[1]
