@@ -2,7 +2,7 @@
 
 import torch
 
-from cmbflow.localization.run import run_segmentation
+from cmbflow.localization.segment import run_segmentation
 from cmbflow.logs import setup_logging
 
 setup_logging(snakemake.log[0])

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -67,3 +70,12 @@ def test_a_margin_keeps_a_candidate_just_beyond_the_brain_edge_and_not_one_farth
     assert strict["kept"].tolist() == [False, False, True, True]
     grown = localize_detections(detections, subjects, "atlas", margin_mm=1.0)
     assert grown["region"].tolist() == ["lobar", "outside", "lobar", "lobar"]
+
+
+def test_localizing_candidates_loads_no_network_library():
+    """The job that runs once per variant and dataset reads region maps only: it imports
+    neither torch nor MONAI nor ANTs (each would add seconds to every such job)."""
+    code = ("import sys, cmbflow.localization.run, cmbflow.logs, cmbflow.models.card; "
+            "print(sorted(m for m in ('torch', 'monai', 'ants') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded
