@@ -49,8 +49,12 @@ class Series:
                 f"({self.image.name})")
 
 
-def _kind(image_type: list[str]) -> str:
+def _kind(image_type: list[str], units: str = "") -> str:
+    """``magnitude``, ``phase``, ``field map`` (a B0 map in Hz, as GE and Philips export: not a
+    phase, and never taken for one) or ``other``, from a sidecar's ImageType and Units."""
     types = {str(t).upper() for t in image_type}
+    if types & {"FIELDMAPHZ", "FIELDMAP", "B0MAP"} or str(units).strip().lower() in ("hz", "rad/s"):
+        return "field map"
     if types & {"P", "PHASE"}:
         return "phase"
     if types & {"M", "MAGNITUDE"}:
@@ -83,7 +87,7 @@ def convert_folder(folder: str | Path, out_dir: str | Path) -> list[Series]:
         if not image.exists():
             continue
         series.append(Series(image, sidecar, str(sidecar.get("SeriesDescription", "")), int(sidecar.get("SeriesNumber", 0)),
-                             _kind(sidecar.get("ImageType", [])), int(sidecar.get("EchoNumber", 1)),
+                             _kind(sidecar.get("ImageType", []), sidecar.get("Units", "")), int(sidecar.get("EchoNumber", 1)),
                              1000.0 * float(sidecar.get("EchoTime", 0.0))))
     if not series:
         raise InputError(f"{folder}: dcm2niix found no DICOM image to convert ({result.stderr.strip() or result.stdout.strip()[-300:]}). "
@@ -99,9 +103,12 @@ def _one_per_series(candidates: list[Series], what: str, folder: Path, settings:
         return sorted(candidates, key=lambda s: s.echo)
     listing = "; ".join(s.describe() for s in candidates)
     if not numbers:
+        field_maps = what == "phase" and any(s.kind == "field map" for s in found)
         raise InputError(f"{folder}: no {what} series matches dicom settings {settings}. Found: "
                          f"{'; '.join(s.describe() for s in found) or 'none'}. Set datasets.<name>.dicom.series_description "
-                         "(a shell pattern) or dicom.series_number.")
+                         "(a shell pattern) or dicom.series_number."
+                         + (" A B0 field map (Hz) is not the phase cmbflow reads: export the gradient-echo phase, or set "
+                            "datasets.<name>.phase: false to run on SWI alone." if field_maps else ""))
     raise InputError(f"{folder}: {len(numbers)} {what} series match ({listing}). Choose one with "
                      "datasets.<name>.dicom.series_description (a shell pattern) or dicom.series_number.")
 

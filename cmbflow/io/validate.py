@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -22,6 +23,31 @@ MANIFEST_COLUMNS = ["subject", "session", "key", "magnitude", "phase", "mask", "
                     "phase_units", "phase_kind", "phase_filter", "shape", "voxel_mm", "orientation"]
 MIN_VOXELS, MIN_EXTENT_MM = 4, 10.0  # a 3-D detector needs a volume, not a slice or two
 MARKER_TO_MASK_MM = 3.0  # a marker further than this from every mask voxel misses its mask
+
+
+# What a BIDS / dcm2niix sidecar says of a B0 field map (GE and Philips export one beside, or
+# instead of, the gradient-echo phase): its values are Hz or rad/s, not a phase.
+FIELD_MAP_UNITS = ("hz", "rad/s", "ppm")
+FIELD_MAP_TYPES = ("FIELDMAPHZ", "FIELDMAP", "B0MAP", "B0 MAP")
+
+
+def _field_map_sidecar(path: Path) -> str | None:
+    """A problem when the JSON sidecar beside the phase image ``path`` says it is a B0 field map."""
+    sidecar = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+    try:
+        content = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, ValueError):
+        return None  # an unreadable sidecar says nothing; the image itself is checked
+    if not isinstance(content, dict):
+        return None
+    units = str(content.get("Units", "")).strip().lower()
+    types = {str(t).upper() for t in content.get("ImageType", []) if isinstance(t, str)} if isinstance(
+        content.get("ImageType"), list) else set()
+    if units in FIELD_MAP_UNITS or types & set(FIELD_MAP_TYPES):
+        said = f"Units {content['Units']!r}" if units in FIELD_MAP_UNITS else f"ImageType {sorted(types & set(FIELD_MAP_TYPES))}"
+        return (f"{path}: its sidecar {sidecar.name} says it is a B0 field map ({said}), not a phase image. Give the "
+                "gradient-echo phase of the SWI (part-phase), or set datasets.<name>.phase: false to run on SWI alone.")
+    return None
 
 
 def _finite(path: Path, data: np.ndarray) -> str | None:
@@ -106,6 +132,8 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
     elif not files.phase.exists():
         problems.append(f"{files.magnitude}: no phase image; expected {files.phase}. cmbflow needs SWI magnitude and phase: "
                         f"add the phase file or set datasets.<name>.patterns.phase to where it is.")
+    elif (field_map := _field_map_sidecar(files.phase)) is not None:
+        problems.append(field_map)
     else:
         try:
             phase, phase_affine = load_volume(files.phase)

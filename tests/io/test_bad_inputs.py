@@ -133,6 +133,9 @@ REFUSED = [
     ("markers in LPS", _lps_markers, [], ["sub-01_desc-cmb_markers.tsv", "LPS", "negate x and y"]),
     ("markers miss their mask", lambda f: _markers(f, "x\ty\tz\n" + "\t".join(f"{v:g}" for v in _world((9, 12, 8))) + "\n"), [],
      ["sub-01_desc-cmb_markers.tsv", "from every voxel of the subject's CMB mask"]),
+    ("phase is a B0 field map", lambda f: f["01"]["phase"].with_name("sub-01_part-phase_swi.json").write_text(
+        '{"ImageType": ["ORIGINAL", "PRIMARY", "OTHER", "REAL", "FIELDMAPHZ"], "Units": "Hz"}'), [],
+     ["sub-01_part-phase_swi.nii.gz", "B0 field map (Units 'Hz')", "phase: false"]),
     ("upper-case extension", lambda f: [p.rename(p.with_name(p.name.replace(".nii.gz", ".NII.GZ")))
                                         for p in (f["02"]["magnitude"], f["02"]["phase"])], [],
      ["sub-02_desc-cmb_mask.nii.gz", "without a magnitude image", "sub-02/ holds: anat/sub-02_part-mag_swi.NII.GZ"]),

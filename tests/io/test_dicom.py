@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from cmbflow.config import dicom_subjects
-from cmbflow.io.dicom import Series, convert_subject, select_series
+from cmbflow.io.dicom import Series, _kind, convert_subject, select_series
 from cmbflow.io.nifti import InputError
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "dcm_qa_fmap"
@@ -62,6 +62,18 @@ def test_two_candidate_series_are_an_error_asking_to_choose():
     magnitudes, phase = select_series([series(5, "magnitude"), series(7, "magnitude"), series(6, "phase")],
                                       {"series_number": [7, 6]}, Path("P01"))
     assert [s.number for s in magnitudes] == [7] and phase.number == 6
+
+
+def test_a_b0_field_map_is_never_taken_for_the_phase_and_the_error_says_what_it_is():
+    """GE and Philips export a B0 map in Hz (dcm2niix: ImageType FIELDMAPHZ, Units Hz; see
+    neurolabusc/dcm_qa_fmap) beside or instead of the gradient-echo phase."""
+    ge = {"ImageType": ["ORIGINAL", "PRIMARY", "OTHER", "REAL", "FIELDMAPHZ"], "Units": "Hz"}
+    assert _kind(ge["ImageType"], ge["Units"]) == "field map" and _kind(["ORIGINAL", "PRIMARY", "P", "ND"]) == "phase"
+    magnitude = Series(Path("2.nii.gz"), {}, "B0Map (GRE)", 2, "magnitude", 1, 4.94)
+    field_map = Series(Path("3.nii.gz"), ge, "B0Map (GRE)", 3, _kind(ge["ImageType"], ge["Units"]), 1, 4.94)
+    with pytest.raises(InputError, match=r"no phase series matches .*field map echo 1.*A B0 field map \(Hz\) is not the "
+                                         r"phase .*phase: false"):
+        select_series([magnitude, field_map], {}, Path("P01"))
 
 
 def test_subject_folders_are_the_subject_labels_and_odd_names_are_reported(tmp_path):
