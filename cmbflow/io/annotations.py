@@ -35,10 +35,17 @@ def read_markers(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: markers file is empty. Write at least the header line 'x\\ty\\tz' (a subject with no CMB is valid).") from None
     except Exception as error:
         raise InputError(f"{path}: cannot be read as a tab-separated table ({error}).") from error
+    # Column names are read case-blind and stripped (X, Y, Z from a spreadsheet); no two may then coincide.
+    names = [str(c).strip().lower() for c in table.columns]
+    if len(set(names)) == len(names):
+        table.columns = names
     missing = [c for c in MARKER_COLUMNS if c not in table.columns]
     if missing:
+        voxels = {"i", "j", "k"} <= set(names)
         raise InputError(f"{path}: markers table lacks column(s) {missing}; found {list(table.columns)}. "
-                         "Columns must be tab-separated 'x y z' in world mm (RAS+), optional 'radius_mm', 'region'.")
+                         "Columns must be tab-separated 'x y z' in world mm (RAS+), optional 'radius_mm', 'region'."
+                         + (" Columns i, j, k look like voxel indices: convert them to world mm with the image's affine "
+                            "(nibabel: nib.affines.apply_affine(image.affine, ijk))." if voxels else ""))
     numeric = MARKER_COLUMNS + (("radius_mm",) if "radius_mm" in table.columns else ())
     if table.empty:  # a header-only file: a subject without CMBs
         return table.astype({column: float for column in numeric})

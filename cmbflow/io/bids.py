@@ -224,12 +224,35 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
         raise InputError(f"dataset '{name}': no subjects found in {root}: no file matches "
                          + " or ".join(patterns["magnitude"])
                          + f". Check bids_dir, or set datasets.{name}.patterns.magnitude to your file layout.")
+    misnamed = [path for files in found.values() for kind, have in (("mask", files.mask), ("markers", files.markers))
+                if have is None for path in _misnamed(labels, patterns[kind], files.subject, files.session)]
+    if misnamed:
+        raise InputError(f"dataset '{name}': annotation file(s) named like a CMB mask or markers table but in a form cmbflow "
+                         f"does not read: {', '.join(misnamed[:10])}{' ...' if len(misnamed) > 10 else ''}. Masks are NIfTI "
+                         "(.nii.gz or .nii); markers are a tab-separated .tsv with columns x y z in world mm (RAS+). Convert "
+                         "them (a .csv table: save it tab-separated as .tsv), or remove them.")
     subjects = {files.subject for files in found.values()}
     for folder in sorted(p for p in root.glob("sub-*") if p.is_dir() and p.name[4:] not in subjects):
         log.warning("dataset '%s': %s is skipped: no file in it matches %s%s. Add its magnitude image, or set datasets.%s."
                     "patterns.magnitude to include it.", name, folder, " or ".join(patterns["magnitude"]),
                     _folder_holds(folder), name)
     return [found[key] for key in sorted(found)]
+
+
+def _misnamed(root: Path | None, patterns: list[str], subject: str, session: str | None) -> list[str]:
+    """Files under ``root`` named as ``patterns`` would name this subject's annotation, but with
+    another extension (a ``.csv`` markers table, an ``.mha`` mask); JSON sidecars are legal."""
+    if root is None:
+        return []
+    found = set()
+    for pattern in patterns:
+        filled = _fill(pattern, subject, session)
+        if filled is None:
+            continue
+        stem = filled.removesuffix(".gz").removesuffix(".nii").removesuffix(".tsv")
+        found.update(path for path in glob.glob(glob.escape(str(root)) + "/" + stem + ".*")
+                     if not path.endswith((".json", ".nii", ".nii.gz", ".tsv")))
+    return sorted(found)
 
 
 def _subject_folder(path: Path) -> Path:
