@@ -76,6 +76,12 @@ def _check_header(path: Path, image) -> None:
         raise InputError(f"{path}: header holds no orientation (sform_code and qform_code are 0), so where left and right "
                          "lie is unknown. Re-convert from DICOM (dcm2niix writes it), or set the orientation with fslorient "
                          "or nibabel's set_sform once you know it.")
+    if isinstance(header, nib.Nifti1Header):  # NIfTI-2 headers derive from it
+        spatial = header.get_xyzt_units()[0]
+        if spatial in ("meter", "micron"):  # nibabel's affine is in the header's units; ours are mm
+            raise InputError(f"{path}: header says its spatial units are {spatial}s; cmbflow reads millimetres (so do "
+                             "dcm2niix and every MRI tool). If the affine is in mm, re-save the image with units mm "
+                             "(nibabel: header.set_xyzt_units('mm')); otherwise re-convert it from DICOM.")
     linear = np.asarray(image.affine, float)[:3, :3]
     if not np.all(np.isfinite(linear)) or abs(np.linalg.det(linear)) < 1e-6:
         raise InputError(f"{path}: header affine is singular or not finite ({np.round(linear, 4).tolist()}): voxel sizes "

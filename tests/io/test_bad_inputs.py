@@ -36,6 +36,12 @@ def _uncompress(path):
     path.unlink()
 
 
+def _units(path, spatial):
+    image = nib.load(str(path))
+    image.header.set_xyzt_units(spatial, "sec")
+    nib.save(nib.Nifti1Image(np.asanyarray(image.dataobj), image.affine, image.header), str(path))
+
+
 def _singular(path):
     """A header whose sform and qform both give a singular affine (pixdim and srow_z zero)."""
     image = nib.load(str(path))
@@ -139,6 +145,8 @@ REFUSED = [
     ("phase is a B0 field map", lambda f: f["01"]["phase"].with_name("sub-01_part-phase_swi.json").write_text(
         '{"ImageType": ["ORIGINAL", "PRIMARY", "OTHER", "REAL", "FIELDMAPHZ"], "Units": "Hz"}'), [],
      ["sub-01_part-phase_swi.nii.gz", "B0 field map (Units 'Hz')", "phase: false"]),
+    ("spatial units micron", lambda f: _units(f["02"]["magnitude"], "micron"), [],
+     ["sub-02_part-mag_swi.nii.gz", "spatial units are microns", "set_xyzt_units('mm')"]),
     ("upper-case extension", lambda f: [p.rename(p.with_name(p.name.replace(".nii.gz", ".NII.GZ")))
                                         for p in (f["02"]["magnitude"], f["02"]["phase"])], [],
      ["sub-02_desc-cmb_mask.nii.gz", "without a magnitude image", "sub-02/ holds: anat/sub-02_part-mag_swi.NII.GZ"]),
@@ -177,6 +185,7 @@ ACCEPTED = [
     ("upper-case marker columns", lambda f: _markers(f, "X\tY\tZ\n" + "".join(
         "\t".join(f"{v:g}" for v in _world(ijk)) + "\n" for ijk in ((3, 5, 4), (6, 5, 4)))), [],
      lambda m: list(m["n_cmb"]) == ["2", "0"]),
+    ("spatial units unknown", lambda f: _units(f["02"]["magnitude"], "unknown"), [], lambda m: len(m) == 2),
     ("header-only markers", lambda f: _markers(f, "x\ty\tz\n"), [], lambda m: list(m["n_cmb"]) == ["2", "0"]),
     ("unwrapped phase named", lambda f: _phase_scaled(f, lambda p: p * 7.3), ["--phase-units", "unwrapped"],
      lambda m: "unwrapped" in m["phase_units"][0]),
