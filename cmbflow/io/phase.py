@@ -1,4 +1,4 @@
-"""Phase as scanners write it: units (radians, degrees, integer codes, unwrapped radians)
+"""Phase as scanners write it: units (radians, milliradians, degrees, integer codes, unwrapped radians)
 detected and rescaled to wrapped radians, and raw phase (background field, wraps) told
 apart from high-pass filtered phase.
 
@@ -20,7 +20,11 @@ log = logging.getLogger(__name__)
 
 RADIAN_TOLERANCE = 0.05
 DEGREE_TOLERANCE = 0.5
-UNITS = ("auto", "radians", "degrees", "scanner", "unwrapped")
+UNITS = ("auto", "radians", "milliradians", "degrees", "scanner", "unwrapped")
+# Milliradians: Philips phase as dcm2niix scales it (RescaleSlope/Intercept, e.g. 1.53455 and
+# -3142: -3142..3142) and GE's integer phase. A wrapped phase fills its range, background noise
+# included, so both extremes lie near +-1000 pi; a field map in Hz does not end there.
+MILLIRADIAN_END_TOLERANCE = 0.02  # share of 1000 pi
 # Raw (unfiltered) phase carries the background field: most of it is low-frequency, which a
 # homodyne high-pass removes. Measured with a 10 mm filter (the default) on our three
 # synthetic sites (filtered phase, 36 subjects): the low-frequency share
@@ -41,15 +45,19 @@ def _integer_valued(values: np.ndarray) -> bool:
 
 def detect_phase_units(phase: np.ndarray) -> str:
     """Units of a phase image from its values: ``radians`` (all in [-pi, 2 pi]), ``degrees``
-    (all in [-180, 360], spanning more than 90), ``scanner`` (integer codes), or
-    ``ambiguous`` (non-integer values beyond any wrapped range: unwrapped radians, or a field
-    map in Hz, which the values alone cannot tell apart)."""
+    (all in [-180, 360], spanning more than 90), ``milliradians`` (both extremes within 2 % of
+    +-1000 pi), ``scanner`` (other integer codes), or ``ambiguous`` (non-integer values beyond
+    any wrapped range: unwrapped radians, or a field map in Hz, which the values alone cannot
+    tell apart)."""
     finite = phase[np.isfinite(phase)]
     lo, hi = float(finite.min()), float(finite.max())
     if lo >= -np.pi - RADIAN_TOLERANCE and hi <= 2 * np.pi + RADIAN_TOLERANCE:
         return "radians"
     if lo >= -180 - DEGREE_TOLERANCE and hi <= 360 + DEGREE_TOLERANCE and hi - lo > 90:
         return "degrees"
+    end = 1000 * np.pi
+    if abs(lo + end) <= MILLIRADIAN_END_TOLERANCE * end and abs(hi - end) <= MILLIRADIAN_END_TOLERANCE * end:
+        return "milliradians"
     return "scanner" if _integer_valued(finite) else "ambiguous"
 
 
@@ -75,6 +83,10 @@ def _check_forced(phase: np.ndarray, units: str, code_range, source: str) -> Non
         raise InputError(f"{source}: phase_units is radians, but the values span {lo:.4g}..{hi:.4g}, beyond [-pi, 2 pi]. {fix}")
     if units == "degrees" and (lo < -360 - DEGREE_TOLERANCE or hi > 360 + DEGREE_TOLERANCE):
         raise InputError(f"{source}: phase_units is degrees, but the values span {lo:.4g}..{hi:.4g}, beyond +-360. {fix}")
+    if units == "milliradians" and (lo < -2000 * np.pi * (1 + MILLIRADIAN_END_TOLERANCE)
+                                    or hi > 2000 * np.pi * (1 + MILLIRADIAN_END_TOLERANCE)):
+        raise InputError(f"{source}: phase_units is milliradians, but the values span {lo:.4g}..{hi:.4g}, beyond "
+                         f"+-2000 pi. {fix}")
     if units == "scanner" and not _integer_valued(finite):
         raise InputError(f"{source}: phase_units is scanner, but the values ({lo:.4g}..{hi:.4g}) are not integer codes. {fix}")
     if code_range is not None:
@@ -91,7 +103,7 @@ def phase_to_radians(phase: np.ndarray, units: str = "auto", code_range: tuple[f
                      source: str = "phase image") -> tuple[np.ndarray, str]:
     """Return ``(phase in radians, wrapped to [-pi, pi), description of what was done)``.
 
-    ``units``: ``auto`` (detect), ``radians``, ``degrees``, ``scanner`` (integer codes) or
+    ``units``: ``auto`` (detect), ``radians``, ``milliradians``, ``degrees``, ``scanner`` (integer codes) or
     ``unwrapped`` (radians beyond one wrap; wrapped here, so raw-phase filtering applies);
     ``code_range`` forces the integer range of scanner codes (else inferred, see
     :func:`scanner_code_range`). Raises :class:`InputError` when ``auto`` cannot tell the
@@ -114,6 +126,8 @@ def phase_to_radians(phase: np.ndarray, units: str = "auto", code_range: tuple[f
         radians, note = _wrap(phase), f"phase in radians ({how})"
     elif detected == "degrees":
         radians, note = _wrap(np.deg2rad(phase.astype(np.float64))), f"phase in degrees ({how}) converted to radians"
+    elif detected == "milliradians":
+        radians, note = _wrap(phase.astype(np.float64) / 1000), f"phase in milliradians ({how}) converted to radians"
     elif detected == "unwrapped":
         radians, note = _wrap(phase), f"unwrapped phase in radians ({how}) wrapped to [-pi, pi)"
     else:

@@ -43,6 +43,22 @@ def test_degrees_are_recognised_and_converted(lo, hi):
     np.testing.assert_allclose(np.cos(radians), np.cos(np.deg2rad(data)), atol=1e-5)
 
 
+def test_milliradians_are_recognised_as_philips_and_ge_write_them_and_a_field_map_is_not():
+    truth = np.random.default_rng(0).uniform(-np.pi, np.pi, 20_000).astype(np.float32)  # wrapped phase, noise included
+    truth[:2] = -np.pi, np.pi - 1e-4
+    philips = (np.rint((truth + np.pi) / (2 * np.pi) * 4095) * (2 * np.pi * 1000 / 4095) - 1000 * np.pi)  # RWV slope/intercept
+    ge = np.rint(truth * 1000)  # integer milliradians
+    for data in (philips.astype(np.float32), ge.astype(np.float32)):
+        assert detect_phase_units(data) == "milliradians"
+        radians, note = phase_to_radians(data)
+        assert "milliradians (detected)" in note
+        np.testing.assert_allclose(np.exp(1j * radians), np.exp(1j * truth), atol=2e-3)
+    field_map = np.random.default_rng(1).normal(0, 300, 20_000).astype(np.float32)  # Hz: its tails do not end at +-1000 pi
+    assert detect_phase_units(field_map) == "ambiguous"
+    siemens = np.rint((truth + np.pi) / (2 * np.pi) * 8191) - 4096  # 13-bit codes, extremes at -4096 and 4095
+    assert detect_phase_units(siemens.astype(np.float32)) == "scanner"
+
+
 def test_unwrapped_radians_are_refused_unless_named_then_wrapped():
     data = np.linspace(-25.3, 31.7, 1000, dtype=np.float32)  # unwrapped: far beyond one turn, not integers
     with pytest.raises(InputError, match=r"not integer scanner codes.*phase_units: unwrapped"):
