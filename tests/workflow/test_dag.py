@@ -301,8 +301,10 @@ def test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_a
     detection quality (it holds no CMB, and no brain)."""
     workdir, _, _, config = tiny_run
     fresh = tmp_path / "fresh"
-    for name in ("rpn", "localizer"):
-        shutil.copytree(workdir / "results/models" / name, fresh / "results/models" / name)
+    # The models, and the atlas and registration template the tiny run built (the new-data test
+    # above shows a folder of models alone builds them; here they would only cost time).
+    for folder in ("models/rpn", "models/localizer", "atlas", "synth/template"):
+        shutil.copytree(workdir / "results" / folder, fresh / "results" / folder)
     before = {p: _sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()}
     new = {"datasets": {"scanner": {"dicom_dir": str(SHARED_DICOM), "role": "external", "dicom": {"subjects": "Siemens"}}},
            "models": {"rpn": "results/models/rpn", "localizer": "results/models/localizer"},
@@ -310,6 +312,7 @@ def test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_a
            "detector": {"inference": TINY_DETECTOR["inference"]}}
     result = snakemake(fresh, new)
     assert result.returncode == 0, result.stdout[-3000:]
+    assert "synthesize_template" not in result.stdout  # the template was reused
     assert {p: _sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()} == before  # the DICOM only read
     manifest = pd.read_csv(fresh / "results/inputs/scanner/manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
     row = manifest.set_index("key").loc["Siemens"]
