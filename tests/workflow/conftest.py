@@ -7,12 +7,12 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.workflow.tiny import REPO, TINY_SITE, snakemake, snakemake_command, tiny_config
+from tests.workflow.new_data import NewDataRun, start_new_data_runs
+from tests.workflow.tiny import REPO, TINY_SITE, BackgroundRun, snakemake, start_snakemake, tiny_config
 
 CLUSTER = REPO / "tests/cluster"
 SLURM_TEST = "test_tiny_workflow_through_slurm_equals_the_local_run"
@@ -33,16 +33,9 @@ def user_bids(tmp_path_factory):
 @dataclass
 class ClusterRun:
     """The tiny workflow running through SLURM in the background (:func:`cluster_run`)."""
-    workdir: Path | None = None
-    process: subprocess.Popen | None = None
-    output: Path | None = None
+    run: BackgroundRun | None = None
     env: dict | None = None
     skip: str = ""  # why this machine cannot run the cluster
-
-    def wait(self, timeout: int) -> tuple[int, str]:
-        """The run's exit status and output, once it has ended."""
-        returncode = self.process.wait(timeout=timeout)
-        return returncode, self.output.read_text()
 
 
 @pytest.fixture(scope="session")
@@ -59,36 +52,49 @@ def cluster_run(request, tmp_path_factory, user_bids):
     if started.returncode == 3:
         yield ClusterRun(skip=f"this machine cannot run a SLURM cluster: {started.stderr.strip()}")
         return
-    run = ClusterRun(env=dict(os.environ))
+    cluster = ClusterRun(env=dict(os.environ))
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        run.workdir = tmp_path_factory.mktemp("cluster")
         # The profiles as a user runs them without accounting. The node has 2 CPUs: --cores 1 makes
         # every SLURM job (groups too) ask for one, so two run side by side. Trainings get one thread:
         # the job step sees the whole node (no CPU binding here) and would otherwise take the
         # profile's 4, down to 2, which also changes their floating-point sums from the local run's.
         # Status checks every 2 s, not 10: a chain of short jobs waits for each.
-        command = snakemake_command(run.workdir, tiny_config(user_bids), "--profile", str(REPO / "profiles/slurm"),
-                                    "--workflow-profile", str(REPO / "profiles/slurm-noaccounting"), "--cores", "1",
-                                    "--set-threads", "train_detector=1", "train_localizer=1",
-                                    "--slurm-init-seconds-before-status-checks", "1",
-                                    "--seconds-between-status-checks", "2", "--slurm-keep-successful-logs")
-        run.output = run.workdir / "snakemake.out"
-        with run.output.open("w") as output:
-            run.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, env=run.env)
-        yield run
+        cluster.run = start_snakemake(tmp_path_factory.mktemp("cluster"), tiny_config(user_bids),
+                                      "--profile", str(REPO / "profiles/slurm"),
+                                      "--workflow-profile", str(REPO / "profiles/slurm-noaccounting"), "--cores", "1",
+                                      "--set-threads", "train_detector=1", "train_localizer=1",
+                                      "--slurm-init-seconds-before-status-checks", "1",
+                                      "--seconds-between-status-checks", "2", "--slurm-keep-successful-logs", env=cluster.env)
+        yield cluster
     finally:
-        if run.process is not None and run.process.poll() is None:
-            run.process.kill()
-            run.process.wait()
+        if cluster.run is not None:
+            cluster.run.stop()
         subprocess.run(["bash", str(CLUSTER / "stop_slurm.sh"), str(state)], timeout=120)
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, user_bids, cluster_run):
+def tiny_run(request, tmp_path_factory, user_bids, cluster_run):
+    """The tiny workflow, run once locally; the SLURM run (:func:`cluster_run`) goes beside it,
+    and the new-data runs (:mod:`tests.workflow.new_data`) start as soon as it is done."""
     workdir = tmp_path_factory.mktemp("run")
     config = tiny_config(user_bids)
     before = sorted(p.relative_to(user_bids) for p in user_bids.rglob("*"))
     result = snakemake(workdir, config)
     assert result.returncode == 0, result.stdout[-3000:]
-    return workdir, user_bids, before, config
+    selected = {item.name for item in request.session.items}
+    NEW_DATA_RUNS.update(start_new_data_runs(selected, workdir, config, user_bids, tmp_path_factory.mktemp))
+    try:
+        yield workdir, user_bids, before, config
+    finally:
+        for started in NEW_DATA_RUNS.values():
+            started.run.stop()
+
+
+NEW_DATA_RUNS: dict[str, NewDataRun] = {}  # test name -> its run, started by tiny_run
+
+
+@pytest.fixture
+def new_data_run(request, tiny_run) -> NewDataRun:
+    """The new-data run of the requesting test, started by :func:`tiny_run`."""
+    return NEW_DATA_RUNS[request.node.name]

@@ -18,7 +18,8 @@ import torch
 
 from cmbflow import paths
 from cmbflow.io.coords import voxel_to_world
-from tests.workflow.tiny import TINY_DETECTOR, TINY_LOCALIZER, TINY_PREPROCESSING, snakemake
+from tests.workflow.new_data import SHARED_DICOM, sha256
+from tests.workflow.tiny import snakemake
 
 # one worker runs them all: they share the tiny run (pyproject.toml)
 pytestmark = [pytest.mark.workflow, pytest.mark.xdist_group("workflow")]
@@ -260,25 +261,14 @@ def test_changing_localization_census_or_evaluation_options_reruns_neither_train
         assert rule not in result.stdout, rule
 
 
-def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(tiny_run, user_bids, tmp_path):
+def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(new_data_run):
     """config `models:` with new datasets: inference, evaluation where annotated, census and
     example figures everywhere; no training rule in the DAG; the model folders untouched."""
-    workdir, _, _, config = tiny_run
-    fresh = tmp_path / "fresh"
-    for name in ("rpn", "localizer"):
-        shutil.copytree(workdir / "results/models" / name, fresh / "results/models" / name)
-    unannotated = tmp_path / "unannotated"
-    shutil.copytree(user_bids, unannotated, ignore=shutil.ignore_patterns("derivatives"))
-    before = {p: p.read_bytes() for p in (fresh / "results/models").rglob("*") if p.is_file()}
-    datasets = {"user_scans": config["datasets"]["user_scans"],
-                "new_scans": {"bids_dir": str(unannotated), "role": "external", "phase_sign": -1}}
-    new = {"datasets": datasets, "models": {"rpn": "results/models/rpn", "localizer": "results/models/localizer"},
-           "synth": config["synth"], "preprocessing": TINY_PREPROCESSING, "localizer": TINY_LOCALIZER,
-           "detector": {"inference": TINY_DETECTOR["inference"]}, "evaluation": config["evaluation"]}
-    result = snakemake(fresh, new)
+    result = new_data_run.run.wait()
+    fresh, new = new_data_run.run.workdir, new_data_run.config
     assert result.returncode == 0, result.stdout[-3000:]
     assert "train_detector" not in result.stdout and "train_localizer" not in result.stdout
-    assert {p: p.read_bytes() for p in (fresh / "results/models").rglob("*") if p.is_file()} == before
+    assert {p: sha256(p) for p in (fresh / "results/models").rglob("*") if p.is_file()} == new_data_run.before
     summary = pd.read_csv(fresh / paths.evaluation_files("rpn", "user_scans")["summary"], sep="\t")
     point = json.loads((fresh / "results/models/rpn/operating_point.json").read_text())
     assert (summary["threshold"] == point["threshold"]).all()  # the model folder's operating point
@@ -287,33 +277,20 @@ def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(tin
     assert counts["subject"].tolist() == ["001", "002"]
     assert_figure(fresh / paths.figure("new_scans", "candidate_panels")["png"])
     # dropping a dataset from the list leaves the other's outputs as they are
-    result = snakemake(fresh, {**new, "datasets": {"user_scans": datasets["user_scans"]}}, "-n")
+    result = snakemake(fresh, {**new, "datasets": {"user_scans": new["datasets"]["user_scans"]}}, "-n")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
 
 
-SHARED_DICOM = Path(__file__).resolve().parents[3] / "shared" / "data" / "dcm_qa_fmap" / "In"
-
-
 @pytest.mark.skipif(not SHARED_DICOM.is_dir(), reason=f"shared test data not found at {SHARED_DICOM}")
-def test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_and_census(tiny_run, tmp_path):
+def test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_and_census(new_data_run):
     """The shared Siemens DICOM (a 3 T dual-echo GRE of a cylindrical phantom, raw scanner
     phase) with the tiny trained models: it proves the files go all the way through, not
     detection quality (it holds no CMB, and no brain)."""
-    workdir, _, _, config = tiny_run
-    fresh = tmp_path / "fresh"
-    # The models, and the atlas and registration template the tiny run built (the new-data test
-    # above shows a folder of models alone builds them; here they would only cost time).
-    for folder in ("models/rpn", "models/localizer", "atlas", "synth/template"):
-        shutil.copytree(workdir / "results" / folder, fresh / "results" / folder)
-    before = {p: _sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()}
-    new = {"datasets": {"scanner": {"dicom_dir": str(SHARED_DICOM), "role": "external", "dicom": {"subjects": "Siemens"}}},
-           "models": {"rpn": "results/models/rpn", "localizer": "results/models/localizer"},
-           "synth": config["synth"], "preprocessing": TINY_PREPROCESSING, "localizer": TINY_LOCALIZER,
-           "detector": {"inference": TINY_DETECTOR["inference"]}}
-    result = snakemake(fresh, new)
+    result = new_data_run.run.wait()
+    fresh = new_data_run.run.workdir
     assert result.returncode == 0, result.stdout[-3000:]
-    assert "synthesize_template" not in result.stdout  # the template was reused
-    assert {p: _sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()} == before  # the DICOM only read
+    assert "synthesize_template" not in result.stdout  # the tiny run's template was reused
+    assert {p: sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()} == new_data_run.before  # the DICOM only read
     manifest = pd.read_csv(fresh / "results/inputs/scanner/manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
     row = manifest.set_index("key").loc["Siemens"]
     assert "scanner units -4096..4095" in row["phase_units"] and (row["phase_kind"], row["phase_filter"]) == ("raw", "homodyne")
@@ -340,12 +317,6 @@ def assert_figure(path: Path) -> None:
     pixels = matplotlib.image.imread(path)
     assert pixels.shape[0] > 100 and pixels.shape[1] > 100, (path, pixels.shape)
     assert pixels[..., :3].std() > 0.02, f"{path}: a blank figure"
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_two_channel_ones(tiny_run, tmp_path):
@@ -402,7 +373,7 @@ def test_fine_tuning_and_calibration_use_only_calibration_subjects_that_are_neve
     assert len(calibration) == 1 and len(scored) == 1
     card = json.loads((copy / paths.model_files("rpn_tuned")["card"]).read_text())
     parent = copy / paths.model_files("rpn")["weights"]
-    assert card["parent"]["folder"].endswith("results/models/rpn") and card["parent"]["model_sha256"] == _sha256(parent)
+    assert card["parent"]["folder"].endswith("results/models/rpn") and card["parent"]["model_sha256"] == sha256(parent)
     assert card["fine_tune"]["subjects"] == [f"user_scans/{calibration[0]}"] and card["fine_tune"]["dataset"] == "user_scans"
     assert card["data_split"]["test"] == [f"user_scans/{scored[0]}"]
     for variant in ("rpn", "rpn_ffm_hspl", "rpn_tuned"):

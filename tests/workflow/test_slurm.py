@@ -29,9 +29,10 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(cluster_run, tiny_run)
     if cluster_run.skip:
         pytest.skip(cluster_run.skip)
     local, _, _, _ = tiny_run
-    workdir, slurm = cluster_run.workdir, cluster_run.env
-    returncode, output = cluster_run.wait(timeout=900)
-    assert returncode == 0, output[-4000:]
+    workdir, slurm = cluster_run.run.workdir, cluster_run.env
+    result = cluster_run.run.wait(timeout=900)
+    output = result.stdout
+    assert result.returncode == 0, output[-4000:]
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", output))
     # SLURM knows every submission as completed (MinJobAge keeps finished jobs in squeue) ...
     states = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i %T"], capture_output=True, text=True, env=slurm,

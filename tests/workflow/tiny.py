@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -49,6 +50,35 @@ def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = 
     """Run the workflow (:func:`snakemake_command`) and wait for it; stdout and stderr together."""
     return subprocess.run(snakemake_command(workdir, config, *extra, override=override), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
+
+
+@dataclass
+class BackgroundRun:
+    """A workflow run started with :func:`start_snakemake`; its output goes to a file."""
+    workdir: Path
+    process: subprocess.Popen
+    output: Path
+
+    def wait(self, timeout: int = 1200) -> subprocess.CompletedProcess:
+        """The finished run, as :func:`snakemake` returns it."""
+        returncode = self.process.wait(timeout=timeout)
+        return subprocess.CompletedProcess(self.process.args, returncode, self.output.read_text())
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None,
+                    env: dict | None = None) -> BackgroundRun:
+    """Start :func:`snakemake` without waiting: runs whose tests only read their results go side
+    by side (most of a tiny run is process start-up and chains of one-core jobs)."""
+    command = snakemake_command(workdir, config, *extra, override=override)
+    output = workdir / "snakemake.out"
+    with output.open("w") as handle:
+        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, text=True, env=env)
+    return BackgroundRun(workdir, process, output)
 
 
 def tiny_config(user_bids: Path) -> dict:
