@@ -261,55 +261,6 @@ def test_changing_localization_census_or_evaluation_options_reruns_neither_train
         assert rule not in result.stdout, rule
 
 
-def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(new_data_run):
-    """config `models:` with new datasets: inference, evaluation where annotated, census and
-    example figures everywhere; no training rule in the DAG; the model folders untouched."""
-    result = new_data_run.run.wait()
-    fresh, new = new_data_run.run.workdir, new_data_run.config
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "train_detector" not in result.stdout and "train_localizer" not in result.stdout
-    assert {p: sha256(p) for p in (fresh / "results/models").rglob("*") if p.is_file()} == new_data_run.before
-    summary = pd.read_csv(fresh / paths.evaluation_files("rpn", "user_scans")["summary"], sep="\t")
-    point = json.loads((fresh / "results/models/rpn/operating_point.json").read_text())
-    assert (summary["threshold"] == point["threshold"]).all()  # the model folder's operating point
-    assert not (fresh / paths.evaluation_files("rpn", "new_scans")["summary"]).exists()  # no annotations: census only
-    counts = pd.read_csv(fresh / paths.census_files("rpn", "new_scans")["counts"], sep="\t", dtype={"subject": str})
-    assert counts["subject"].tolist() == ["001", "002"]
-    assert_figure(fresh / paths.figure("new_scans", "candidate_panels")["png"])
-    # dropping a dataset from the list leaves the other's outputs as they are
-    result = snakemake(fresh, {**new, "datasets": {"user_scans": new["datasets"]["user_scans"]}}, "-n")
-    assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
-
-
-@pytest.mark.skipif(not SHARED_DICOM.is_dir(), reason=f"shared test data not found at {SHARED_DICOM}")
-def test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_and_census(new_data_run):
-    """The shared Siemens DICOM (a 3 T dual-echo GRE of a cylindrical phantom, raw scanner
-    phase) with the tiny trained models: it proves the files go all the way through, not
-    detection quality (it holds no CMB, and no brain)."""
-    result = new_data_run.run.wait()
-    fresh = new_data_run.run.workdir
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "synthesize_template" not in result.stdout  # the tiny run's template was reused
-    assert {p: sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()} == new_data_run.before  # the DICOM only read
-    manifest = pd.read_csv(fresh / "results/inputs/scanner/manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
-    row = manifest.set_index("key").loc["Siemens"]
-    assert "scanner units -4096..4095" in row["phase_units"] and (row["phase_kind"], row["phase_filter"]) == ("raw", "homodyne")
-    files = {k: fresh / v for k, v in paths.preproc_subject_files("scanner", "Siemens").items()}
-    assert json.loads(files["sidecar"].read_text())["Phase"]["Filter"] == "homodyne"
-    phase = nib.load(files["phase"]).get_fdata()
-    brain = nib.load(files["brainmask"]).get_fdata() > 0
-    assert np.median(np.abs(phase[brain])) < 0.05  # background field removed (scaled phase, 1 = pi)
-    quality = pd.read_csv(fresh / paths.registration_quality("scanner"), sep="\t")
-    assert quality["flag"].tolist() == ["ok"] and 900 < quality["brain_volume_ml"].iloc[0] < 2000
-    converted = nib.load(fresh / "results/dicom/scanner/sub-Siemens/anat/sub-Siemens_part-mag_swi.nii.gz")
-    candidates = pd.read_csv(fresh / paths.candidate_files("rpn", "scanner")["table"], sep="\t", dtype={"subject": str})
-    assert len(candidates) > 0
-    np.testing.assert_allclose(voxel_to_world(converted.affine, candidates[["i", "j", "k"]].to_numpy()),
-                               candidates[["x", "y", "z"]].to_numpy(), atol=2e-3)  # world mm of the converted image
-    counts = pd.read_csv(fresh / paths.census_files("rpn", "scanner")["counts"], sep="\t", dtype={"subject": str})
-    assert counts["subject"].tolist() == ["Siemens"]
-
-
 def assert_figure(path: Path) -> None:
     """A PNG that decodes to a picture with something drawn on it (not one flat colour)."""
     import matplotlib.image
@@ -495,3 +446,55 @@ def test_lint_is_clean(tiny_run):
     result = snakemake(workdir, config, "--lint")
     assert result.returncode == 0, result.stdout
     assert "Congratulations" in result.stdout
+
+
+# The new-data runs started in the background when the tiny run was done (conftest tiny_run): their
+# tests come last, so that the tests above run while they do.
+
+def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(new_data_run):
+    """config `models:` with new datasets: inference, evaluation where annotated, census and
+    example figures everywhere; no training rule in the DAG; the model folders untouched."""
+    result = new_data_run.run.wait()
+    fresh, new = new_data_run.run.workdir, new_data_run.config
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "train_detector" not in result.stdout and "train_localizer" not in result.stdout
+    assert {p: sha256(p) for p in (fresh / "results/models").rglob("*") if p.is_file()} == new_data_run.before
+    summary = pd.read_csv(fresh / paths.evaluation_files("rpn", "user_scans")["summary"], sep="\t")
+    point = json.loads((fresh / "results/models/rpn/operating_point.json").read_text())
+    assert (summary["threshold"] == point["threshold"]).all()  # the model folder's operating point
+    assert not (fresh / paths.evaluation_files("rpn", "new_scans")["summary"]).exists()  # no annotations: census only
+    counts = pd.read_csv(fresh / paths.census_files("rpn", "new_scans")["counts"], sep="\t", dtype={"subject": str})
+    assert counts["subject"].tolist() == ["001", "002"]
+    assert_figure(fresh / paths.figure("new_scans", "candidate_panels")["png"])
+    # dropping a dataset from the list leaves the other's outputs as they are
+    result = snakemake(fresh, {**new, "datasets": {"user_scans": new["datasets"]["user_scans"]}}, "-n")
+    assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.skipif(not SHARED_DICOM.is_dir(), reason=f"shared test data not found at {SHARED_DICOM}")
+def test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_and_census(new_data_run):
+    """The shared Siemens DICOM (a 3 T dual-echo GRE of a cylindrical phantom, raw scanner
+    phase) with the tiny trained models: it proves the files go all the way through, not
+    detection quality (it holds no CMB, and no brain)."""
+    result = new_data_run.run.wait()
+    fresh = new_data_run.run.workdir
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "synthesize_template" not in result.stdout  # the tiny run's template was reused
+    assert {p: sha256(p) for p in SHARED_DICOM.rglob("*") if p.is_file()} == new_data_run.before  # the DICOM only read
+    manifest = pd.read_csv(fresh / "results/inputs/scanner/manifest.tsv", sep="\t", dtype=str, keep_default_na=False)
+    row = manifest.set_index("key").loc["Siemens"]
+    assert "scanner units -4096..4095" in row["phase_units"] and (row["phase_kind"], row["phase_filter"]) == ("raw", "homodyne")
+    files = {k: fresh / v for k, v in paths.preproc_subject_files("scanner", "Siemens").items()}
+    assert json.loads(files["sidecar"].read_text())["Phase"]["Filter"] == "homodyne"
+    phase = nib.load(files["phase"]).get_fdata()
+    brain = nib.load(files["brainmask"]).get_fdata() > 0
+    assert np.median(np.abs(phase[brain])) < 0.05  # background field removed (scaled phase, 1 = pi)
+    quality = pd.read_csv(fresh / paths.registration_quality("scanner"), sep="\t")
+    assert quality["flag"].tolist() == ["ok"] and 900 < quality["brain_volume_ml"].iloc[0] < 2000
+    converted = nib.load(fresh / "results/dicom/scanner/sub-Siemens/anat/sub-Siemens_part-mag_swi.nii.gz")
+    candidates = pd.read_csv(fresh / paths.candidate_files("rpn", "scanner")["table"], sep="\t", dtype={"subject": str})
+    assert len(candidates) > 0
+    np.testing.assert_allclose(voxel_to_world(converted.affine, candidates[["i", "j", "k"]].to_numpy()),
+                               candidates[["x", "y", "z"]].to_numpy(), atol=2e-3)  # world mm of the converted image
+    counts = pd.read_csv(fresh / paths.census_files("rpn", "scanner")["counts"], sep="\t", dtype={"subject": str})
+    assert counts["subject"].tolist() == ["Siemens"]
