@@ -6,6 +6,9 @@ from cmbflow.io.coords import world_to_voxel
 from cmbflow.io.nifti import load_volume
 from cmbflow.localization.regions import add_regions, grow_regions
 
+# one worker builds the MARS atlas and the generator (session fixtures) and runs every test that reads them
+pytestmark = pytest.mark.xdist_group("simulator")
+
 
 @pytest.fixture(scope="module")
 def mars_atlas(mars_atlas_file):

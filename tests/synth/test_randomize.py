@@ -11,6 +11,9 @@ from cmbflow.synth.cohort import acquisition_record, draw_subject
 from cmbflow.synth.randomize import SCALED_CLASSES, Randomization
 from cmbflow.sites import SiteParams
 
+# one worker builds the MARS atlas and the generator (session fixtures) and runs every test that reads them
+pytestmark = pytest.mark.xdist_group("simulator")
+
 SITE = SiteParams.from_config("train", {"randomize": True, "voxel_mm": [1.0, 1.0, 2.0], "sim_voxel_mm": 2.0})
 # Coarse voxels keep the simulation below a few seconds.
 COARSE = Randomization.defaults(**{"inplane_mm": [2.0, 2.4], "slice_mm": [3.0, 4.0], "medullary_veins": [2, 6],

@@ -10,6 +10,9 @@ from cmbflow.io.coords import world_to_voxel
 from cmbflow.synth.cohort import store_phase, subject_rng
 from cmbflow.sites import SiteParams
 
+# one worker builds the MARS atlas and the generator (session fixtures) and runs every test that reads them
+pytestmark = pytest.mark.xdist_group("simulator")
+
 TINY = dict(voxel_mm=(2.0, 2.0, 3.0), sim_voxel_mm=2.0, cmb_count_max=6, cmb_free_fraction=0.0, medullary_veins=10,
             pial_veins=10, cmb_diameter_mm=(4.0, 8.0), calcifications_max=2)
 
