@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cmbflow.io.phase import field_map_marks
 from cmbflow.io.nifti import InputError, load_volume, save_volume
 from cmbflow.settings import schema_defaults
 
@@ -53,7 +54,7 @@ def _kind(image_type: list[str], units: str = "") -> str:
     """``magnitude``, ``phase``, ``field map`` (a B0 map in Hz, as GE and Philips export: not a
     phase, and never taken for one) or ``other``, from a sidecar's ImageType and Units."""
     types = {str(t).upper() for t in image_type}
-    if types & {"FIELDMAPHZ", "FIELDMAP", "B0MAP"} or str(units).strip().lower() in ("hz", "rad/s"):
+    if field_map_marks(list(image_type), units):
         return "field map"
     if types & {"P", "PHASE"}:
         return "phase"

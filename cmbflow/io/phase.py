@@ -38,6 +38,21 @@ KIND_FILTER_MM = 10.0
 KIND_SLICES = 16  # the filter works per slice: a subset of slices tells the kind as well
 
 
+# What a BIDS / dcm2niix sidecar says of a B0 field map (GE and Philips export one beside, or
+# instead of, the gradient-echo phase): its values are Hz or rad/s, not a phase.
+FIELD_MAP_UNITS = ("hz", "rad/s", "ppm")
+FIELD_MAP_TYPES = ("FIELDMAPHZ", "FIELDMAP", "B0MAP", "B0 MAP")
+
+
+def field_map_marks(image_type, units) -> str:
+    """What in a sidecar's ``ImageType`` and ``Units`` says the image is a B0 field map, or ``""``."""
+    types = {str(t).upper() for t in image_type} if isinstance(image_type, list) else set()
+    if str(units or "").strip().lower() in FIELD_MAP_UNITS:
+        return f"Units {units!r}"
+    marked = sorted(types & set(FIELD_MAP_TYPES))
+    return f"ImageType {marked}" if marked else ""
+
+
 def _integer_valued(values: np.ndarray) -> bool:
     sample = values[:: max(1, values.size // 200_000)]
     return bool(np.all(np.abs(sample - np.rint(sample)) < 1e-3))

@@ -14,7 +14,7 @@ from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.bids import TRAINING_ROLES, SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
 from cmbflow.io.nifti import InputError, load_volume
-from cmbflow.io.phase import phase_kind, phase_to_radians
+from cmbflow.io.phase import field_map_marks, phase_kind, phase_to_radians
 from cmbflow.settings import dataset_entry
 
 log = logging.getLogger(__name__)
@@ -23,12 +23,6 @@ MANIFEST_COLUMNS = ["subject", "session", "key", "magnitude", "phase", "mask", "
                     "phase_units", "phase_kind", "phase_filter", "shape", "voxel_mm", "orientation"]
 MIN_VOXELS, MIN_EXTENT_MM = 4, 10.0  # a 3-D detector needs a volume, not a slice or two
 MARKER_TO_MASK_MM = 3.0  # a marker further than this from every mask voxel misses its mask
-
-
-# What a BIDS / dcm2niix sidecar says of a B0 field map (GE and Philips export one beside, or
-# instead of, the gradient-echo phase): its values are Hz or rad/s, not a phase.
-FIELD_MAP_UNITS = ("hz", "rad/s", "ppm")
-FIELD_MAP_TYPES = ("FIELDMAPHZ", "FIELDMAP", "B0MAP", "B0 MAP")
 
 
 def _field_map_sidecar(path: Path) -> str | None:
@@ -40,11 +34,8 @@ def _field_map_sidecar(path: Path) -> str | None:
         return None  # an unreadable sidecar says nothing; the image itself is checked
     if not isinstance(content, dict):
         return None
-    units = str(content.get("Units", "")).strip().lower()
-    types = {str(t).upper() for t in content.get("ImageType", []) if isinstance(t, str)} if isinstance(
-        content.get("ImageType"), list) else set()
-    if units in FIELD_MAP_UNITS or types & set(FIELD_MAP_TYPES):
-        said = f"Units {content['Units']!r}" if units in FIELD_MAP_UNITS else f"ImageType {sorted(types & set(FIELD_MAP_TYPES))}"
+    said = field_map_marks(content.get("ImageType", []), content.get("Units", ""))
+    if said:
         return (f"{path}: its sidecar {sidecar.name} says it is a B0 field map ({said}), not a phase image. Give the "
                 "gradient-echo phase of the SWI (part-phase), or set datasets.<name>.phase: false to run on SWI alone.")
     return None
