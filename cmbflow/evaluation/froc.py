@@ -60,25 +60,65 @@ def cpm(points: pd.DataFrame, levels=FP_LEVELS) -> float:
     return float(np.mean(sensitivity_at(points, levels)))
 
 
+class SubjectResampler:
+    """FROCs of subject draws with replacement, without pooling tables: each candidate (true
+    and false positives of :func:`_scored`, best first) weighs as often as its subject was
+    drawn, and the cumulative counts at each distinct score are those :func:`froc_curve` finds
+    on the pooled table (exactly: integer counts, the same divisions). ~100x faster than
+    concatenating the drawn subjects' rows per replicate."""
+
+    def __init__(self, matched: pd.DataFrame, subjects: list[str]):
+        table = _scored(matched)
+        index = {str(key): i for i, key in enumerate(subjects)}
+        self.n_subjects = len(subjects)
+        self.scores = table["score"].to_numpy(float)
+        self.subject = np.array([index.get(str(key), -1) for key in table["subject"]], dtype=int)
+        self.tp = (table["outcome"].to_numpy() == "tp").astype(np.int64)
+        self.fp = (table["outcome"].to_numpy() == "fp").astype(np.int64)
+
+    def curve(self, counts: np.ndarray, n_lesions: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(fp_per_subject, sensitivity)`` points of the FROC of a draw: ``counts[i]`` is how
+        often subject ``i`` was drawn, ``n_lesions`` the draw's CMBs."""
+        weight = np.where(self.subject >= 0, counts[np.maximum(self.subject, 0)], 0)
+        drawn = weight > 0
+        scores = self.scores[drawn]
+        tp = np.cumsum(weight[drawn] * self.tp[drawn])
+        fp = np.cumsum(weight[drawn] * self.fp[drawn])
+        last = np.append(scores[1:] != scores[:-1], True)  # the last row of each distinct score (ties enter together)
+        fp_rate = np.concatenate([[0], fp[last]]) / self.n_subjects
+        sensitivity = np.concatenate([[0], tp[last]]) / n_lesions
+        return fp_rate, sensitivity
+
+
+def subject_draws(lesions_per_subject: dict[str, int], n_boot: int, seed: int):
+    """``n_boot`` subject-level bootstrap draws of the subjects (keys of ``lesions_per_subject``):
+    ``(counts, n_lesions)`` with ``counts[i]`` the times subject ``i`` was drawn. A draw with no
+    CMB is drawn again."""
+    rng = np.random.default_rng(seed)
+    per_subject = np.array(list(lesions_per_subject.values()), dtype=np.int64)
+    made = 0
+    while made < n_boot:
+        counts = np.bincount(rng.choice(len(per_subject), size=len(per_subject), replace=True), minlength=len(per_subject))
+        n_lesions = int(counts @ per_subject)
+        if n_lesions == 0:
+            continue
+        made += 1
+        yield counts, n_lesions
+
+
 def bootstrap_froc(matched: pd.DataFrame, lesions_per_subject: dict[str, int], levels, n_boot: int = 1000,
                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Subject-level bootstrap of the FROC: ``(n_boot, len(levels))`` sensitivities at
     ``levels`` and ``(n_boot,)`` CPMs. Each replicate draws the subjects (keys of
-    ``lesions_per_subject``) with replacement; a replicate with no CMB is drawn again."""
-    rng = np.random.default_rng(seed)
-    subjects = list(lesions_per_subject)
-    by_subject = {key: rows for key, rows in _scored(matched).groupby(matched["subject"].astype(str))}
-    empty = matched.iloc[:0]
+    ``lesions_per_subject``) with replacement (:func:`subject_draws`)."""
+    resampler = SubjectResampler(matched, list(lesions_per_subject))
+    levels = np.asarray(levels, float)
+    cpm_levels = np.asarray(FP_LEVELS, float)
     curves, cpms = [], []
-    while len(curves) < n_boot:
-        drawn = rng.choice(len(subjects), size=len(subjects), replace=True)
-        n_lesions = sum(lesions_per_subject[subjects[i]] for i in drawn)
-        if n_lesions == 0:
-            continue
-        pooled = pd.concat([by_subject.get(subjects[i], empty) for i in drawn], ignore_index=True)
-        points = froc_curve(pooled, n_lesions, len(subjects))
-        curves.append(sensitivity_at(points, levels))
-        cpms.append(cpm(points))
+    for counts, n_lesions in subject_draws(lesions_per_subject, n_boot, seed):
+        fp_rate, sensitivity = resampler.curve(counts, n_lesions)
+        curves.append(np.interp(levels, fp_rate, sensitivity))
+        cpms.append(float(np.mean(np.interp(cpm_levels, fp_rate, sensitivity))))
     return np.asarray(curves), np.asarray(cpms)
 
 

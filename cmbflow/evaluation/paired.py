@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from cmbflow.evaluation.froc import _scored, cpm, froc_curve, sensitivity_at
+from cmbflow.evaluation.froc import FP_LEVELS, SubjectResampler, _scored, cpm, froc_curve, sensitivity_at, subject_draws
 
 COLUMNS = ["dataset", "filter", "variant_a", "variant_b", "subjects", "cmbs", "cpm_a", "cpm_b", "delta_cpm",
            "delta_cpm_lower", "delta_cpm_upper", "p_not_better_cpm", "sens1_a", "sens1_b", "delta_sens1",
@@ -31,24 +31,17 @@ def _curve_numbers(pooled: pd.DataFrame, n_lesions: int, n_subjects: int) -> tup
 def paired_bootstrap(matched: dict[str, pd.DataFrame], lesions_per_subject: dict[str, int], n_boot: int = 1000,
                      seed: int = 0) -> dict[str, np.ndarray]:
     """``(n_boot, 2)`` arrays of (CPM, sensitivity at 1 FP) per variant, every variant computed
-    on the same subject draws. ``matched``: variant -> matched candidates (``subject``,
-    ``score``, ``outcome``); ``lesions_per_subject``: subject -> CMB count (all subjects scored,
-    with or without CMBs). A draw without any CMB is drawn again."""
-    rng = np.random.default_rng(seed)
-    subjects = list(lesions_per_subject)
-    scored = {name: _scored(table).reset_index(drop=True) for name, table in matched.items()}
-    grouped = {name: {str(key): rows for key, rows in table.groupby(table["subject"].astype(str))}
-               for name, table in scored.items()}
-    empty = next(iter(matched.values())).iloc[:0]
+    on the same subject draws (:func:`cmbflow.evaluation.froc.subject_draws`). ``matched``:
+    variant -> matched candidates (``subject``, ``score``, ``outcome``); ``lesions_per_subject``:
+    subject -> CMB count (all subjects scored, with or without CMBs)."""
+    resamplers = {name: SubjectResampler(table, list(lesions_per_subject)) for name, table in matched.items()}
+    levels = np.asarray(FP_LEVELS, float)
     out = {name: [] for name in matched}
-    while len(out[next(iter(out))]) < n_boot:
-        drawn = [subjects[i] for i in rng.choice(len(subjects), size=len(subjects), replace=True)]
-        n_lesions = sum(lesions_per_subject[key] for key in drawn)
-        if n_lesions == 0:
-            continue
-        for name, by_subject in grouped.items():
-            pooled = pd.concat([by_subject.get(key, empty) for key in drawn], ignore_index=True)
-            out[name].append(_curve_numbers(pooled, n_lesions, len(subjects)))
+    for counts, n_lesions in subject_draws(lesions_per_subject, n_boot, seed):
+        for name, resampler in resamplers.items():
+            fp_rate, sensitivity = resampler.curve(counts, n_lesions)
+            out[name].append((float(np.mean(np.interp(levels, fp_rate, sensitivity))),
+                              float(np.interp(1.0, fp_rate, sensitivity))))
     return {name: np.asarray(values) for name, values in out.items()}
 
 

@@ -111,6 +111,23 @@ def test_bootstrap_band_contains_the_curve_and_is_reproducible():
     assert np.percentile(cpms, 97.5) > np.percentile(cpms, 2.5)  # subjects differ: the interval is not a point
 
 
+def test_a_resampled_froc_equals_the_froc_of_the_pooled_draw():
+    """The bootstrap weighs each subject's candidates by how often it was drawn; the curve
+    must be the one froc_curve finds on the drawn subjects' rows pooled (ties, duplicates,
+    a subject drawn twice, one not drawn, a candidate of a subject not scored)."""
+    from cmbflow.evaluation.froc import SubjectResampler
+
+    matched = _matched(["tp", "fp", "duplicate", "fp", "tp", "fp", "tp", "fp", "fp", "tp"],
+                       [0.9, 0.8, 0.8, 0.8, 0.6, 0.6, 0.5, 0.3, 0.95, 0.7], ["a", "b", "a", "c", "b", "a", "c", "b", "x", "d"])
+    counts = {"a": 2, "b": 1, "c": 1, "d": 0}
+    pooled = pd.concat([matched[matched["subject"] == key] for key, n in counts.items() for _ in range(n)])
+    expected = froc_curve(pooled, n_lesions=5, n_subjects=4)
+    assert len(expected) == 6  # (0, 0) and 5 distinct scores: ties across subjects at 0.8 and 0.6 enter together
+    fp_rate, sensitivity = SubjectResampler(matched, list(counts)).curve(np.array(list(counts.values())), n_lesions=5)
+    assert fp_rate.tolist() == expected["fp_per_subject"].tolist()
+    assert sensitivity.tolist() == expected["sensitivity"].tolist()
+
+
 def test_operating_point_at_a_false_positive_budget():
     from cmbflow.evaluation.froc import threshold_at_fp_rate
 
