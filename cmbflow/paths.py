@@ -68,6 +68,11 @@ def synth_template(name: str) -> str:
     return f"{RESULTS}/synth/template/tpl-synth_{suffixes[name]}.nii.gz"
 
 
+def synth_tissue_maps(contrast: str) -> str:
+    """Tissue parameter maps of the ICBM template built from its ``contrast`` image (``t1``, ``t2``)."""
+    return f"{RESULTS}/synth/template/tpl-ICBM2009c_desc-{contrast}_tissue.npz"
+
+
 def region_atlas() -> str:
     """MARS region atlas on the ICBM 2009c grid."""
     return f"{RESULTS}/atlas/tpl-ICBM2009c_desc-mars_dseg.nii.gz"

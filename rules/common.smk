@@ -207,6 +207,11 @@ def site_config(site):
     return dict(config["synth"]["sites"][site])
 
 
+def site_contrast(site):
+    """The template image whose tissue maps a synthetic site's anatomy starts from."""
+    return SiteParams.from_config(site, site_config(site)).anatomy_contrast
+
+
 def site_subjects(site):
     return paths.synth_subject_ids(SiteParams.from_config(site, site_config(site)).n_subjects)
 

@@ -1,9 +1,29 @@
 # The built-in physics-based synthetic cohort: canonical template, one job per subject.
 
 
+rule synthesize_tissue_maps:
+    output:
+        maps=paths.synth_tissue_maps("{contrast}"),
+    log:
+        paths.log("synth", "tissue_{contrast}"),
+    benchmark:
+        paths.benchmark("synth", "tissue_{contrast}")
+    threads: 1
+    resources:
+        mem_mb=3000,  # the 1 mm template grid and two distance transforms
+        runtime=10,
+    wildcard_constraints:
+        contrast="t1|t2",
+    conda:
+        "../envs/synth.yaml"
+    script:
+        "../scripts/synthesize_tissue_maps.py"
+
+
 rule synthesize_template:
     input:
         atlas=paths.region_atlas(),
+        tissue=paths.synth_tissue_maps(site_contrast(config["synth"]["template_site"])),
     output:
         **{name: paths.synth_template(name) for name in ("swi", "phase", "brainmask", "regions")},
     params:
@@ -26,6 +46,7 @@ rule synthesize_template:
 rule synthesize_subject:
     input:
         atlas=paths.region_atlas(),
+        tissue=lambda wildcards: paths.synth_tissue_maps(site_contrast(wildcards.site)),
     output:
         **synth_subject_outputs("{site}", "{subject}"),
     params:

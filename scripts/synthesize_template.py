@@ -6,4 +6,5 @@ from cmbflow.sites import SiteParams
 
 setup_logging(snakemake.log[0])
 site = SiteParams.from_config(snakemake.params.site_name, snakemake.params.site)
-synthesize_template(site, snakemake.input.atlas, dict(snakemake.output.items()), workers=snakemake.threads)
+synthesize_template(site, snakemake.input.atlas, dict(snakemake.output.items()), workers=snakemake.threads,
+                    tissue_path=snakemake.input.tissue)

@@ -15,7 +15,7 @@ from cmbflow.io.nifti import load_volume, save_volume
 from cmbflow.synth.randomize import Appearance, Randomization
 from cmbflow.sites import SiteParams
 from cmbflow.synth.subject import Geometry, SyntheticSubject, Simulator
-from cmbflow.synth.tissue import build_tissue_maps
+from cmbflow.synth.tissue import build_tissue_maps, load_tissue_maps, save_tissue_maps
 from cmbflow.synth.warp import SubjectWarp
 
 log = logging.getLogger(__name__)
@@ -30,17 +30,27 @@ def subject_rng(seed: int, site: str, subject: str) -> np.random.Generator:
 
 
 def make_simulator(atlas_path: str | Path | None = None, workers: int = 1, contrast: str = "t1",
-                   **atlas_options) -> Simulator:
+                   tissue_path: str | Path | None = None, **atlas_options) -> Simulator:
     """Simulator over the ICBM template with a MARS atlas: the one written by the atlas rule
     (``atlas_path``), or built in memory with ``atlas_options`` of
     :func:`cmbflow.atlas.build_region_atlas` when no path is given. ``contrast``: the
-    template image that shapes the anatomy (:func:`cmbflow.synth.tissue.build_tissue_maps`)."""
-    template = load_template()
+    template image that shapes the anatomy (:func:`cmbflow.synth.tissue.build_tissue_maps`);
+    ``tissue_path``: those maps as :func:`cmbflow.synth.tissue.save_tissue_maps` wrote them
+    (built here when not given)."""
+    if atlas_path is None or tissue_path is None:
+        template = load_template()
     if atlas_path is None:
         regions = build_region_atlas(template, **atlas_options)
     else:
         regions, _ = load_volume(atlas_path, dtype=np.uint8)
-    return Simulator(build_tissue_maps(template, contrast), regions, workers=workers)
+    tissue = build_tissue_maps(template, contrast) if tissue_path is None else load_tissue_maps(tissue_path, contrast)
+    return Simulator(tissue, regions, workers=workers)
+
+
+def write_tissue_maps(contrast: str, path: str | Path) -> None:
+    """Build the template's tissue maps from its ``contrast`` image and write them (rule
+    synthesize_tissue_maps): once per run instead of once per simulated subject."""
+    save_tissue_maps(build_tissue_maps(load_template(), contrast), contrast, path)
 
 
 def store_phase(phase: np.ndarray, storage: str) -> np.ndarray:
@@ -106,12 +116,15 @@ def synthesize_subject(simulator: Simulator, site: SiteParams, subject: str, see
     return simulated
 
 
-def synthesize_template(site: SiteParams, atlas_path: str, outputs: dict[str, str], workers: int = 1) -> None:
-    """The canonical (un-warped) SWI-like template on the ICBM grid: no lesions, no noise.
+def synthesize_template(site: SiteParams, atlas_path: str, outputs: dict[str, str], workers: int = 1,
+                        tissue_path: str | None = None) -> None:
+    """The canonical (un-warped) SWI-like template on the ICBM grid: no lesions, no noise;
+    anatomy and acquisition of ``site`` (``tissue_path``: the tissue maps of its
+    ``anatomy_contrast``, written by :func:`write_tissue_maps`).
 
     ``outputs`` holds paths for ``swi``, ``phase``, ``brainmask`` and ``regions``.
     """
-    simulator = make_simulator(atlas_path, workers)
+    simulator = make_simulator(atlas_path, workers, contrast=site.anatomy_contrast, tissue_path=tissue_path)
     template = simulator.tissue
     geometry = Geometry(template.affine, template.m0.shape, (1, 1, 1))
     warp = SubjectWarp.identity(simulator.template_centre)
