@@ -156,6 +156,7 @@ rule feature_embedding:
                                     for key in test_subjects(wildcards.dataset)},
         evaluation=lambda wildcards: paths.evaluation_files(wildcards.variant, wildcards.dataset),
         seed=config["evaluation"]["seed"],
+        cpu_bfloat16=config["detector"]["inference"]["cpu_bfloat16"],  # as inference computed the candidates' vectors
     log:
         paths.log("figures", "tsne_{variant}_{dataset}"),
     benchmark:

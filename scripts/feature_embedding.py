@@ -11,4 +11,4 @@ feature_embedding(snakemake.input.weights, snakemake.input.card, snakemake.param
                   snakemake.input.features, snakemake.params.evaluation,
                   f"{snakemake.wildcards.variant} on {snakemake.wildcards.dataset}: t-SNE",
                   {"table": snakemake.output.table, "png": snakemake.output.png, "pdf": snakemake.output.pdf},
-                  snakemake.params.seed)
+                  snakemake.params.seed, snakemake.params.cpu_bfloat16)

@@ -26,6 +26,7 @@ import torch
 from scipy import ndimage
 from sklearn.manifold import TSNE
 
+from cmbflow.device import autocast
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
 from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
 from cmbflow.models.detector import CMBDetector
@@ -37,17 +38,21 @@ KINDS = ("TP", "FP", "FN", "TN")
 
 
 @torch.no_grad()
-def features_at(model: CMBDetector, image: np.ndarray, voxels: np.ndarray, patch_size, batch: int = 4) -> np.ndarray:
+def features_at(model: CMBDetector, image: np.ndarray, voxels: np.ndarray, patch_size, batch: int = 4,
+                cpu_bfloat16: bool = False) -> np.ndarray:
     """Fused feature vectors ``(N, F)`` at ``voxels (N, 3)`` (voxel indices of the model-ready
-    grid of ``image (C, D, H, W)``), each from a patch of ``patch_size`` centred on it."""
+    grid of ``image (C, D, H, W)``), each from a patch of ``patch_size`` centred on it; in the
+    precision inference ran in (``cpu_bfloat16``, :func:`cmbflow.device.autocast`), so that these
+    vectors and the candidates' come from the same arithmetic."""
     size = np.asarray(patch_size, int)
     centres = np.rint(np.asarray(voxels, float).reshape(-1, 3)).astype(int)
     out = []
     for first in range(0, len(centres), batch):
         chunk = centres[first:first + batch]
         patches = np.stack([crop_patch(image, centre - size // 2, size) for centre in chunk])
-        features = model.eval()(torch.from_numpy(patches)).features
-        out.append(features[(slice(None), slice(None), *(size // 2))].numpy())
+        with autocast(torch.device("cpu"), cpu_bfloat16):
+            features = model.eval()(torch.from_numpy(patches)).features
+        out.append(features[(slice(None), slice(None), *(size // 2))].float().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.projections[0].out_channels), np.float32)
 
 
@@ -68,10 +73,12 @@ def negative_voxels(brain: np.ndarray, affine: np.ndarray, avoid_world: np.ndarr
 
 def collect_vectors(model: CMBDetector, card: dict, subjects: dict[str, dict[str, str]], candidates: pd.DataFrame,
                     features: np.ndarray, matched: pd.DataFrame, lesions: pd.DataFrame, threshold: float,
-                    n_fp: int = 10, n_tn: int = 20, away_mm: float = 10.0, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+                    n_fp: int = 10, n_tn: int = 20, away_mm: float = 10.0, seed: int = 0,
+                    cpu_bfloat16: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """The four groups of :data:`KINDS` over a dataset's subjects (key -> preprocessed ``swi``,
     ``phase``, ``brainmask``). ``candidates`` and ``features`` are the localized candidate
     table and its rows' vectors; ``matched`` and ``lesions`` come from the evaluation.
+    ``cpu_bfloat16``: config ``detector.inference.cpu_bfloat16`` (:func:`features_at`).
     Returns ``(table, vectors)``: ``subject``, ``kind``, ``x, y, z`` (world mm RAS+), ``score``."""
     rng = np.random.default_rng(seed)
     row_of = pd.Series(np.arange(len(candidates)), index=candidates["candidate"].astype(str))
@@ -96,7 +103,7 @@ def collect_vectors(model: CMBDetector, card: dict, subjects: dict[str, dict[str
             world = voxel_to_world(data.affine, np.asarray(voxels, float).reshape(-1, 3))
             tables.append(pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2], "score": np.nan,
                                         "subject": str(key), "kind": kind}))
-            vectors.append(features_at(model, data.image, voxels, patch))
+            vectors.append(features_at(model, data.image, voxels, patch, cpu_bfloat16=cpu_bfloat16))
     table = pd.concat(tables, ignore_index=True)[["subject", "kind", "x", "y", "z", "score"]]
     return table, np.concatenate(vectors).astype(np.float32)
 
