@@ -64,6 +64,7 @@ class TrainSettings(FromConfig):
     validation_every: int
     validation_patches: int
     checkpoint_every: int
+    cpu_bfloat16: bool  # bfloat16 autocast of the forward passes on the CPU (cmbflow.device.autocast); CUDA: float16 anyway
     seed: int
 
     @classmethod
@@ -132,7 +133,7 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
 
         def step() -> dict:
             images, targets = _batch([sampler.sample() for _ in range(settings.batch_size)], anchors, settings, device)
-            with autocast(device):
+            with autocast(device, settings.cpu_bfloat16):
                 out = model(images)
             parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes, weight_con, settings.n_hard,
                                    settings.n_background, generator)
@@ -155,7 +156,7 @@ def _validation_loss(model, prototypes, samples, anchors, settings, device) -> f
     losses = []
     for start in range(0, len(samples), settings.batch_size):
         images, targets = _batch(samples[start : start + settings.batch_size], anchors, settings, device)
-        with autocast(device):
+        with autocast(device, settings.cpu_bfloat16):
             out = model(images)
         parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes,
                                settings.weight_con if settings.hspl else 0.0, settings.n_hard, settings.n_background,
