@@ -1,12 +1,20 @@
 """Benchmark of the detector: inference seconds and peak memory per subject, training patches/s.
 
-Usage:  python benchmarks/detector_benchmark.py [--threads 2] [--side-by-side 1] [--config config.yaml] [--cases ...] [--model DIR]
+Usage:  python benchmarks/detector_benchmark.py [--threads 2] [--side-by-side 1] [--config config.yaml] [--cases ...]
+                                                [--model DIR] [--json OUT]
 
 Cases (each in a fresh process, so its peak resident memory is its own):
-  full_size   a 512 x 448 x 72 subject at 0.5 x 0.5 x 2 mm (the paper's internal protocol),
-              generated on the fly; the network runs on all of its voxels
-  default     a subject of the default internal site (176 x 208 x 72 at 1 x 1 x 2 mm)
-  training    patches per second of the default training settings on default subjects
+  full_size       a 512 x 448 x 72 subject at 0.5 x 0.5 x 2 mm (the paper's internal protocol),
+                  generated on the fly; the network runs on all of its voxels (configured precision)
+  full_size_fp32  the same in float32 (detector.inference.cpu_bfloat16 off)
+  default         a subject of the default internal site (176 x 208 x 72 at 1 x 1 x 2 mm)
+  training        patches per second of the default training settings on default subjects
+  training_bf16   the same with detector.training.cpu_bfloat16 on
+
+``--json OUT`` also writes one object: ``<case>_s`` (inference seconds), ``<case>_patches_per_s``
+(training), ``<case>_peak_gb`` for each case run on the CPU, ``cuda_<...>`` for the CUDA runs,
+and ``cases``: every record. The MONAI RetinaNet baseline is not timed: MONAI's detection app
+needs torchvision, which has no build for this CPU torch (docs/development.md).
 
 Inference is timed as the DAG runs it (``detect_subject``: read the model-ready files, sliding
 window, decoding + NMS, positions on the original image, probability map on the original grid),
@@ -32,6 +40,7 @@ import nibabel as nib
 import numpy as np
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
 FULL_SIZE = {"voxel_mm": [0.5, 0.5, 2.0], "fov_mm": [256, 224, 144]}
 
 
@@ -129,7 +138,33 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
             "seconds_per_iteration": round((times[23] - times[3]) / 20, 3), "peak_rss_gb": round(_peak_gb(), 2)}
 
 
-CASES = {"full_size": (inference_case, FULL_SIZE), "default": (inference_case, {}), "training": (training_case, {})}
+# case -> (function, site of the generated subjects, overrides of detector.inference / detector.training)
+CASES = {"full_size": (inference_case, FULL_SIZE, {}),
+         "full_size_fp32": (inference_case, FULL_SIZE, {"cpu_bfloat16": False}),
+         "default": (inference_case, {}, {}),
+         "training": (training_case, {}, {}),
+         "training_bf16": (training_case, {}, {"cpu_bfloat16": True})}
+
+
+def with_overrides(config: dict, section: str, overrides: dict) -> dict:
+    """``config`` with ``detector.<section>`` updated by ``overrides``."""
+    detector = {**config["detector"], section: {**config["detector"][section], **overrides}}
+    return {**config, "detector": detector}
+
+
+def summary(records: list[dict]) -> dict:
+    """The ``--json`` object (module docstring)."""
+    out = {}
+    for record in records:
+        if "side_by_side" in record:
+            continue
+        prefix = ("" if record["device"] == "cpu" else f"{record['device']}_") + record["case"]
+        if "seconds" in record:
+            out[f"{prefix}_s"] = record["seconds"]
+        if "patches_per_s" in record:
+            out[f"{prefix}_patches_per_s"] = record["patches_per_s"]
+        out[f"{prefix}_peak_gb"] = record.get("peak_cuda_gb", record["peak_rss_gb"])
+    return {**out, "cases": records}
 
 
 def main() -> None:
@@ -139,25 +174,35 @@ def main() -> None:
     parser.add_argument("--side-by-side", type=int, default=1, help="copies of each case run at once")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--model", default="results/models/rpn_ffm_hspl", help="model folder whose weights to time")
+    parser.add_argument("--json", type=Path, help="also write the summary object here")
     args = parser.parse_args()
     import torch
 
+    from cmbflow.config import validate_config
+
     config = yaml.safe_load(open(args.config))
+    validate_config(config, REPO / "schemas/config.schema.yaml", [args.config])  # the schema's defaults, as the workflow fills them
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     context = multiprocessing.get_context("spawn")
+    records = []
     for name in args.cases:
-        function, site_values = CASES[name]
+        function, site_values, overrides = CASES[name]
+        section = "training" if function is training_case else "inference"
+        case_config = with_overrides(config, section, overrides)
         for device in devices:
             with context.Pool(args.side_by_side) as pool:
-                pending = [pool.apply_async(function, (name, site_values, config, args.threads, device, args.model))
+                pending = [pool.apply_async(function, (name, site_values, case_config, args.threads, device, args.model))
                            for _ in range(args.side_by_side)]
                 results = [job.get() for job in pending]
-            for result in results:
-                print(json.dumps(result), flush=True)
             if args.side_by_side > 1 and "patches_per_s" in results[0]:
                 total = sum(result["patches_per_s"] for result in results)
-                print(json.dumps({"case": name, "device": device, "threads": args.threads, "side_by_side": args.side_by_side,
-                                  "summed_patches_per_s": round(total, 2)}), flush=True)
+                results.append({"case": name, "device": device, "threads": args.threads, "side_by_side": args.side_by_side,
+                                "summed_patches_per_s": round(total, 2)})
+            for result in results:
+                print(json.dumps(result), flush=True)
+            records += results
+    if args.json:
+        args.json.write_text(json.dumps(summary(records), indent=2) + "\n")
 
 
 if __name__ == "__main__":
