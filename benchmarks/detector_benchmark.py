@@ -86,11 +86,12 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
                    "strides": tuple(map(tuple, detector["network"]["strides"])), "n_anchors": len(detector["anchors_mm"]),
                    "feature_dim": detector["network"]["feature_dim"], "fuse_levels": True}
         model = CMBDetector(**network).eval()
-        card = {"spacing_mm": list(spacing), "variant": "benchmark", "anchors_mm": detector["anchors_mm"]}
+        card = {"name": "benchmark", "variant": "benchmark", "anchors_mm": detector["anchors_mm"],
+                "inputs": list(INPUT_CHANNELS), "normalization": dict(detector["input"])}
         weights = Path(model_dir) / "model.pt"
         if weights.exists():
-            model, trained_card = load_model(weights, Path(model_dir) / "model_card.json")
-            card.update(anchors_mm=trained_card["anchors_mm"])
+            model, card = load_model(weights, Path(model_dir) / "model_card.json")
+        card = {**card, "spacing_mm": list(spacing)}  # the network runs on the subject's own grid
         settings = InferenceSettings.from_config(detector["inference"])
         device = torch.device(device_name)
         shape = tuple(int(n) for n in nib.load(files["swi"]).shape)
