@@ -57,14 +57,19 @@ def sensitivity_at(points: pd.DataFrame, levels=FP_LEVELS) -> np.ndarray:
 
 def cpm(points: pd.DataFrame, levels=FP_LEVELS) -> float:
     """Competition performance metric: mean sensitivity at ``levels`` FPs per subject."""
-    return float(np.mean(sensitivity_at(points, levels)))
+    return curve_cpm(points["fp_per_subject"].to_numpy(float), points["sensitivity"].to_numpy(float), levels)
+
+
+def curve_cpm(fp_rate: np.ndarray, sensitivity: np.ndarray, levels=FP_LEVELS) -> float:
+    """:func:`cpm` of a curve given as arrays (``fp_per_subject``, ``sensitivity``)."""
+    return float(np.mean(np.interp(np.asarray(levels, float), fp_rate, sensitivity)))
 
 
 class SubjectResampler:
     """FROCs of subject draws with replacement, without pooling tables: each candidate (true
     and false positives of :func:`_scored`, best first) weighs as often as its subject was
     drawn, and the cumulative counts at each distinct score are those :func:`froc_curve` finds
-    on the pooled table (exactly: integer counts, the same divisions). ~100x faster than
+    on the pooled table (exactly: integer counts, the same divisions). ~30x faster than
     concatenating the drawn subjects' rows per replicate."""
 
     def __init__(self, matched: pd.DataFrame, subjects: list[str]):
@@ -113,12 +118,11 @@ def bootstrap_froc(matched: pd.DataFrame, lesions_per_subject: dict[str, int], l
     ``lesions_per_subject``) with replacement (:func:`subject_draws`)."""
     resampler = SubjectResampler(matched, list(lesions_per_subject))
     levels = np.asarray(levels, float)
-    cpm_levels = np.asarray(FP_LEVELS, float)
     curves, cpms = [], []
     for counts, n_lesions in subject_draws(lesions_per_subject, n_boot, seed):
         fp_rate, sensitivity = resampler.curve(counts, n_lesions)
         curves.append(np.interp(levels, fp_rate, sensitivity))
-        cpms.append(float(np.mean(np.interp(cpm_levels, fp_rate, sensitivity))))
+        cpms.append(curve_cpm(fp_rate, sensitivity))
     return np.asarray(curves), np.asarray(cpms)
 
 

@@ -16,7 +16,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from cmbflow.evaluation.froc import FP_LEVELS, SubjectResampler, _scored, cpm, froc_curve, sensitivity_at, subject_draws
+from cmbflow.evaluation.froc import SubjectResampler, _scored, cpm, curve_cpm, froc_curve, sensitivity_at, subject_draws
 
 COLUMNS = ["dataset", "filter", "variant_a", "variant_b", "subjects", "cmbs", "cpm_a", "cpm_b", "delta_cpm",
            "delta_cpm_lower", "delta_cpm_upper", "p_not_better_cpm", "sens1_a", "sens1_b", "delta_sens1",
@@ -35,13 +35,11 @@ def paired_bootstrap(matched: dict[str, pd.DataFrame], lesions_per_subject: dict
     variant -> matched candidates (``subject``, ``score``, ``outcome``); ``lesions_per_subject``:
     subject -> CMB count (all subjects scored, with or without CMBs)."""
     resamplers = {name: SubjectResampler(table, list(lesions_per_subject)) for name, table in matched.items()}
-    levels = np.asarray(FP_LEVELS, float)
     out = {name: [] for name in matched}
     for counts, n_lesions in subject_draws(lesions_per_subject, n_boot, seed):
         for name, resampler in resamplers.items():
             fp_rate, sensitivity = resampler.curve(counts, n_lesions)
-            out[name].append((float(np.mean(np.interp(levels, fp_rate, sensitivity))),
-                              float(np.interp(1.0, fp_rate, sensitivity))))
+            out[name].append((curve_cpm(fp_rate, sensitivity), float(np.interp(1.0, fp_rate, sensitivity))))
     return {name: np.asarray(values) for name, values in out.items()}
 
 

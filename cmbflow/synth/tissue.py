@@ -33,7 +33,6 @@ full field would be dominated by the shape of the template's cropped neck.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
 from pathlib import Path
 
 import numpy as np
