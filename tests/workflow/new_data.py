@@ -1,13 +1,15 @@
-"""Trained models on new data, from the tiny run: a results folder holding only the models, and
-a real scanner's DICOM. Both runs only read the tiny run, so :func:`start_new_data_runs` starts
-them beside the other workflow tests as soon as it exists (conftest ``tiny_run``); their tests
-wait for them and check what they wrote."""
+"""Runs that start from the tiny run: its trained models on new data (a results folder holding
+only the models, and a real scanner's DICOM), and copies of it with one change (a dataset
+without phase, fine-tuning and calibration). They only read the tiny run, so
+:func:`start_new_data_runs` starts them beside the other workflow tests as soon as it exists
+(conftest ``tiny_run``); their tests wait for them and check what they wrote. Side by side
+they fill the cores that the chains of one-core jobs of a tiny run leave idle."""
 
 from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.workflow.tiny import REPO, TINY_DETECTOR, TINY_LOCALIZER, TINY_PREPROCESSING, BackgroundRun, start_snakemake
@@ -16,13 +18,15 @@ SHARED_DICOM = REPO.parent / "shared" / "data" / "dcm_qa_fmap" / "In"
 MODELS = {"rpn": "results/models/rpn", "localizer": "results/models/localizer"}
 MODELS_ONLY_TEST = "test_trained_models_run_new_data_from_a_results_folder_holding_only_them"
 DICOM_TEST = "test_a_real_scanners_dicom_goes_through_conversion_preprocessing_detection_and_census"
+SWI_ONLY_TEST = "test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_two_channel_ones"
+FINE_TUNE_TEST = "test_fine_tuning_and_calibration_use_only_calibration_subjects_that_are_never_scored"
 
 
 @dataclass
 class NewDataRun:
     run: BackgroundRun
     config: dict
-    before: dict[Path, str]  # files the run must leave as they were -> sha256
+    before: dict[Path, str] = field(default_factory=dict)  # files the run must leave as they were -> sha256
 
 
 def sha256(path: Path) -> str:
@@ -62,6 +66,42 @@ def start_dicom_run(workdir: Path, config: dict, root: Path) -> NewDataRun:
     return NewDataRun(start_snakemake(fresh, new), new, before)
 
 
+def swi_only_datasets(config: dict, user_bids: Path, root: Path) -> dict:
+    """The tiny run's synthetic sites and a copy of the user's first subject without its phase
+    images (``phase: false``)."""
+    swi_only = root / "swi_only"
+    shutil.copytree(user_bids, swi_only)
+    for folder in list(swi_only.rglob("sub-002")):
+        shutil.rmtree(folder)
+    for phase in swi_only.rglob("*part-phase*"):
+        phase.unlink()
+    return {name: config["datasets"][name] for name in ("tiny_internal", "tiny_train")} | {
+            "swi_scans": {"bids_dir": str(swi_only), "role": "external", "phase": False}}
+
+
+def start_swi_only_run(workdir: Path, config: dict, user_bids: Path, root: Path) -> NewDataRun:
+    """A copy of the tiny run with a one-channel variant (inputs [swi]) on the SWI-only scans; the
+    tiny run's preprocessing and localizer are reused. ``config["datasets"]`` of the returned
+    run: the datasets of the override."""
+    datasets = swi_only_datasets(config, user_bids, root)
+    copy = root / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)  # copy2 keeps times: only what the change touches reruns
+    variants = {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}
+    return NewDataRun(start_snakemake(copy, config, override={"datasets": datasets, "detector": {"variants": variants}}),
+                      {**config, "datasets": datasets})
+
+
+def start_fine_tune_run(workdir: Path, config: dict, root: Path) -> NewDataRun:
+    """A copy of the tiny run with one user subject set aside for calibration and fine-tuning."""
+    copy = root / "copy"
+    shutil.copytree(workdir, copy, symlinks=True)
+    datasets = {**config["datasets"], "user_scans": {**config["datasets"]["user_scans"], "calibration_subjects": 1,
+                                                      "calibrate": True}}
+    override = {"datasets": datasets, "census": {"score_threshold": None},
+                "fine_tune": {"rpn_tuned": {"parent": "rpn", "dataset": "user_scans", "iterations": 2}}}
+    return NewDataRun(start_snakemake(copy, config, override=override), {**config, **override})
+
+
 def start_new_data_runs(selected: set[str], workdir: Path, config: dict, user_bids: Path, mktemp) -> dict[str, NewDataRun]:
     """The runs of the ``selected`` tests (test name -> run), started; ``mktemp(name)`` gives a folder."""
     runs = {}
@@ -69,4 +109,8 @@ def start_new_data_runs(selected: set[str], workdir: Path, config: dict, user_bi
         runs[MODELS_ONLY_TEST] = start_models_only_run(workdir, config, user_bids, mktemp("models_only"))
     if DICOM_TEST in selected and SHARED_DICOM.is_dir():
         runs[DICOM_TEST] = start_dicom_run(workdir, config, mktemp("dicom"))
+    if SWI_ONLY_TEST in selected:
+        runs[SWI_ONLY_TEST] = start_swi_only_run(workdir, config, user_bids, mktemp("swi_only"))
+    if FINE_TUNE_TEST in selected:
+        runs[FINE_TUNE_TEST] = start_fine_tune_run(workdir, config, mktemp("fine_tune"))
     return runs

@@ -270,26 +270,15 @@ def assert_figure(path: Path) -> None:
     assert pixels[..., :3].std() > 0.02, f"{path}: a blank figure"
 
 
-def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_two_channel_ones(tiny_run, tmp_path):
+def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_two_channel_ones(new_data_run, tmp_path):
     """SWI-only scans (phase: false): a detector that reads phase is refused before any job,
     naming the dataset and the model; a one-channel variant (inputs [swi]) is trained and runs
     on them, and on the sites with phase, with no phase preprocessed for the SWI-only one."""
-    workdir, user_bids, _, config = tiny_run
-    swi_only = tmp_path / "swi_only"
-    shutil.copytree(user_bids, swi_only)
-    for folder in list(swi_only.rglob("sub-002")):
-        shutil.rmtree(folder)
-    for phase in swi_only.rglob("*part-phase*"):
-        phase.unlink()
-    datasets = {name: config["datasets"][name] for name in ("tiny_internal", "tiny_train")} | {
-                "swi_scans": {"bids_dir": str(swi_only), "role": "external", "phase": False}}
-    refused = snakemake(tmp_path / "refused", {**config, "datasets": datasets}, "-n")
+    refused = snakemake(tmp_path / "refused", new_data_run.config, "-n")  # the tiny run's variants read phase
     assert refused.returncode != 0
     assert "datasets.swi_scans has no phase (phase: false), but detector 'rpn' reads swi and phase" in refused.stdout
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir, copy, symlinks=True)  # the tiny run's preprocessing and localizer are reused
-    variants = {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}
-    result = snakemake(copy, config, override={"datasets": datasets, "detector": {"variants": variants}})
+    result = new_data_run.run.wait()  # a copy of the tiny run with a one-channel variant on those scans
+    copy = new_data_run.run.workdir
     assert result.returncode == 0, result.stdout[-3000:]
     # another scored site retrains nothing, and the sites already preprocessed are not again
     assert "train_localizer" not in result.stdout and "preprocess_subject " not in result.stdout
@@ -305,17 +294,11 @@ def test_a_dataset_without_phase_runs_with_a_one_channel_detector_and_refuses_tw
         assert len(summary) and summary["cpm"].between(0, 1).all()
 
 
-def test_fine_tuning_and_calibration_use_only_calibration_subjects_that_are_never_scored(tiny_run, tmp_path):
+def test_fine_tuning_and_calibration_use_only_calibration_subjects_that_are_never_scored(new_data_run):
     """One user subject set aside: a detector fine-tuned on it names its parent, and every
     variant's operating point on that dataset is calibrated on it; neither is scored there."""
-    workdir, _, _, config = tiny_run
-    copy = tmp_path / "copy"
-    shutil.copytree(workdir, copy, symlinks=True)  # copy2 keeps times: only what the change touches reruns
-    datasets = {**config["datasets"], "user_scans": {**config["datasets"]["user_scans"], "calibration_subjects": 1,
-                                                      "calibrate": True}}
-    override = {"datasets": datasets, "census": {"score_threshold": None},
-                "fine_tune": {"rpn_tuned": {"parent": "rpn", "dataset": "user_scans", "iterations": 2}}}
-    result = snakemake(copy, config, override=override)
+    result = new_data_run.run.wait()  # a copy of the tiny run with that subject set aside
+    copy = new_data_run.run.workdir
     assert result.returncode == 0, result.stdout[-3000:]
     assert "train_detector" not in result.stdout  # the trained variants are reused, not retrained
     split = pd.read_csv(copy / "results/inputs/user_scans/split.tsv", sep="\t", dtype={"key": str})
