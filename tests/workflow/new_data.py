@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cmbflow import paths
 from tests.workflow.tiny import REPO, TINY_DETECTOR, TINY_LOCALIZER, TINY_PREPROCESSING, BackgroundRun, start_snakemake
 
 SHARED_DICOM = REPO.parent / "shared" / "data" / "dcm_qa_fmap" / "In"
@@ -87,8 +88,9 @@ def start_swi_only_run(workdir: Path, config: dict, user_bids: Path, root: Path)
     copy = root / "copy"
     shutil.copytree(workdir, copy, symlinks=True)  # copy2 keeps times: only what the change touches reruns
     variants = {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}
-    return NewDataRun(start_snakemake(copy, config, override={"datasets": datasets, "detector": {"variants": variants}}),
-                      {**config, "datasets": datasets})
+    targets = [paths.evaluation_files("swi", name)["summary"] for name in ("tiny_internal", "swi_scans")]  # no figures
+    return NewDataRun(start_snakemake(copy, config, override={"datasets": datasets, "detector": {"variants": variants}},
+                                      targets=targets), {**config, "datasets": datasets})
 
 
 def start_fine_tune_run(workdir: Path, config: dict, root: Path) -> NewDataRun:
@@ -99,7 +101,11 @@ def start_fine_tune_run(workdir: Path, config: dict, root: Path) -> NewDataRun:
                                                       "calibrate": True}}
     override = {"datasets": datasets, "census": {"score_threshold": None},
                 "fine_tune": {"rpn_tuned": {"parent": "rpn", "dataset": "user_scans", "iterations": 2}}}
-    return NewDataRun(start_snakemake(copy, config, override=override), {**config, **override})
+    # what the test reads, without the figures
+    targets = [paths.evaluation_files("rpn", "tiny_internal")["summary"]] + [
+        path for variant in ("rpn", "rpn_ffm_hspl", "rpn_tuned")
+        for path in (paths.evaluation_files(variant, "user_scans")["summary"], paths.census_files(variant, "user_scans")["counts"])]
+    return NewDataRun(start_snakemake(copy, config, override=override, targets=targets), {**config, **override})
 
 
 def start_new_data_runs(selected: set[str], workdir: Path, config: dict, user_bids: Path, mktemp) -> dict[str, NewDataRun]:

@@ -32,16 +32,17 @@ TINY_DETECTOR = {
 TINY_LOCALIZER = {"channels": [4, 8, 16], "strides": [2, 2], "patch_size": [32, 32, 16], "iterations": 4,
                   "validation_every": 2, "roi_size": [64, 64, -1]}
 
-def snakemake_command(workdir: Path, config: dict, *extra: str, override: dict | None = None) -> list[str]:
+def snakemake_command(workdir: Path, config: dict, *extra: str, override: dict | None = None,
+                      targets: list[str] | None = None) -> list[str]:
     """The command that runs the workflow with ``config`` (and a second configfile ``override``,
-    merged over it) in ``workdir``; writes the config files there."""
+    merged over it) in ``workdir``, for ``targets`` (default: rule all); writes the config files there."""
     workdir.mkdir(parents=True, exist_ok=True)
     configfiles = [workdir / "tiny.yaml"]
     configfiles[0].write_text(yaml.safe_dump(config))
     if override is not None:
         configfiles.append(workdir / "override.yaml")
         configfiles[1].write_text(yaml.safe_dump(override))
-    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+    return [sys.executable, "-m", "snakemake", *(targets or []), "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
             "--configfile", *map(str, configfiles), *extra]
 
 
@@ -71,10 +72,10 @@ class BackgroundRun:
 
 
 def start_snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None,
-                    env: dict | None = None) -> BackgroundRun:
+                    env: dict | None = None, targets: list[str] | None = None) -> BackgroundRun:
     """Start :func:`snakemake` without waiting: runs whose tests only read their results go side
     by side (most of a tiny run is process start-up and chains of one-core jobs)."""
-    command = snakemake_command(workdir, config, *extra, override=override)
+    command = snakemake_command(workdir, config, *extra, override=override, targets=targets)
     output = workdir / "snakemake.out"
     with output.open("w") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, text=True, env=env)
