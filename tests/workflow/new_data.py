@@ -46,8 +46,8 @@ def start_models_only_run(workdir: Path, config: dict, user_bids: Path, root: Pa
     fresh = root / "fresh"
     for name in ("rpn", "localizer"):
         shutil.copytree(workdir / "results/models" / name, fresh / "results/models" / name)
-    unannotated = root / "unannotated"
-    shutil.copytree(user_bids, unannotated, ignore=shutil.ignore_patterns("derivatives"))
+    unannotated = root / "unannotated"  # one subject: what is checked there is the census of a dataset without labels
+    shutil.copytree(user_bids, unannotated, ignore=shutil.ignore_patterns("derivatives", "sub-002"))
     before = {p: sha256(p) for p in (fresh / "results/models").rglob("*") if p.is_file()}
     datasets = {"user_scans": config["datasets"]["user_scans"],
                 "new_scans": {"bids_dir": str(unannotated), "role": "external", "phase_sign": -1}}
@@ -102,7 +102,7 @@ def start_fine_tune_run(workdir: Path, config: dict, root: Path) -> NewDataRun:
     override = {"datasets": datasets, "census": {"score_threshold": None},
                 "fine_tune": {"rpn_tuned": {"parent": "rpn", "dataset": "user_scans", "iterations": 2}}}
     # what the test reads, without the figures
-    targets = [paths.evaluation_files("rpn", "tiny_internal")["summary"]] + [
+    targets = [paths.evaluation_files("rpn", "tiny_internal")["summary"], paths.model_files("rpn_tuned")["operating_point"]] + [
         path for variant in ("rpn", "rpn_ffm_hspl", "rpn_tuned")
         for path in (paths.evaluation_files(variant, "user_scans")["summary"], paths.census_files(variant, "user_scans")["counts"])]
     return NewDataRun(start_snakemake(copy, config, override=override, targets=targets), {**config, **override})
