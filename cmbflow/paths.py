@@ -171,10 +171,10 @@ def training_checkpoint(variant: str) -> str:
 
 def detection_files(variant: str, dataset: str) -> dict[str, str]:
     """Raw detector output of one variant on one dataset (``results/detections/<variant>/<dataset>/``):
-    ``table`` (TSV, all subjects), ``features`` (``.npy``, one row per row of the table) and
-    ``subjects``, the folder of per-subject tables and probability maps."""
+    ``table`` (TSV, all subjects) and ``subjects``, the folder of per-subject tables and
+    probability maps."""
     folder = f"{RESULTS}/detections/{variant}/{dataset}"
-    return {"table": f"{folder}/detections.tsv", "features": f"{folder}/features.npy", "subjects": f"{folder}/subjects"}
+    return {"table": f"{folder}/detections.tsv", "subjects": f"{folder}/subjects"}
 
 
 def subject_detections(variant: str, dataset: str, subject: str, kind: str = "table") -> str:
@@ -187,12 +187,10 @@ def subject_detections(variant: str, dataset: str, subject: str, kind: str = "ta
 
 def candidate_files(variant: str, dataset: str) -> dict[str, str]:
     """Localized candidates of one variant on one dataset (``results/candidates/<variant>/<dataset>/``):
-    ``table`` (the detections with ``region`` and ``kept``; row ``n`` is row ``n`` of
-    ``features``), ``features`` (the detector's ``features.npy``) and ``subjects``, the
-    folder of per-subject tables."""
+    ``table`` (the detections with ``region`` and ``kept``) and ``subjects``, the folder of
+    per-subject tables."""
     folder = f"{RESULTS}/candidates/{variant}/{dataset}"
-    return {"table": f"{folder}/candidates.tsv", "features": detection_files(variant, dataset)["features"],
-            "subjects": f"{folder}/subjects"}
+    return {"table": f"{folder}/candidates.tsv", "subjects": f"{folder}/subjects"}
 
 
 def subject_candidates(variant: str, dataset: str, subject: str) -> str:

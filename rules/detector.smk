@@ -165,7 +165,6 @@ rule detect_cmbs:
         images=detection_files,
     output:
         table=paths.detection_files("{variant}", "{dataset}")["table"],
-        features=paths.detection_files("{variant}", "{dataset}")["features"],
         subjects=directory(paths.detection_files("{variant}", "{dataset}")["subjects"]),
     params:
         subjects=lambda wildcards: detection_subjects(wildcards.dataset),

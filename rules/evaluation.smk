@@ -143,7 +143,6 @@ rule feature_embedding:
         weights=lambda wildcards: detector_model(wildcards.variant)["weights"],
         card=lambda wildcards: detector_model(wildcards.variant)["card"],
         candidates=paths.candidate_files("{variant}", "{dataset}")["table"],
-        features=paths.candidate_files("{variant}", "{dataset}")["features"],
         evaluation=lambda wildcards: [paths.evaluation_files(wildcards.variant, wildcards.dataset)[k] for k in ("matched", "lesions", "summary")],
         images=lambda wildcards: [p for files in segmentation_subjects(wildcards.dataset).values() for p in files.values()],
     output:

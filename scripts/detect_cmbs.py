@@ -8,5 +8,5 @@ from cmbflow.logs import setup_logging
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 run_detection(snakemake.input.weights, snakemake.input.card, snakemake.params.subjects, snakemake.params.options,
-              {"table": snakemake.output.table, "features": snakemake.output.features}, snakemake.params.subject_tables,
+              {"table": snakemake.output.table}, snakemake.params.subject_tables,
               snakemake.params.probability_maps, show_progress=snakemake.params.progress)

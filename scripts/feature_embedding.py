@@ -8,7 +8,7 @@ from cmbflow.logs import setup_logging
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 feature_embedding(snakemake.input.weights, snakemake.input.card, snakemake.params.subjects, snakemake.input.candidates,
-                  snakemake.input.features, snakemake.params.evaluation,
+                  snakemake.params.evaluation,
                   f"{snakemake.wildcards.variant} on {snakemake.wildcards.dataset}: t-SNE",
                   {"table": snakemake.output.table, "png": snakemake.output.png, "pdf": snakemake.output.pdf},
                   snakemake.params.seed, snakemake.params.cpu_bfloat16)

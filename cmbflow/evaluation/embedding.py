@@ -6,14 +6,14 @@ At the operating point after anatomical filtering:
 * **TP**: kept candidates scoring at least the threshold that hit a CMB;
 * **FP**: the ``n_fp`` highest-scoring kept false positives per subject (the hard ones;
   at the operating point alone there are too few to show a cluster);
-* **FN**: the CMBs no such TP found. The detector never proposed them, so their vectors
-  are computed here: the model runs on a patch of the training patch size centred on the
-  CMB, and the fused feature map is read at the centre;
+* **FN**: the CMBs no such TP found;
 * **TN**: ``n_tn`` brain voxels per subject, drawn at least ``away_mm`` from every CMB and
-  every candidate, read the same way.
+  every candidate.
 
-TP and FP vectors are those inference wrote (``features.npy``), at the voxel of the anchor
-that produced the candidate.
+All four are read the same way (:func:`features_at`): the model runs on a patch of the
+training patch size centred on the location (a candidate's box centre, a CMB's centre, the
+drawn voxel), and the fused feature map is read at the patch centre. Inference does not keep
+the feature map: blending its channels over whole volumes cost as much as the network.
 """
 
 from __future__ import annotations
@@ -72,38 +72,34 @@ def negative_voxels(brain: np.ndarray, affine: np.ndarray, avoid_world: np.ndarr
 
 
 def collect_vectors(model: CMBDetector, card: dict, subjects: dict[str, dict[str, str]], candidates: pd.DataFrame,
-                    features: np.ndarray, matched: pd.DataFrame, lesions: pd.DataFrame, threshold: float,
+                    matched: pd.DataFrame, lesions: pd.DataFrame, threshold: float,
                     n_fp: int = 10, n_tn: int = 20, away_mm: float = 10.0, seed: int = 0,
                     cpu_bfloat16: bool = False) -> tuple[pd.DataFrame, np.ndarray]:
     """The four groups of :data:`KINDS` over a dataset's subjects (key -> preprocessed ``swi``,
-    ``phase``, ``brainmask``). ``candidates`` and ``features`` are the localized candidate
-    table and its rows' vectors; ``matched`` and ``lesions`` come from the evaluation.
-    ``cpu_bfloat16``: config ``detector.inference.cpu_bfloat16`` (:func:`features_at`).
-    Returns ``(table, vectors)``: ``subject``, ``kind``, ``x, y, z`` (world mm RAS+), ``score``."""
+    ``phase``, ``brainmask``). ``candidates`` is the localized candidate table; ``matched``
+    and ``lesions`` come from the evaluation. ``cpu_bfloat16``: config
+    ``detector.inference.cpu_bfloat16``, the precision the candidates were found in
+    (:func:`features_at`). Returns ``(table, vectors)``: ``subject``, ``kind``, ``x, y, z``
+    (world mm RAS+), ``score``."""
     rng = np.random.default_rng(seed)
-    row_of = pd.Series(np.arange(len(candidates)), index=candidates["candidate"].astype(str))
     after = matched[matched["filter"] == "after"]
+    patch = card["training"]["patch_size"]
     tables, vectors = [], []
     for key, files in subjects.items():
         mine = after[after["subject"].astype(str) == str(key)]
         tp = mine[(mine["outcome"] == "tp") & (mine["score"] >= threshold)]
         fp = mine[mine["outcome"] == "fp"].nlargest(n_fp, "score")
-        for kind, chosen in (("TP", tp), ("FP", fp)):
-            tables.append(chosen[["x", "y", "z", "score"]].assign(subject=str(key), kind=kind))
-            vectors.append(features[row_of[chosen["candidate"].astype(str)].to_numpy(int)])
         cmbs = lesions[lesions["subject"].astype(str) == str(key)]
         missed = cmbs[~cmbs["lesion"].isin(tp["lesion"])]
         data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
-        world_missed = missed[["x", "y", "z"]].to_numpy(float).reshape(-1, 3)
         avoid = np.vstack([cmbs[["x", "y", "z"]].to_numpy(float).reshape(-1, 3),
                            candidates.loc[candidates["subject"].astype(str) == str(key), ["x", "y", "z"]].to_numpy(float)])
-        tn_voxels = negative_voxels(data.brain, data.affine, avoid, data.spacing, away_mm, n_tn, rng)
-        patch = card["training"]["patch_size"]
-        for kind, voxels in (("FN", world_to_voxel(data.affine, world_missed)), ("TN", tn_voxels)):
-            world = voxel_to_world(data.affine, np.asarray(voxels, float).reshape(-1, 3))
-            tables.append(pd.DataFrame({"x": world[:, 0], "y": world[:, 1], "z": world[:, 2], "score": np.nan,
-                                        "subject": str(key), "kind": kind}))
-            vectors.append(features_at(model, data.image, voxels, patch, cpu_bfloat16=cpu_bfloat16))
+        tn_world = voxel_to_world(data.affine, negative_voxels(data.brain, data.affine, avoid, data.spacing, away_mm, n_tn, rng))
+        for kind, chosen in (("TP", tp), ("FP", fp), ("FN", missed.assign(score=np.nan)),
+                             ("TN", pd.DataFrame({"x": tn_world[:, 0], "y": tn_world[:, 1], "z": tn_world[:, 2], "score": np.nan}))):
+            tables.append(chosen[["x", "y", "z", "score"]].assign(subject=str(key), kind=kind))
+            world = chosen[["x", "y", "z"]].to_numpy(float).reshape(-1, 3)
+            vectors.append(features_at(model, data.image, world_to_voxel(data.affine, world), patch, cpu_bfloat16=cpu_bfloat16))
     table = pd.concat(tables, ignore_index=True)[["subject", "kind", "x", "y", "z", "score"]]
     return table, np.concatenate(vectors).astype(np.float32)
 

@@ -50,7 +50,7 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
     matched, n_lesions = [], 0
     for subject in subjects:
         outputs = predict_volume(model, subject.image, settings, device)
-        table, _ = detect_candidates(outputs, subject.brain, anchors_mm, subject.spacing, settings)
+        table = detect_candidates(outputs, subject.brain, anchors_mm, subject.spacing, settings)
         table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
         table = table[inside_brain(table, subject.brain)]
         # the validation subjects' instance masks on the model-ready grid: the schema's mask rule

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 
-import numpy as np
 import pandas as pd
 
 from cmbflow.evaluation.embedding import collect_vectors, embed
@@ -15,18 +14,17 @@ from cmbflow.models.weights import load_model
 log = logging.getLogger(__name__)
 
 
-def feature_embedding(weights: str, card: str, subjects: dict[str, dict[str, str]], candidates: str, features: str,
+def feature_embedding(weights: str, card: str, subjects: dict[str, dict[str, str]], candidates: str,
                       evaluation: dict[str, str], title: str, outputs: dict[str, str], seed: int = 0,
                       cpu_bfloat16: bool = False) -> pd.DataFrame:
     """Collect TP / FP / FN / TN vectors (in inference's precision, ``cpu_bfloat16``), embed them
     with t-SNE, write ``outputs``: ``table`` (TSV with ``tsne_1``, ``tsne_2``), ``png`` and ``pdf``."""
     model, model_card = load_model(weights, card)
     table = pd.read_csv(candidates, sep="\t", dtype={"subject": str, "candidate": str})
-    vectors = np.load(features)
     matched = pd.read_csv(evaluation["matched"], sep="\t", dtype={"subject": str, "candidate": str})
     lesions = pd.read_csv(evaluation["lesions"], sep="\t", dtype={"subject": str})
     threshold = float(pd.read_csv(evaluation["summary"], sep="\t")["threshold"].iloc[0])
-    groups, group_vectors = collect_vectors(model, model_card, subjects, table, vectors, matched, lesions, threshold, seed=seed,
+    groups, group_vectors = collect_vectors(model, model_card, subjects, table, matched, lesions, threshold, seed=seed,
                                             cpu_bfloat16=cpu_bfloat16)
     coords = embed(group_vectors, seed)
     groups["tsne_1"], groups["tsne_2"] = coords[:, 0], coords[:, 1]

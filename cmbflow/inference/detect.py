@@ -53,11 +53,13 @@ class InferenceSettings(FromConfig):
 
 @dataclass
 class VolumeOutputs:
-    """Network outputs over a whole model-ready volume (voxel index space of that grid)."""
+    """Network outputs over a whole model-ready volume (voxel index space of that grid). The
+    fused feature map is not among them: blending its channels over the whole volume took as
+    long as the network, and only the t-SNE figure reads it, at a few dozen locations
+    (:func:`cmbflow.evaluation.embedding.features_at`)."""
 
     logits: torch.Tensor  # (K, D, H, W)
     deltas: torch.Tensor  # (K, 6, D, H, W)
-    features: torch.Tensor  # (F, D, H, W)
 
     def probability(self) -> np.ndarray:
         """Per-voxel CMB probability ``(D, H, W)``: the best anchor's score at each voxel."""
@@ -77,47 +79,42 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
 
     def predictor(window: torch.Tensor):
         out = model(window.contiguous(memory_format=torch.channels_last_3d))
-        return out.logits, out.deltas.flatten(1, 2), out.features
+        return out.logits, out.deltas.flatten(1, 2)
 
     shape = image.shape[1:]
     passes = [None, *settings.tta_flips]  # None: the volume as it is
     total = None
     for axis in passes:
         volume = image if axis is None else np.ascontiguousarray(np.flip(image, axis=1 + axis))
-        logits, deltas, features = (out.float() for out in sliding_window(
+        logits, deltas = (out.float() for out in sliding_window(
             predictor, volume, settings.roi_size, settings.overlap, model.divisor, device, settings.sw_batch_size,
             settings.cpu_bfloat16))
         deltas = deltas.reshape(n_anchors, 6, *shape)
         if axis is not None:  # back to the original orientation; the box centre code along the axis changes sign
-            logits, deltas, features = (torch.flip(t, dims=(t.ndim - 3 + axis,)) for t in (logits, deltas, features))
+            logits, deltas = (torch.flip(t, dims=(t.ndim - 3 + axis,)) for t in (logits, deltas))
             deltas[:, axis] = -deltas[:, axis]
-        total = [logits, deltas, features] if total is None else [a + b for a, b in zip(total, (logits, deltas, features))]
-    # Mean over passes: logits (a mean in logit space), box codes and features alike.
+        total = [logits, deltas] if total is None else [a + b for a, b in zip(total, (logits, deltas))]
+    # Mean over passes: logits (a mean in logit space) and box codes alike.
     return VolumeOutputs(*(t / len(passes) for t in total))
 
 
 def detect_candidates(outputs: VolumeOutputs, brain: np.ndarray, anchors_mm, spacing,
-                      settings: InferenceSettings) -> tuple[pd.DataFrame, np.ndarray]:
-    """Candidates on the model-ready grid, best first.
-
-    Returns a table with ``grid_i, grid_j, grid_k`` (box centre, voxel of the model-ready
-    grid), ``score`` (0..1) and ``diameter_mm``, and the feature vectors ``(N, F)`` at the
-    locations whose anchors produced them. Locations farther than ``brain_margin_mm``
-    outside ``brain (D, H, W)`` are not considered (the skull and air hold no CMBs).
+                      settings: InferenceSettings) -> pd.DataFrame:
+    """Candidates on the model-ready grid, best first: ``grid_i, grid_j, grid_k`` (box centre,
+    voxel of the model-ready grid), ``score`` (0..1) and ``diameter_mm``. Locations farther
+    than ``brain_margin_mm`` outside ``brain (D, H, W)`` are not considered (the skull and air
+    hold no CMBs).
     """
     extents = anchor_extents(anchors_mm, spacing)
     logits = outputs.logits
     margin = np.maximum(np.rint(settings.brain_margin_mm / np.asarray(spacing, float)), 0).astype(int)
     allowed = ndimage.maximum_filter(brain.astype(np.uint8), size=tuple(2 * margin + 1)) > 0  # box dilation, separable
     logits = logits.masked_fill(~torch.from_numpy(allowed)[None], float("-inf"))  # below any threshold
-    boxes, scores, anchor_index = select_candidates(logits, outputs.deltas, extents, settings.score_threshold,
-                                                    settings.nms_iou, settings.max_candidates)
+    boxes, scores, _ = select_candidates(logits, outputs.deltas, extents, settings.score_threshold,
+                                         settings.nms_iou, settings.max_candidates)
     centres = box_centres(boxes).numpy()
-    location = (anchor_index // extents.shape[0]).numpy()
-    features = outputs.features.flatten(1)[:, location].T.numpy().astype(np.float32)
-    table = pd.DataFrame({"grid_i": centres[:, 0], "grid_j": centres[:, 1], "grid_k": centres[:, 2],
-                          "score": scores.numpy(), "diameter_mm": box_diameters_mm(boxes, spacing).numpy()})
-    return table, features
+    return pd.DataFrame({"grid_i": centres[:, 0], "grid_j": centres[:, 1], "grid_k": centres[:, 2],
+                         "score": scores.numpy(), "diameter_mm": box_diameters_mm(boxes, spacing).numpy()})
 
 
 def to_original_image(table: pd.DataFrame, grid_affine: np.ndarray, original_affine: np.ndarray) -> pd.DataFrame:
@@ -152,18 +149,18 @@ def check_spacing(card: dict, spacing, source: str) -> None:
 
 def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str, str], original: str,
                    settings: InferenceSettings, device: torch.device | None = None,
-                   probability_map: str | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+                   probability_map: str | None = None) -> pd.DataFrame:
     """Candidates of one subject (:data:`CANDIDATE_COLUMNS`; ``x, y, z`` world mm RAS+ and
-    ``i, j, k`` voxel of the ``original`` image) and their feature vectors ``(N, F)``. With
-    ``probability_map`` a path, also writes the CMB probability on the original grid."""
+    ``i, j, k`` voxel of the ``original`` image). With ``probability_map`` a path, also
+    writes the CMB probability on the original grid."""
     data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
     check_spacing(card, data.spacing, files["swi"])
     outputs = predict_volume(model, data.image, settings, device)
-    table, features = detect_candidates(outputs, data.brain, card["anchors_mm"], data.spacing, settings)
+    table = detect_candidates(outputs, data.brain, card["anchors_mm"], data.spacing, settings)
     header = nib.load(original)
     table = to_original_image(table, data.affine, header.affine)
     if probability_map:
         grid = Grid(header.affine, tuple(int(n) for n in header.shape[:3]))
         save_volume(probability_map, resample_to_grid(outputs.probability(), data.affine, grid, "linear"), header.affine,
                     dtype=np.float32)
-    return candidate_table(subject, table), features
+    return candidate_table(subject, table)

@@ -7,7 +7,6 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from cmbflow.device import default_device
@@ -24,29 +23,24 @@ def run_detection(weights: str, card: str, subjects: dict[str, dict], options: d
     """Detect CMBs in every subject and write the tables.
 
     ``subjects``: key -> ``{"files": preprocessed files, "original": original magnitude}``;
-    ``options``: config ``detector.inference``; ``outputs``: ``table`` and ``features`` of
+    ``options``: config ``detector.inference``; ``outputs``: ``table`` of
     :func:`cmbflow.paths.detection_files`; ``subject_tables`` / ``probability_maps``: key -> path.
-    Returns the dataset's candidate table (row ``n`` of ``features`` belongs to its row ``n``).
+    Returns the dataset's candidate table.
     """
     model, model_card = load_model(weights, card)
     settings = InferenceSettings.from_config(options)
     device = default_device()
-    tables, features = [], []
+    tables = []
     for key in progress(sorted(subjects), show_progress, "inference"):
         start = time.perf_counter()
-        table, vectors = detect_subject(model, model_card, key, subjects[key]["files"], subjects[key]["original"],
-                                        settings, device, (probability_maps or {}).get(key))
+        table = detect_subject(model, model_card, key, subjects[key]["files"], subjects[key]["original"],
+                               settings, device, (probability_maps or {}).get(key))
         Path(subject_tables[key]).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(subject_tables[key], sep="\t", index=False, float_format="%.4f")
         tables.append(table)
-        features.append(vectors)
         log.info("sub-%s: %d candidates (best score %.3f) in %.1f s on %s", key, len(table),
                  table["score"].max() if len(table) else 0.0, time.perf_counter() - start, device)
     candidates = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=CANDIDATE_COLUMNS)
-    feature_dim = model_card["network"]["feature_dim"]
-    matrix = np.concatenate(features) if features else np.zeros((0, feature_dim), np.float32)
     Path(outputs["table"]).parent.mkdir(parents=True, exist_ok=True)
     candidates.to_csv(outputs["table"], sep="\t", index=False, float_format="%.4f")
-    with open(outputs["features"], "wb") as handle:  # np.save would append .npy to a temporary name
-        np.save(handle, matrix.astype(np.float32))
     return candidates

@@ -35,7 +35,7 @@ def localize_detections(detections: pd.DataFrame, subjects: dict[str, dict[str, 
     if not parts:
         return detections.assign(region_network=[], region_atlas=[], region=[], kept=[])
     localized = pd.concat(parts)
-    return localized.loc[detections.index]  # the order of the detections (= rows of features.npy)
+    return localized.loc[detections.index]  # the order of the detections
 
 
 def run_localization(detections: str, subjects: dict[str, dict[str, str]], choice: str, margin_mm: float,

@@ -51,10 +51,9 @@ def test_a_candidate_maps_back_to_its_voxel_of_an_las_input():
     deltas = torch.zeros(2, 6, *grid.shape)
     deltas[(1, slice(None), *nearest)] = box_coder().encode_single(target, anchor)[0]
     assert torch.allclose(anchor, anchors_at(torch.tensor([np.ravel_multi_index(nearest, grid.shape) * 2 + 1]), grid.shape, extents))
-    outputs = VolumeOutputs(logits, deltas, torch.arange(8.0)[:, None, None, None].expand(8, *grid.shape))
-    table, features = detect_candidates(outputs, brain, (3.0, 5.0), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.5))
+    outputs = VolumeOutputs(logits, deltas)
+    table = detect_candidates(outputs, brain, (3.0, 5.0), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.5))
     assert len(table) == 1 and table["diameter_mm"].iloc[0] == pytest.approx(5.0)
-    np.testing.assert_allclose(features, np.arange(8.0)[None])
     table = candidate_table("007", to_original_image(table, grid.affine, original_affine))
     assert list(table.columns) == CANDIDATE_COLUMNS and table["candidate"].iloc[0] == "007_000"
     ijk = table[["i", "j", "k"]].to_numpy()[0]
@@ -70,10 +69,10 @@ def test_candidates_outside_the_brain_are_dropped():
     logits[0, 1, 1, 1], logits[0, 8, 8, 4] = 5.0, 3.0
     brain = np.zeros(shape, bool)
     brain[5:12, 5:12, 2:6] = True
-    outputs = VolumeOutputs(logits, torch.zeros(1, 6, *shape), torch.zeros(4, *shape))
-    table, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.5, brain_margin_mm=2.0))
+    outputs = VolumeOutputs(logits, torch.zeros(1, 6, *shape))
+    table = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.5, brain_margin_mm=2.0))
     assert table[["grid_i", "grid_j", "grid_k"]].to_numpy().tolist() == [[8.0, 8.0, 4.0]]
-    every, _ = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.0, brain_margin_mm=2.0))
+    every = detect_candidates(outputs, brain, (3.0,), (1.0, 1.0, 2.0), InferenceSettings.defaults(score_threshold=0.0, brain_margin_mm=2.0))
     centres = every[["grid_i", "grid_j", "grid_k"]].to_numpy()
     assert len(every) > 1 and (centres.min(axis=0) >= [3, 3, 1]).all() and (centres.max(axis=0) <= [13, 13, 6]).all()
 
@@ -84,7 +83,6 @@ def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():
     image = np.random.default_rng(0).normal(size=(2, 37, 30, 10)).astype(np.float32)
     windows = predict_volume(model, image, InferenceSettings.defaults(roi_size=(16, 16, -1), overlap=0.5), torch.device("cpu"))
     assert windows.logits.shape == (2, 37, 30, 10) and windows.deltas.shape == (2, 6, 37, 30, 10)
-    assert windows.features.shape == (4, 37, 30, 10)
     whole = predict_volume(model, image, InferenceSettings.defaults(roi_size=(-1, -1, -1)), torch.device("cpu"))
     centre = (slice(None), slice(12, 24), slice(10, 20), slice(None))  # far from every window edge effect
     assert torch.corrcoef(torch.stack([windows.logits[centre].flatten(), whole.logits[centre].flatten()]))[0, 1] > 0.9
@@ -139,7 +137,7 @@ def test_inference_reads_the_phase_as_the_model_card_says(tmp_path):
         save_volume(files["phase"], np.clip(phase * contrast, -1, 1), affine)
         save_volume(files["brainmask"], brain.astype(np.uint8), affine)
         card = {"spacing_mm": [1.0, 1.0, 2.0], "anchors_mm": [3.0], "name": "test", "normalization": normalization}
-        table, _ = detect_subject(model, card, "001", files, files["swi"], settings)
+        table = detect_subject(model, card, "001", files, files["swi"], settings)
         return table["score"].to_numpy()
 
     mad, plain = PhaseScaling("brain_mad", 6.0).record(), PhaseScaling("pi", 6.0).record()

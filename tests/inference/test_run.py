@@ -63,14 +63,13 @@ def test_tiny_training_writes_a_model_folder_that_inference_reads(tmp_path):
     detect = {key.split("/")[1]: {"files": files, "original": originals[key]} for key, files in subjects.items()}
     tables = {key: str(tmp_path / "cand" / f"sub-{key}.tsv") for key in detect}
     maps = {key: str(tmp_path / "cand" / f"sub-{key}_probseg.nii.gz") for key in detect}
-    out = {"table": str(tmp_path / "cand/candidates.tsv"), "features": str(tmp_path / "cand/features.npy")}
+    out = {"table": str(tmp_path / "cand/candidates.tsv")}
     candidates = run_detection(outputs["weights"], outputs["card"], detect, TINY_DETECTOR["inference"], out, tables, maps)
 
     assert len(candidates) == 15  # score threshold 0: max_candidates per subject
     written = pd.read_csv(out["table"], sep="\t", dtype={"subject": str})
     assert list(written.columns) == ["subject", "candidate", "x", "y", "z", "i", "j", "k", "score", "diameter_mm"]
     assert written["candidate"].is_unique and written["score"].between(0, 1).all()
-    assert np.load(out["features"]).shape == (15, 8)
     for key in detect:
         assert len(pd.read_csv(tables[key], sep="\t")) == 5
         probability = nib.load(maps[key])
@@ -101,6 +100,6 @@ def test_a_one_channel_model_trains_chooses_its_operating_point_and_detects_with
     point = write_operating_point(outputs["weights"], outputs["card"], subjects, detector["inference"], tmp_path / "op.json")
     assert point["source"].startswith("validation subjects")
     detect = {key.split("/")[1]: {"files": files, "original": files["swi"]} for key, files in subjects.items()}
-    out = {"table": str(tmp_path / "candidates.tsv"), "features": str(tmp_path / "features.npy")}
+    out = {"table": str(tmp_path / "candidates.tsv")}
     tables = {key: str(tmp_path / f"sub-{key}.tsv") for key in detect}
     assert len(run_detection(outputs["weights"], outputs["card"], detect, detector["inference"], out, tables)) == 15
