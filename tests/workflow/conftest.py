@@ -38,6 +38,16 @@ class ClusterRun:
     skip: str = ""  # why this machine cannot run the cluster
 
 
+CLUSTER_DATASETS = ("tiny_internal", "tiny_train")
+
+
+def cluster_config(user_bids):
+    """The tiny config on its synthetic datasets only: both runs share two cores, and the
+    user's BIDS scans add nothing to what SLURM is asked (the local run covers them)."""
+    config = tiny_config(user_bids)
+    return {**config, "datasets": {name: config["datasets"][name] for name in CLUSTER_DATASETS}}
+
+
 @pytest.fixture(scope="session")
 def cluster_run(request, tmp_path_factory, user_bids):
     """When the SLURM test is selected: a one-node SLURM cluster on this machine
@@ -60,7 +70,7 @@ def cluster_run(request, tmp_path_factory, user_bids):
         # the job step sees the whole node (no CPU binding here) and would otherwise take the
         # profile's 4, down to 2, which also changes their floating-point sums from the local run's.
         # Status checks every 2 s, not 10: a chain of short jobs waits for each.
-        cluster.run = start_snakemake(tmp_path_factory.mktemp("cluster"), tiny_config(user_bids),
+        cluster.run = start_snakemake(tmp_path_factory.mktemp("cluster"), cluster_config(user_bids),
                                       "--profile", str(REPO / "profiles/slurm"),
                                       "--workflow-profile", str(REPO / "profiles/slurm-noaccounting"), "--cores", "1",
                                       "--set-threads", "train_detector=1", "train_localizer=1",
