@@ -39,13 +39,16 @@ class ClusterRun:
 
 
 CLUSTER_DATASETS = ("tiny_internal", "tiny_train")
+CLUSTER_VARIANT = "rpn"
 
 
 def cluster_config(user_bids):
-    """The tiny config on its synthetic datasets only: both runs share two cores, and the
-    user's BIDS scans add nothing to what SLURM is asked (the local run covers them)."""
+    """The tiny config on its synthetic datasets and one variant: both runs share two cores, and
+    the user's BIDS scans and a second variant add nothing to what SLURM is asked (the local
+    run covers them)."""
     config = tiny_config(user_bids)
-    return {**config, "datasets": {name: config["datasets"][name] for name in CLUSTER_DATASETS}}
+    return {**config, "datasets": {name: config["datasets"][name] for name in CLUSTER_DATASETS},
+            "detector": {**config["detector"], "variants": {CLUSTER_VARIANT: config["detector"]["variants"][CLUSTER_VARIANT]}}}
 
 
 @pytest.fixture(scope="session")

@@ -42,14 +42,17 @@ def new_data_config(config: dict, datasets: dict) -> dict:
 
 
 def start_models_only_run(workdir: Path, config: dict, user_bids: Path, root: Path) -> NewDataRun:
-    """A fresh folder holding only the models, on the user's annotated scans and an unannotated copy."""
+    """A fresh folder holding only the models, on the user's first scan with its annotations and
+    without them (one subject each: what is checked is which threshold scores the one and that
+    the other gets a census)."""
     fresh = root / "fresh"
     for name in ("rpn", "localizer"):
         shutil.copytree(workdir / "results/models" / name, fresh / "results/models" / name)
-    unannotated = root / "unannotated"  # one subject: what is checked there is the census of a dataset without labels
+    annotated, unannotated = root / "annotated", root / "unannotated"
+    shutil.copytree(user_bids, annotated, ignore=shutil.ignore_patterns("sub-002"))
     shutil.copytree(user_bids, unannotated, ignore=shutil.ignore_patterns("derivatives", "sub-002"))
     before = {p: sha256(p) for p in (fresh / "results/models").rglob("*") if p.is_file()}
-    datasets = {"user_scans": config["datasets"]["user_scans"],
+    datasets = {"user_scans": {**config["datasets"]["user_scans"], "bids_dir": str(annotated)},
                 "new_scans": {"bids_dir": str(unannotated), "role": "external", "phase_sign": -1}}
     new = new_data_config(config, datasets)
     return NewDataRun(start_snakemake(fresh, new), new, before)

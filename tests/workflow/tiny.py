@@ -47,9 +47,9 @@ def snakemake_command(workdir: Path, config: dict, *extra: str, override: dict |
 
 
 def snakemake(workdir: Path, config: dict, *extra: str, override: dict | None = None, env: dict | None = None,
-              timeout: int = 1200) -> subprocess.CompletedProcess:
+              timeout: int = 1200, targets: list[str] | None = None) -> subprocess.CompletedProcess:
     """Run the workflow (:func:`snakemake_command`) and wait for it; stdout and stderr together."""
-    return subprocess.run(snakemake_command(workdir, config, *extra, override=override), stdout=subprocess.PIPE,
+    return subprocess.run(snakemake_command(workdir, config, *extra, override=override, targets=targets), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout, env=env)
 
 
