@@ -206,6 +206,20 @@ def census_files(variant: str, dataset: str) -> dict[str, str]:
     return {"cmbs": f"{folder}/cmbs.tsv", "counts": f"{folder}/counts.tsv"}
 
 
+def export_folder(variant: str, dataset: str) -> str:
+    """The census of one variant on one dataset for review in viewers
+    (``results/export/<variant>/<dataset>/``), per subject: :func:`subject_export`."""
+    return f"{RESULTS}/export/{variant}/{dataset}"
+
+
+def subject_export(variant: str, dataset: str, subject: str, kind: str) -> str:
+    """A subject's ``markups`` (3D Slicer ``.mrk.json``) or ``labels`` (label map NIfTI on the
+    original grid) in :func:`export_folder`."""
+    folder = export_folder(variant, dataset)
+    return {"markups": f"{folder}/sub-{subject}_desc-cmb_markups.mrk.json",
+            "labels": f"{folder}/sub-{subject}_desc-cmb_dseg.nii.gz"}[kind]
+
+
 def localizer_files() -> dict[str, str]:
     """The trained localization network (``results/models/localizer/``), same layout as
     :func:`model_files`."""

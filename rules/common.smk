@@ -406,7 +406,8 @@ def final_outputs():
     targets += [paths.model_files(name)[kind] for name in FINE_TUNED for kind in ("weights", "card", "curves_png", "operating_point")]
     if HAS_MODELS:
         targets += [path for variant in VARIANTS for name in SCORED_DATASETS if SUBJECTS[name]
-                    for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values())]
+                    for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values(),
+                                 paths.export_folder(variant, name))]
         targets += [paths.figure(name, figure)["png"] for name in SCORED_DATASETS if SUBJECTS[name]
                     for figure in ("candidate_panels", "anatomical_filtering")]
     if TRUTH_DATASETS and HAS_MODELS:

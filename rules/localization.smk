@@ -117,6 +117,28 @@ rule localize_candidates:
         "../scripts/localize_candidates.py"
 
 
+rule export_census:
+    input:
+        cmbs=paths.census_files("{variant}", "{dataset}")["cmbs"],
+        originals=lambda wildcards: [subject["original"] for subject in detection_subjects(wildcards.dataset).values()],
+    output:
+        # per subject: sub-<key>_desc-cmb_markups.mrk.json (3D Slicer) and sub-<key>_desc-cmb_dseg.nii.gz (original grid);
+        # which subjects a dataset scores is known only after the split checkpoint
+        directory(paths.export_folder("{variant}", "{dataset}")),
+    params:
+        originals=lambda wildcards: {key: subject["original"] for key, subject in detection_subjects(wildcards.dataset).items()},
+    log:
+        paths.log("localization", "export_{variant}_{dataset}"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/export_census.py"
+
+
 rule localization_accuracy:
     input:
         network=[paths.region_segmentations(d) for d in TRUTH_DATASETS],
