@@ -99,7 +99,7 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
-        table, _ = detect_subject(model, card, "bench", files, original, settings, device,
+        table = detect_subject(model, card, "bench", files, original, settings, device,
                                   probability_map=str(Path(folder) / "probseg.nii.gz"))
         seconds = time.perf_counter() - start
     result = {"case": name, "device": device_name, "threads": threads, "weights": str(weights) if weights.exists() else "untrained",
