@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import pytest
 import yaml
 
+from cmbflow import paths
+
 from tests.workflow.new_data import NewDataRun, start_new_data_runs
 from tests.workflow.tiny import REPO, TINY_SITE, BackgroundRun, snakemake, start_snakemake, tiny_config
 
@@ -40,6 +42,13 @@ class ClusterRun:
 
 CLUSTER_DATASETS = ("tiny_internal", "tiny_train")
 CLUSTER_VARIANT = "rpn"
+# What the cluster run is asked for: the tables the SLURM test compares, so every job they need
+# (synthesis to evaluation, checkpoint and groups included) and none of the figures.
+CLUSTER_TARGETS = [*(paths.output("inputs", name, suffix=table, ext=".tsv") for name in CLUSTER_DATASETS for table in ("manifest", "split")),
+                   paths.candidate_files(CLUSTER_VARIANT, "tiny_internal")["table"],
+                   *paths.census_files(CLUSTER_VARIANT, "tiny_internal").values(),
+                   paths.evaluation_files(CLUSTER_VARIANT, "tiny_internal")["summary"],
+                   paths.anatomical_filtering(), paths.localization_accuracy(), paths.evaluation_table("models_by_site", ".tsv")]
 
 
 def cluster_config(user_bids):
@@ -78,7 +87,8 @@ def cluster_run(request, tmp_path_factory, user_bids):
                                       "--workflow-profile", str(REPO / "profiles/slurm-noaccounting"), "--cores", "1",
                                       "--set-threads", "train_detector=1", "train_localizer=1",
                                       "--slurm-init-seconds-before-status-checks", "1",
-                                      "--seconds-between-status-checks", "2", "--slurm-keep-successful-logs", env=cluster.env)
+                                      "--seconds-between-status-checks", "2", "--slurm-keep-successful-logs", env=cluster.env,
+                                      targets=CLUSTER_TARGETS)
         yield cluster
     finally:
         if cluster.run is not None:

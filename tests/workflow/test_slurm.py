@@ -29,6 +29,8 @@ def _tables(results: Path) -> dict[str, Path]:
 # a variant, and with it the rules and tables that compare two variants.
 LEFT_OUT = {"dataset": "user_scans", "variant": "rpn_ffm_hspl"}
 TWO_VARIANT_RULES = {"paired_comparison", "feature_levels"}
+FIGURE_RULES = {"synth_overview", "registration_quality", "example_figures", "site_figures", "feature_embedding",
+                "export_census"}  # it is asked for the tables (conftest CLUSTER_TARGETS)
 TWO_VARIANT_TABLES = {"evaluation/paired_differences.tsv"}
 
 
@@ -56,11 +58,11 @@ def test_tiny_workflow_through_slurm_equals_the_local_run(cluster_run, tiny_run)
     # is known before the split checkpoint has run.
     block = re.compile(r"^local(?:rule|checkpoint) (\w+):\n((?:    .*\n)*)", re.M)
     local_log = min((local / ".snakemake/log").glob("*.snakemake.log")).read_text()
-    planned = Counter(rule for rule, body in block.findall(local_log) if rule not in TWO_VARIANT_RULES
+    planned = Counter(rule for rule, body in block.findall(local_log) if rule not in TWO_VARIANT_RULES | FIGURE_RULES
                       and not any(re.search(rf"wildcards: .*\b{key}={value}\b", body) for key, value in LEFT_OUT.items()))
     del planned["all"]
     ran = Counter(rule for rule, _ in block.findall("".join(logs[job].read_text() for job in submitted)))
-    assert ran == planned and sum(planned.values()) > 25 and planned["preprocess_subject"] == 3 and planned["train_detector"] == 1
+    assert ran == planned and sum(planned.values()) > 20 and planned["preprocess_subject"] == 3 and planned["train_detector"] == 1
     assert len(submitted) < sum(planned.values())  # the profile's groups were used
     # ... and its tables are the local run's, less the left-out files and rows
     local_tables, cluster_tables = _tables(local / "results"), _tables(workdir / "results")
