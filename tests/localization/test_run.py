@@ -38,7 +38,7 @@ def test_detections_get_both_regions_in_their_order_and_the_chosen_one_decides(t
     subjects = {"001": _maps(tmp_path, "001"), "002": _maps(tmp_path, "002")}
     detections = _detections([("002", (5, 5, 5)), ("001", (30, 5, 5)), ("002", (5, 55, 5)), ("001", (5, 10, 2))])
     out = localize_detections(detections, subjects, "network")
-    assert out["candidate"].tolist() == detections["candidate"].tolist()  # rows of features.npy stay aligned
+    assert out["candidate"].tolist() == detections["candidate"].tolist()  # the detections' rows, in their order
     assert out["region_atlas"].tolist() == ["lobar", "deep", "outside", "lobar"]
     assert out["region_network"].tolist() == ["lobar", "infratentorial", "outside", "lobar"]
     assert out["region"].tolist() == out["region_network"].tolist()
