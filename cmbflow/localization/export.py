@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 import nibabel as nib
@@ -27,6 +26,7 @@ import pandas as pd
 
 from cmbflow import paths
 from cmbflow.io.coords import ras_to_lps, voxel_sizes, world_to_voxel
+from cmbflow.io.nifti import save_volume
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +77,9 @@ def write_subject_exports(cmbs: pd.DataFrame, subject: str, original: str, name:
     ``original`` magnitude image; returns its number of CMBs."""
     mine = cmbs[cmbs["subject"].astype(str) == str(subject)].reset_index(drop=True)
     header = nib.load(original)
-    labels = label_map(mine, header.affine, tuple(int(n) for n in header.shape[:3]))
-    image = nib.Nifti1Image(labels, header.affine)
-    image.set_sform(header.affine, code=1)
-    image.set_qform(header.affine, code=1)
-    for path in (markups_path, labels_path):
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(markups_path).with_name(Path(markups_path).name + ".tmp")
-    temporary.write_text(json.dumps(slicer_markups(mine, name), indent=2) + "\n")
-    os.replace(temporary, markups_path)  # whole or not at all
-    nib.save(image, labels_path)
+    save_volume(labels_path, label_map(mine, header.affine, tuple(int(n) for n in header.shape[:3])), header.affine)
+    Path(markups_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(markups_path).write_text(json.dumps(slicer_markups(mine, name), indent=2) + "\n")
     return len(mine)
 
 
