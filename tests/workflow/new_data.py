@@ -2,8 +2,7 @@
 only the models, and a real scanner's DICOM), and copies of it with one change (a dataset
 without phase, fine-tuning and calibration). They only read the tiny run, so
 :func:`start_new_data_runs` starts them beside the other workflow tests as soon as it exists
-(conftest ``tiny_run``); their tests wait for them and check what they wrote. Side by side
-they fill the cores that the chains of one-core jobs of a tiny run leave idle."""
+(conftest ``tiny_run``); their tests wait for them and check what they wrote."""
 
 from __future__ import annotations
 
@@ -74,11 +73,7 @@ def swi_only_datasets(config: dict, user_bids: Path, root: Path) -> dict:
     """The tiny run's synthetic sites and a copy of the user's first subject without its phase
     images (``phase: false``)."""
     swi_only = root / "swi_only"
-    shutil.copytree(user_bids, swi_only)
-    for folder in list(swi_only.rglob("sub-002")):
-        shutil.rmtree(folder)
-    for phase in swi_only.rglob("*part-phase*"):
-        phase.unlink()
+    shutil.copytree(user_bids, swi_only, ignore=shutil.ignore_patterns("sub-002", "*part-phase*"))
     return {name: config["datasets"][name] for name in ("tiny_internal", "tiny_train")} | {
             "swi_scans": {"bids_dir": str(swi_only), "role": "external", "phase": False}}
 
