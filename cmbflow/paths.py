@@ -246,7 +246,7 @@ def anatomical_filtering() -> str:
     return f"{RESULTS}/evaluation/anatomical_filtering.tsv"
 
 
-EVALUATION_TABLES = ("summary", "froc", "froc_band", "pr", "regions", "matched", "lesions")
+EVALUATION_TABLES = ("summary", "froc", "froc_band", "pr", "regions", "matched", "lesions", "subjects")
 
 
 def evaluation_files(variant: str, dataset: str) -> dict[str, str]:
@@ -254,7 +254,8 @@ def evaluation_files(variant: str, dataset: str) -> dict[str, str]:
     (``results/evaluation/<variant>/<dataset>/``), TSVs: ``summary`` (CPM, AP, metrics at the
     operating point, before / after filtering), ``froc`` (curve points), ``froc_band``
     (bootstrap band), ``pr`` (precision-recall), ``regions`` (operating point per region),
-    ``matched`` (candidates with outcome) and ``lesions`` (the CMBs, with their best score)."""
+    ``matched`` (candidates with outcome), ``lesions`` (the CMBs, with their best score) and
+    ``subjects`` (true and detected counts per subject, after filtering)."""
     folder = f"{RESULTS}/evaluation/{variant}/{dataset}"
     return {name: f"{folder}/{name}.tsv" for name in EVALUATION_TABLES}
 

@@ -18,6 +18,7 @@ rule evaluate_detection:
         choice=config["localization"],
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["evaluation"]["seed"],
+        voxel_rule_voxels=config["evaluation"]["voxel_rule_voxels"],
     log:
         paths.log("evaluation", "evaluate_{variant}_{dataset}"),
     benchmark:
@@ -111,7 +112,8 @@ rule paired_comparison:
 
 rule site_figures:
     input:
-        tables=lambda wildcards: [paths.evaluation_files(v, wildcards.dataset)[k] for v in VARIANTS for k in ("summary", "froc", "froc_band", "pr", "matched")],
+        tables=lambda wildcards: [paths.evaluation_files(v, wildcards.dataset)[k] for v in VARIANTS
+                                  for k in ("summary", "froc", "froc_band", "pr", "matched", "subjects")],
         split=split_first,  # the params read the test subjects
     output:
         froc=report(paths.figure("{dataset}", "froc")["png"], caption="../report/froc.rst", category="Evaluation",
@@ -123,6 +125,9 @@ rule site_figures:
         fps=report(paths.figure("{dataset}", "fp_per_subject")["png"], caption="../report/fp_per_subject.rst",
                    category="Evaluation", subcategory="{dataset}", labels={"dataset": "{dataset}", "figure": "FPs per subject (Fig. 10)"}),
         fps_pdf=paths.figure("{dataset}", "fp_per_subject")["pdf"],
+        counts=report(paths.figure("{dataset}", "count_agreement")["png"], caption="../report/count_agreement.rst",
+                      category="Evaluation", subcategory="{dataset}", labels={"dataset": "{dataset}", "figure": "census counts (Bland-Altman)"}),
+        counts_pdf=paths.figure("{dataset}", "count_agreement")["pdf"],
     params:
         runs=lambda wildcards: {v: paths.evaluation_files(v, wildcards.dataset) for v in VARIANTS},
         subjects=lambda wildcards: test_subjects(wildcards.dataset),

@@ -1,4 +1,4 @@
-"""Rule site_figures: FROC, precision-recall and FPs per subject of every variant on one dataset."""
+"""Rule site_figures: FROC, precision-recall, FPs per subject and census-count agreement of every variant on one dataset."""
 
 from cmbflow.figures.site import site_figures
 from cmbflow.logs import setup_logging

@@ -21,7 +21,6 @@ from cmbflow.evaluation.run import load_dataset_truth, match_dataset
 from cmbflow.io.coords import world_to_voxel
 from cmbflow.localization.regions import CHOICES, MAPS, grow_regions, maps_of, regions_at
 from cmbflow.preprocessing.grid import Grid
-from cmbflow.preprocessing.resample import resample_to_grid
 
 
 def class_overlaps(predicted: np.ndarray, truth: np.ndarray) -> dict[int, tuple[int, int]]:
@@ -45,6 +44,8 @@ def _subject_scores(maps: dict[str, str], truth_regions: str, markers: str, marg
     grid = Grid(truth_image.affine, tuple(int(n) for n in truth.shape[:3]))
     points = pd.read_csv(markers, sep="\t")[["x", "y", "z"]].to_numpy(float)
     true_codes = regions_at(world_to_voxel(truth_image.affine, points), truth)
+    from cmbflow.preprocessing.resample import resample_to_grid  # here: ANTs takes seconds to import; filtering_table needs none
+
     scores = {}
     for name, path in maps.items():
         image = nib.load(path)

@@ -20,6 +20,7 @@ from cmbflow.evaluation.detection import HitRule, SubjectTruth, load_truth, matc
 from cmbflow.evaluation.froc import (FP_LEVELS, average_precision, bootstrap_froc, cpm, froc_curve, metrics_at, pr_curve,
                                      sensitivity_at)
 from cmbflow.io.coords import world_to_voxel
+from cmbflow.evaluation.subjects import agreement, centre_distance_f1, subject_table
 from cmbflow.localization.regions import read_chosen_regions, regions_at
 
 log = logging.getLogger(__name__)
@@ -80,11 +81,13 @@ def region_metrics(matched: pd.DataFrame, lesions: pd.DataFrame, n_subjects: int
 
 def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: HitRule, threshold: float,
                        outputs: dict[str, str], margin_mm: float = 0.0, n_boot: int = 1000, seed: int = 0,
-                       threshold_source: str = "", choice: str = "either") -> pd.DataFrame:
+                       threshold_source: str = "", choice: str = "either", voxel_rule_voxels: float = 5.0) -> pd.DataFrame:
     """Evaluate one variant x dataset and write ``outputs`` (:func:`cmbflow.paths.evaluation_files`).
     ``threshold_source`` says where the operating ``threshold`` comes from (written with it);
     ``choice``: the localization that set the candidates' regions, used for the CMBs' too.
-    Returns the summary (one row per filter)."""
+    Subject-level agreement and the centre-distance F1s (:mod:`cmbflow.evaluation.subjects`;
+    ``voxel_rule_voxels``) join each filter's summary; the per-subject table is the census's
+    (after filtering). Returns the summary (one row per filter)."""
     candidates = pd.read_csv(candidates_table, sep="\t", dtype={"subject": str, "candidate": str})
     n_subjects = len(subjects)
     truths = load_dataset_truth(subjects, margin_mm, choice)  # masks and region maps read once for both filters
@@ -111,8 +114,13 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
                                        "lower": np.percentile(band, 2.5, axis=0), "upper": np.percentile(band, 97.5, axis=0)}))
             pr_tables.append(pr.assign(filter=name))
             regions += [{"filter": name, **r} for r in region_metrics(matched, lesions, n_subjects, threshold)]
+        subject_rows = subject_table(matched, lesions, list(truths), threshold)
+        row.update(agreement(subject_rows, n_boot, seed))
+        row.update(centre_distance_f1(chosen, truths, threshold, rule.r_min_mm, voxel_rule_voxels))
         if name == "before":
             lesions.to_csv(outputs["lesions"], sep="\t", index=False, float_format="%.4f")
+        else:
+            subject_rows.to_csv(outputs["subjects"], sep="\t", index=False, float_format="%.4f")
         summaries.append(row)
         log.info("%s: %d CMBs, CPM %s, at %.3f: sensitivity %.3f, %.2f FPs per subject", name, n_lesions,
                  f"{row['cpm']:.3f}" if "cpm" in row else "n/a", threshold, row["sensitivity"], row["fp_per_subject"])

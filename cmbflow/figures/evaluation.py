@@ -1,5 +1,6 @@
 """Evaluation figures of one site, all variants together: FROC with bootstrap bands (the
-paper's Fig. 9a), precision-recall (Fig. 9b) and false positives per subject (Fig. 10).
+paper's Fig. 9a), precision-recall (Fig. 9b), false positives per subject (Fig. 10) and the
+Bland-Altman plot of the census counts against the annotated ones.
 
 Every figure is written as PNG (report) and PDF (vector, for publication).
 """
@@ -104,6 +105,28 @@ def plot_fp_distribution(counts: dict[str, pd.Series], title: str, png: str, pdf
     ax.set_xticks(range(1, len(names) + 1), names, rotation=20)
     ax.set_ylabel("false positives per subject (operating point)")
     ax.set_title(title)
+    save_figure(fig, png, pdf)
+
+
+def plot_count_agreement(tables: dict[str, pd.DataFrame], summaries: dict[str, pd.DataFrame], title: str, png: str,
+                         pdf: str) -> None:
+    """Bland-Altman plot of the census counts, one panel per variant (``tables``: variant -> the
+    ``subjects`` table of :func:`cmbflow.evaluation.run.evaluate_detection`; ``summaries``: its
+    ``summary``): detected minus annotated count against their mean, every subject a dot,
+    the bias and the 95 % limits of agreement of the summary's ``after`` row."""
+    fig, axes = plt.subplots(1, len(tables), figsize=(0.6 + 3.4 * len(tables), 3.4), sharey=True, squeeze=False)
+    for ax, (variant, table) in zip(axes[0], tables.items()):
+        after = summaries[variant].set_index("filter").loc["after"]
+        mean = (table["cmbs"] + table["detected"]) / 2
+        ax.scatter(mean, table["difference"], s=16, color="0.25", alpha=0.7, zorder=3)
+        for value, style in ((after["count_bias"], "-"), (after["count_loa_lower"], "--"), (after["count_loa_upper"], "--")):
+            if np.isfinite(value):
+                ax.axhline(value, color="tab:blue", linestyle=style, linewidth=1)
+        ax.axhline(0, color="0.6", linewidth=0.8)
+        ax.set_title(f"{variant}\nMAE {after['count_mae']:.2f}, ICC {after['count_icc']:.2f}", fontsize=9)
+        ax.set_xlabel("mean of detected and annotated count")
+    axes[0][0].set_ylabel("detected - annotated CMBs per subject")
+    fig.suptitle(title, y=1.06)
     save_figure(fig, png, pdf)
 
 

@@ -27,7 +27,6 @@ from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
 from cmbflow.models.detector import CMBDetector
 from cmbflow.models.postprocess import select_candidates
 from cmbflow.preprocessing.grid import Grid
-from cmbflow.preprocessing.resample import resample_to_grid
 from cmbflow.settings import FromConfig
 
 CANDIDATE_COLUMNS = ["subject", "candidate", "x", "y", "z", "i", "j", "k", "score", "diameter_mm"]
@@ -161,6 +160,8 @@ def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str
     table = to_original_image(table, data.affine, header.affine)
     if probability_map:
         grid = Grid(header.affine, tuple(int(n) for n in header.shape[:3]))
+        from cmbflow.preprocessing.resample import resample_to_grid  # here: ANTs takes seconds to import, most runs write no map
+
         save_volume(probability_map, resample_to_grid(outputs.probability(), data.affine, grid, "linear"), header.affine,
                     dtype=np.float32)
     return candidate_table(subject, table)

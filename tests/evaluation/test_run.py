@@ -60,3 +60,18 @@ def test_before_and_after_filtering_with_regions(dataset):
     assert lesions.sort_values(["subject", "lesion"])["best_score"].tolist() == [0.9, 0.7, 0.3]
     matched = pd.read_csv(outputs["matched"], sep="\t")
     assert sorted(set(matched["filter"])) == ["after", "before"] and len(matched) == 6 + 4
+
+
+def test_subject_agreement_and_centre_distance_f1_join_the_summary(dataset):
+    """After filtering at 0.5: a keeps 0.8 and 0.7 (its 2 CMBs), b keeps 0.6, a false positive 2 voxels
+    (5.7 mm) off its CMB: counts agree (2 and 1), the mm rule misses b's CMB, the 5-voxel rule finds it."""
+    folder, subjects = dataset
+    outputs = {name: str(folder / f"{name}.tsv") for name in paths.EVALUATION_TABLES}
+    summary = evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule.defaults(), 0.5, outputs, n_boot=20).set_index("filter")
+    per_subject = pd.read_csv(outputs["subjects"], sep="\t", dtype={"subject": str}).set_index("subject")
+    assert per_subject.loc[["a", "b"], "cmbs"].tolist() == [2, 1] and per_subject.loc[["a", "b"], "detected"].tolist() == [2, 1]
+    after = summary.loc["after"]
+    assert after["count_mae"] == 0 and after["subject_sensitivity"] == 1 and np.isnan(after["subject_auc"])  # no CMB-free subject
+    assert after["f1_centre_mm"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1)) and after["f1_voxel_rule"] == 1.0
+    # before filtering, a's outside candidate (0.95) and the second one on its CMB 1 count too: 4 for 2
+    assert summary.loc["before", "count_mae"] == 1.0

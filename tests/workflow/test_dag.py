@@ -170,11 +170,16 @@ def test_every_variant_and_annotated_dataset_is_evaluated_with_figures_and_table
             lesions = pd.read_csv(files["lesions"], sep="\t", dtype={"subject": str})
             assert summary.loc["before", "cmbs"] == len(lesions) > 0
             assert summary.loc["after", "tp"] <= summary.loc["before", "tp"]
+            # the subject-level table counts what the census counts
+            per_subject = pd.read_csv(files["subjects"], sep="\t", dtype={"subject": str}).set_index("subject")
+            counts = pd.read_csv(workdir / paths.census_files(variant, dataset)["counts"], sep="\t", dtype={"subject": str})
+            assert per_subject["detected"].to_dict() == counts.set_index("subject").loc[per_subject.index, "total"].to_dict()
+            assert per_subject["cmbs"].sum() == len(lesions) and summary.loc["after", "count_mae"] >= 0
             tsne = pd.read_csv(workdir / paths.figure(f"{variant}/{dataset}", "tsne")["png"].replace(".png", ".tsv"), sep="\t")
             assert "TN" in set(tsne["kind"]) and tsne[["tsne_1", "tsne_2"]].notna().all().all()
             assert tsne["kind"].isin(["TP", "FN"]).sum() == len(lesions)  # every CMB found or missed, once
     figures = [paths.figure(d, f) for d in ("tiny_internal", "user_scans")
-               for f in ("froc", "precision_recall", "fp_per_subject", "candidate_panels", "anatomical_filtering")]
+               for f in ("froc", "precision_recall", "fp_per_subject", "count_agreement", "candidate_panels", "anatomical_filtering")]
     figures += [paths.figure("models", "feature_levels")]
     for figure in figures:
         assert_figure(workdir / figure["png"])
