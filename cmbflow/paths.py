@@ -220,6 +220,17 @@ def subject_export(variant: str, dataset: str, subject: str, kind: str) -> str:
             "labels": f"{folder}/sub-{subject}_desc-cmb_dseg.nii.gz"}[kind]
 
 
+def report_folder(dataset: str) -> str:
+    """The per-subject reports of one dataset (``results/reports/<dataset>/``), per subject:
+    :func:`subject_report`."""
+    return f"{RESULTS}/reports/{dataset}"
+
+
+def subject_report(dataset: str, subject: str, kind: str) -> str:
+    """A subject's report in :func:`report_folder`: ``pdf`` or ``html``."""
+    return f"{report_folder(dataset)}/sub-{subject}_report.{kind}"
+
+
 def localizer_files() -> dict[str, str]:
     """The trained localization network (``results/models/localizer/``), same layout as
     :func:`model_files`."""

@@ -75,6 +75,11 @@ BASE_VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if 
 # config `fine_tune:` (name -> parent, dataset, settings): detectors tuned on a site's calibration subjects.
 FINE_TUNED = dict(config["fine_tune"])
 VARIANTS = BASE_VARIANTS + [name for name in FINE_TUNED if name not in BASE_VARIANTS]
+# config census.report_variant: whose census the per-subject reports show (default: the last base variant, the full method)
+REPORT_VARIANT = config["census"]["report_variant"] or (BASE_VARIANTS[-1] if BASE_VARIANTS else None)
+if REPORT_VARIANT is not None and REPORT_VARIANT not in VARIANTS:
+    raise WorkflowError(f"census.report_variant: {REPORT_VARIANT!r} is not a detector of this run ({', '.join(VARIANTS)}); "
+                        "name one of them, or null for the last")
 
 
 def detector_model(variant):
@@ -313,6 +318,17 @@ def detection_subjects(name):
                   "original": SUBJECT_INPUTS[name][key]["magnitude"]} for key in test_subjects(name)}
 
 
+def report_subjects(name):
+    """Test subject key -> what its report reads: the user's ``inputs``, the preprocessed ``swi``,
+    the region ``maps`` that config ``localization`` reads, the registration ``quality`` and ``qc``."""
+    maps = region_maps(name)
+    return {key: {"inputs": {kind: SUBJECT_INPUTS[name][key][kind] for kind in ("magnitude", "phase") if SUBJECT_INPUTS[name][key][kind]},
+                  "swi": paths.preproc_subject_files(name, key)["swi"],
+                  "maps": {m: maps[key][m] for m in maps_of(config["localization"])},
+                  "quality": paths.preproc_subject_files(name, key)["quality"], "qc": paths.preproc_subject_files(name, key)["qc"]}
+            for key in test_subjects(name)}
+
+
 def detection_files(wildcards):
     subjects = detection_subjects(wildcards.dataset).values()
     return [path for subject in subjects for path in [*subject["files"].values(), subject["original"]]]
@@ -408,6 +424,7 @@ def final_outputs():
         targets += [path for variant in VARIANTS for name in SCORED_DATASETS if SUBJECTS[name]
                     for path in (paths.candidate_files(variant, name)["table"], *paths.census_files(variant, name).values(),
                                  paths.export_folder(variant, name))]
+        targets += [paths.report_folder(name) for name in SCORED_DATASETS if SUBJECTS[name] and REPORT_VARIANT]
         targets += [paths.figure(name, figure)["png"] for name in SCORED_DATASETS if SUBJECTS[name]
                     for figure in ("candidate_panels", "anatomical_filtering")]
     if TRUTH_DATASETS and HAS_MODELS:
@@ -427,7 +444,8 @@ def scored_outputs(wildcards):
     targets = [paths.anatomical_filtering(), paths.evaluation_table("models_by_site", ".tsv")]
     if len(VARIANTS) > 1:
         targets.append(paths.evaluation_table("paired_differences", ".tsv"))
-    targets += [paths.figure(name, figure)["png"] for name in evaluated for figure in ("froc", "precision_recall", "fp_per_subject")]
+    targets += [paths.figure(name, figure)["png"] for name in evaluated
+                for figure in ("froc", "precision_recall", "fp_per_subject", "count_agreement")]
     targets += [paths.figure(f"{v}/{name}", "tsne")["png"] for v in VARIANTS for name in evaluated]
     if BASELINE and FUSED and figure_dataset():
         targets.append(paths.figure("models", "feature_levels")["png"])

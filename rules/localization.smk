@@ -139,6 +139,41 @@ rule export_census:
         "../scripts/export_census.py"
 
 
+rule subject_reports:
+    input:
+        cmbs=lambda wildcards: paths.census_files(REPORT_VARIANT, wildcards.dataset)["cmbs"],
+        counts=lambda wildcards: paths.census_files(REPORT_VARIANT, wildcards.dataset)["counts"],
+        operating_point=lambda wildcards: operating_point_file(REPORT_VARIANT, wildcards.dataset),
+        detector=lambda wildcards: [detector_model(REPORT_VARIANT)[kind] for kind in ("card", "weights")],
+        localizer=[localizer_model()[kind] for kind in ("card", "weights")] if config["localization"] != "atlas" else [],
+        subjects=lambda wildcards: [path for files in report_subjects(wildcards.dataset).values()
+                                    for path in (files["swi"], files["quality"], files["qc"], *files["inputs"].values())],
+        network=lambda wildcards: [paths.region_segmentations(wildcards.dataset)] if config["localization"] != "atlas" else [],
+    output:
+        # per subject: sub-<key>_report.pdf and .html; which subjects a dataset scores is known only after the split checkpoint
+        directory(paths.report_folder("{dataset}")),
+    params:
+        subjects=lambda wildcards: report_subjects(wildcards.dataset),
+        variant=REPORT_VARIANT,
+        detector=lambda wildcards: detector_model(REPORT_VARIANT),
+        localizer=localizer_model() if config["localization"] != "atlas" else None,
+        score_threshold=config["census"]["score_threshold"],
+        choice=config["localization"],
+        margin_mm=config["region_margin_mm"],
+    log:
+        paths.log("figures", "subject_reports_{dataset}"),
+    benchmark:
+        paths.benchmark("figures", "subject_reports_{dataset}")
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../envs/figures.yaml"
+    script:
+        "../scripts/subject_reports.py"
+
+
 rule localization_accuracy:
     input:
         network=[paths.region_segmentations(d) for d in TRUTH_DATASETS],

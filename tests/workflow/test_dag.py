@@ -227,6 +227,21 @@ def test_the_census_of_every_subject_is_exported_for_slicer_and_itk_snap_on_its_
             assert 1 in values and set(values) <= set(range(len(mine) + 1))  # CMB 1, the best, is never overdrawn
 
 
+def test_every_scored_subject_gets_a_report_holding_its_census(tiny_run):
+    """The report variant (census.report_variant null: the last variant) on every scored dataset."""
+    from pypdf import PdfReader
+
+    workdir, _, _, _ = tiny_run
+    for dataset in ("tiny_internal", "user_scans"):
+        counts = pd.read_csv(workdir / paths.census_files("rpn_ffm_hspl", dataset)["counts"], sep="\t", dtype={"subject": str})
+        assert len(counts)
+        for row in counts.itertuples():
+            pdf = workdir / paths.subject_report(dataset, row.subject, "pdf")
+            first = " ".join(PdfReader(pdf).pages[0].extract_text().split())
+            assert f"lobar deep infratentorial total {row.lobar} {row.deep} {row.infratentorial} {row.total}" in first, pdf
+            assert "rpn_ffm_hspl" in first and (workdir / paths.subject_report(dataset, row.subject, "html")).is_file()
+
+
 def test_the_localizer_is_one_model_folder_and_both_localizations_are_evaluated(tiny_run):
     workdir, _, _, _ = tiny_run
     files = {k: workdir / v for k, v in paths.localizer_files().items()}
