@@ -30,7 +30,7 @@ def _tables(results: Path) -> dict[str, Path]:
 LEFT_OUT = {"dataset": "user_scans", "variant": "rpn_ffm_hspl"}
 TWO_VARIANT_RULES = {"paired_comparison", "feature_levels"}
 FIGURE_RULES = {"synth_overview", "registration_quality", "example_figures", "site_figures", "feature_embedding",
-                "export_census"}  # it is asked for the tables (conftest CLUSTER_TARGETS)
+                "export_census", "subject_reports"}  # it is asked for the tables (conftest CLUSTER_TARGETS)
 TWO_VARIANT_TABLES = {"evaluation/paired_differences.tsv"}
 
 
