@@ -181,6 +181,9 @@ rule example_figures:
         network=paths.region_segmentations("{dataset}"),
         images=lambda wildcards: [paths.preproc_subject_files(wildcards.dataset, key)[kind]
                                   for key in test_subjects(wildcards.dataset) for kind in ("swi", "regions")],
+        # the saliency beside each panel runs every variant's model on its subject's inputs
+        models=lambda wildcards: [detector_model(v)[kind] for v in VARIANTS for kind in ("weights", "card")],
+        inputs=lambda wildcards: [path for subject in detection_subjects(wildcards.dataset).values() for path in subject["files"].values()],
     output:
         panels=report(paths.figure("{dataset}", "candidate_panels")["png"], caption="../report/candidate_panels.rst",
                       category="Evaluation", subcategory="{dataset}", labels={"dataset": "{dataset}", "figure": "candidates (Fig. 8)"}),
@@ -194,6 +197,8 @@ rule example_figures:
         # the map drawn under the candidates: the network's unless localization is atlas only
         regions=lambda wildcards: {key: files[maps_of(config["localization"])[0]] for key, files in region_maps(wildcards.dataset).items()},
         filtered_variant=VARIANTS[-1],  # the full model: the last variant listed
+        models=lambda wildcards: {v: {kind: detector_model(v)[kind] for kind in ("weights", "card")} for v in VARIANTS},
+        subjects=lambda wildcards: {key: subject["files"] for key, subject in detection_subjects(wildcards.dataset).items()},
     log:
         paths.log("figures", "examples_{dataset}"),
     threads: 1

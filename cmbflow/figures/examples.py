@@ -30,19 +30,26 @@ def _crop(image: np.ndarray, voxel: np.ndarray, half: np.ndarray) -> np.ndarray:
 
 
 def candidate_panels(matched: dict[str, pd.DataFrame], swi: dict[str, str], threshold: dict[str, float], title: str,
-                     png: str, pdf: str, per_kind: int = 3) -> None:
+                     png: str, pdf: str, per_kind: int = 3, saliency=None) -> None:
     """One row per variant (``matched``: variant -> its evaluated candidates after filtering,
     ``outcome`` tp / fp, or ``candidate`` where unannotated): its ``per_kind`` best true
     positives and false positives (or twice as many candidates), each an axial SWI crop of
-    :data:`CROP_MM` centred on the candidate, titled with its score (threshold per variant)."""
+    :data:`CROP_MM` centred on the candidate, titled with its score (threshold per variant).
+    ``saliency(variant, subject, voxel) -> (patch, centre)``, when given: a second row per
+    variant shows each candidate's saliency (:func:`cmbflow.figures.saliency.saliency_at`,
+    the same axial slice) over the SWI, beside its panel."""
     images = {}
-    fig, axes = plt.subplots(len(matched), 2 * per_kind, figsize=(1.8 * 2 * per_kind, 2.0 * len(matched)), squeeze=False)
-    for row, (variant, table) in zip(axes, matched.items()):
+    rows = 2 if saliency else 1
+    fig, axes = plt.subplots(rows * len(matched), 2 * per_kind, figsize=(1.8 * 2 * per_kind, 2.0 * rows * len(matched)),
+                             squeeze=False)
+    for n, (variant, table) in enumerate(matched.items()):
+        row = axes[rows * n]
         chosen = pd.concat([table[table["outcome"] == kind].nlargest(per_kind * (2 if kind == "candidate" else 1), "score")
                             for kind in ("tp", "fp", "candidate")])
-        for ax in row:
+        for ax in axes[rows * n:rows * (n + 1)].ravel():
             ax.axis("off")
-        for ax, candidate in zip(row, chosen.itertuples()):
+        for column, candidate in enumerate(chosen.itertuples()):
+            ax = row[column]
             key = str(candidate.subject)
             if key not in images:
                 images[key] = load_volume(swi[key])
@@ -50,15 +57,24 @@ def candidate_panels(matched: dict[str, pd.DataFrame], swi: dict[str, str], thre
             spacing = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
             half = np.maximum(np.rint(CROP_MM / 2 / spacing), 1).astype(int)
             voxel = world_to_voxel(affine, np.array([[candidate.x, candidate.y, candidate.z]]))[0]
-            ax.imshow(_crop(image, voxel, half).T, origin="lower", cmap="gray", vmin=0, vmax=1)
+            crop = _crop(image, voxel, half)
+            ax.imshow(crop.T, origin="lower", cmap="gray", vmin=0, vmax=1)
             colour = {"tp": "tab:green", "fp": "tab:red"}.get(candidate.outcome, "tab:blue")
             ax.add_patch(plt.Circle((half[0], half[1]), radius=max(candidate.diameter_mm / spacing[0], 2), fill=False,
                                     color=colour, linewidth=1.0))
             above = "" if candidate.score >= threshold[variant] else " (below op.)"
             label = candidate.outcome.upper() if candidate.outcome in ("tp", "fp") else "score"
             ax.set_title(f"{label} {candidate.score:.2f}{above}", fontsize=7, color=colour)
+            if saliency:
+                patch, centre = saliency(variant, key, voxel)
+                heat = _crop(patch, centre, half)
+                below = axes[rows * n + 1][column]
+                below.imshow(crop.T, origin="lower", cmap="gray", vmin=0, vmax=1)
+                below.imshow(np.ma.masked_less_equal(heat, 0).T / max(float(heat.max()), 1e-12), origin="lower", cmap="hot",
+                             vmin=0, vmax=1, alpha=0.6)
+                below.set_title("saliency", fontsize=7)
         row[0].text(-0.15, 0.5, variant, transform=row[0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
-    fig.suptitle(title, fontsize=9)
+    fig.suptitle(title + ("; below each: |gradient x input| of its score" if saliency else ""), fontsize=9)
     save_figure(fig, png, pdf)
 
 

@@ -29,11 +29,11 @@ import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Ellipse  # noqa: E402
 
-from cmbflow import __version__  # noqa: E402
+import cmbflow  # noqa: E402
 from cmbflow.paths import subject_report  # noqa: E402
+from cmbflow.figures.qc import REGION_COLOURS  # noqa: E402
 from cmbflow.io.coords import world_to_voxel  # noqa: E402
 from cmbflow.localization.census import COUNTED_REGIONS  # noqa: E402
 from cmbflow.localization.regions import read_chosen_regions  # noqa: E402
@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 
 NOTICE = ("For research use only. Not a medical device; not for diagnosis or treatment decisions. "
           "Every detection must be reviewed by a qualified reader on the original images.")
-REGION_COLOURS = ListedColormap([(0, 0, 0, 0), (0.12, 0.47, 0.71, 0.35), (1.0, 0.5, 0.05, 0.35), (0.17, 0.63, 0.17, 0.35)])
 THUMBNAIL_MM = 40.0  # field of view of each thumbnail
 CMBS_PER_PAGE = 6
 PLANES = (("axial", 2), ("coronal", 1), ("sagittal", 0))  # plane name, the model-ready axis it cuts (RAS+)
@@ -127,7 +126,7 @@ def _summary_page(dataset: str, key: str, files: SubjectFiles, counts: pd.DataFr
                   models: ReportModels):
     fig = plt.figure(figsize=(8.27, 11.69))  # A4
     fig.text(0.05, 0.965, f"Cerebral microbleed report: {dataset}, subject {key}", fontsize=14, fontweight="bold")
-    fig.text(0.05, 0.945, f"cmbflow {__version__}; detector {models.detector[0]} at score >= {models.threshold:.3f}",
+    fig.text(0.05, 0.945, f"cmbflow {cmbflow.__version__}; detector {models.detector[0]} at score >= {models.threshold:.3f}",
              fontsize=9)
     fig.text(0.05, 0.925, NOTICE, fontsize=8, color="darkred", wrap=True)
     layout = [(0.80, 0.10, _identification(dataset, key, files), "Identification"),
@@ -168,8 +167,8 @@ def _thumbnail_pages(files: SubjectFiles, cmbs: pd.DataFrame, choice: str, margi
                 picture, overlay = swi[tuple(index)].T, codes[tuple(index)].T
                 shown = [a for a in range(3) if a != axis]
                 ax.imshow(picture, cmap="gray", origin="lower", vmin=0, vmax=1, aspect=spacing[shown[1]] / spacing[shown[0]])
-                ax.imshow(overlay, cmap=REGION_COLOURS, vmin=0, vmax=3, origin="lower", interpolation="nearest",
-                          aspect=spacing[shown[1]] / spacing[shown[0]])
+                ax.imshow(np.ma.masked_equal(overlay, 0), cmap=REGION_COLOURS, vmin=0, vmax=3, origin="lower",
+                          interpolation="nearest", alpha=0.35, aspect=spacing[shown[1]] / spacing[shown[0]])
                 # a ring 1.5 mm outside the CMB's diameter, round in mm on anisotropic voxels
                 radius_mm = cmb["diameter_mm"] / 2 + 1.5
                 ax.add_patch(Ellipse([centre[a] - index[a].start for a in shown], 2 * radius_mm / spacing[shown[0]],
@@ -181,7 +180,7 @@ def _thumbnail_pages(files: SubjectFiles, cmbs: pd.DataFrame, choice: str, margi
                 if row == 0:
                     ax.set_title(plane, fontsize=9)
         fig.suptitle("Detections, 40 mm around each on the preprocessed SWI, the patient's right on the right\n"
-                     "(regions: blue lobar, orange deep, green infratentorial)", fontsize=9)
+                     "(regions: orange lobar, green deep, red infratentorial)", fontsize=9)
         pages.append(fig)
     return pages
 
@@ -235,7 +234,7 @@ def write_subject_report(dataset: str, key: str, files: SubjectFiles, counts: pd
     thumbnails = _thumbnail_pages(files, cmbs, choice, margin_mm)
     Path(pdf).parent.mkdir(parents=True, exist_ok=True)
     pictures = []
-    with PdfPages(pdf, metadata={"Title": f"CMB report {dataset} {key}", "Creator": f"cmbflow {__version__}"}) as document:
+    with PdfPages(pdf, metadata={"Title": f"CMB report {dataset} {key}", "Creator": f"cmbflow {cmbflow.__version__}"}) as document:
         for fig in [_summary_page(dataset, key, files, counts, cmbs, models), *thumbnails, _quality_page(files)]:
             document.savefig(fig)
             if any(fig is page for page in thumbnails):
