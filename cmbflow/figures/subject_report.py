@@ -14,7 +14,6 @@ page carries the same tables, the thumbnail pages as PNG and the registration QC
 from __future__ import annotations
 
 import base64
-import hashlib
 import html
 import io
 import logging
@@ -34,6 +33,7 @@ from matplotlib.patches import Ellipse  # noqa: E402
 import cmbflow  # noqa: E402
 from cmbflow.paths import subject_report  # noqa: E402
 from cmbflow.figures.qc import REGION_COLOURS  # noqa: E402
+from cmbflow.io.checksum import sha256  # noqa: E402
 from cmbflow.io.coords import world_to_voxel  # noqa: E402
 from cmbflow.localization.census import COUNTED_REGIONS  # noqa: E402
 from cmbflow.localization.regions import read_chosen_regions  # noqa: E402
@@ -45,14 +45,6 @@ NOTICE = ("For research use only. Not a medical device; not for diagnosis or tre
 THUMBNAIL_MM = 40.0  # field of view of each thumbnail
 CMBS_PER_PAGE = 6
 PLANES = (("axial", 2), ("coronal", 1), ("sagittal", 0))  # plane name, the model-ready axis it cuts (RAS+)
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -12,13 +12,13 @@ never scored. The new model folder's card names its parent (folder, sha256 of it
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 import torch
 
+from cmbflow.io.checksum import sha256
 from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.card import provenance_record
 from cmbflow.models.weights import save_model
@@ -28,14 +28,6 @@ from cmbflow.training.patches import load_subject
 log = logging.getLogger(__name__)
 
 TUNED_KEYS = ("iterations", "learning_rate", "cmb_fraction", "seed")  # what fine_tune.<name> sets
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fine_tune_settings(parent_card: dict, options: dict, source: str = "the parent's model card") -> TrainSettings:
