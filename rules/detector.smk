@@ -32,7 +32,6 @@ if TRAINING:
             held_out=lambda wildcards: held_out_subjects(),
             spacing=TARGET_SPACING,
             checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.variant),
-            workflow_dir=workflow.basedir,
         log:
             paths.log("detector", "train_{variant}"),
         benchmark:
@@ -139,7 +138,6 @@ if FINE_TUNED:
                                         for key in test_subjects(FINE_TUNED[wildcards.name]["dataset"])],
             checkpoint=lambda wildcards: paths.training_checkpoint(wildcards.name),
             config=model_config("detector"),
-            workflow_dir=workflow.basedir,
         wildcard_constraints:
             name="|".join(FINE_TUNED),
         log:

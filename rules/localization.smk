@@ -32,7 +32,6 @@ if TRAINING:
             held_out=lambda wildcards: held_out_subjects(),
             spacing=TARGET_SPACING,
             checkpoint=paths.training_checkpoint(paths.LOCALIZER),
-            workflow_dir=workflow.basedir,
         log:
             paths.log("localization", "train_localizer"),
         benchmark:
