@@ -23,8 +23,9 @@ TINY_PREPROCESSING = {"registration": {"spacing_mm": 3.0, "syn_iterations": [20,
 TINY_DETECTOR = {
     "variants": {"rpn": {"fuse_levels": False, "hspl": False}, "rpn_ffm_hspl": {"fuse_levels": True, "hspl": True}},
     "network": {"channels": [4, 8, 8, 16], "feature_dim": 8},
+    # float32: bfloat16 on maps this small is neither reproducible nor always finite (config.yaml, cpu_bfloat16)
     "training": {"patch_size": [32, 32, 16], "batch_size": 2, "iterations": 4, "validation_every": 2, "checkpoint_every": 2,
-                 "validation_patches": 2},
+                 "validation_patches": 2, "cpu_bfloat16": False},
     "inference": {"roi_size": [64, 64, -1], "probability_maps": True, "max_candidates": 20, "score_threshold": 0.0},
 }
 
