@@ -149,7 +149,9 @@ def _thumbnail_pages(files: SubjectFiles, cmbs: pd.DataFrame, choice: str, margi
     pages = []
     for start in range(0, len(cmbs), CMBS_PER_PAGE):
         rows = cmbs.iloc[start:start + CMBS_PER_PAGE].reset_index(drop=True)
-        fig, axes = plt.subplots(len(rows), 3, figsize=(8.27, 1.9 * len(rows) + 0.6), squeeze=False)
+        height = 1.9 * len(rows) + 0.9
+        fig, axes = plt.subplots(len(rows), 3, figsize=(8.27, height), squeeze=False)
+        fig.subplots_adjust(top=1 - 0.8 / height)  # room for the two title lines above the plane names
         for row, (n, cmb) in enumerate(rows.iterrows()):
             centre = np.clip(np.rint(centres[start + row]).astype(int), 0, np.array(swi.shape) - 1)
             for column, (plane, axis) in enumerate(PLANES):
