@@ -102,12 +102,17 @@ def train(modules: dict[str, torch.nn.Module], make_step: Callable[[int], Callab
         for module in modules.values():
             module.train()
         parts = step()
+        loss = float(parts["loss"].detach())
+        if not np.isfinite(loss):  # stop before a NaN reaches the weights, the curves and the card
+            raise FloatingPointError(f"{label}: the loss is {loss} at iteration {iteration + 1}. In bfloat16 on the CPU "
+                                     "(detector.training.cpu_bfloat16) small patches can overflow: set it to false, or "
+                                     "lower the learning rate")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(parts["loss"]).backward()
         scaler.step(optimizer)
         scaler.update()
         decay.step()
-        running.append({"loss": float(parts["loss"].detach()), **{k: float(v) for k, v in parts.items() if k != "loss"}})
+        running.append({"loss": loss, **{k: float(v) for k, v in parts.items() if k != "loss"}})
         done = iteration + 1
         if done % schedule.validation_every == 0 or done == schedule.iterations:
             for module in modules.values():

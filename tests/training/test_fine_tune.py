@@ -13,7 +13,7 @@ from cmbflow.training.patches import SubjectVolumes
 from cmbflow.models.weights import save_model
 
 TINY = dict(channels=(4, 8, 8, 16), feature_dim=8, patch_size=(16, 16, 8), batch_size=2, iterations=2, validation_every=2,
-            checkpoint_every=2, validation_patches=2, hspl=True, fuse_levels=True)
+            checkpoint_every=2, validation_patches=2, hspl=True, fuse_levels=True, cpu_bfloat16=False)  # float32 on tiny maps
 
 
 def _subject(key: str) -> SubjectVolumes:
