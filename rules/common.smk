@@ -323,9 +323,8 @@ def report_subjects(name):
     the region ``maps`` that config ``localization`` reads, the registration ``quality`` and ``qc``."""
     maps = region_maps(name)
     return {key: {"inputs": {kind: SUBJECT_INPUTS[name][key][kind] for kind in ("magnitude", "phase") if SUBJECT_INPUTS[name][key][kind]},
-                  "swi": paths.preproc_subject_files(name, key)["swi"],
-                  "maps": {m: maps[key][m] for m in maps_of(config["localization"])},
-                  "quality": paths.preproc_subject_files(name, key)["quality"], "qc": paths.preproc_subject_files(name, key)["qc"]}
+                  **preproc_inputs(name, key, ("swi", "quality", "qc")),
+                  "maps": {m: maps[key][m] for m in maps_of(config["localization"])}}
             for key in test_subjects(name)}
 
 

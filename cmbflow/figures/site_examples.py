@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -22,11 +24,13 @@ def saliency_maps(models: dict[str, dict[str, str]], subjects: dict[str, dict[st
         if variant not in loaded:
             loaded[variant] = load_model(models[variant]["weights"], models[variant]["card"])
         model, card = loaded[variant]
-        if (variant, key) not in images:  # the inputs as this model reads them (its channels, its phase scaling)
+        # the inputs as this model reads them (its channels, its phase scaling), read once for models that agree
+        reading = (key, json.dumps(card.get("normalization"), sort_keys=True), tuple(model_inputs(card)))
+        if reading not in images:
             scaling = PhaseScaling.from_record(card.get("normalization"), f"model card of {variant}")
-            images[variant, key] = load_model_input(subjects[key], scaling, model_inputs(card)).image
+            images[reading] = load_model_input(subjects[key], scaling, model_inputs(card)).image
         patch = np.asarray(card["training"]["patch_size"], int)
-        return saliency_at(model, images[variant, key], voxel, patch), patch // 2
+        return saliency_at(model, images[reading], voxel, patch), patch // 2
 
     return saliency
 

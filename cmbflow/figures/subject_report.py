@@ -114,17 +114,24 @@ def _draw_table(ax, table: pd.DataFrame, title: str, font: float = 8.0) -> None:
     drawn.scale(1.0, 1.25)
 
 
-def _summary_page(dataset: str, key: str, files: SubjectFiles, counts: pd.DataFrame, cmbs: pd.DataFrame,
-                  models: ReportModels):
+def _tables(dataset: str, key: str, files: SubjectFiles, counts: pd.DataFrame, cmbs: pd.DataFrame,
+            models: ReportModels) -> dict[str, pd.DataFrame]:
+    """The report's tables, built once for its PDF and its HTML (the inputs' checksums read whole files)."""
+    return {"identification": _identification(dataset, key, files), "census": _counts_row(counts, key),
+            "cmbs": _cmb_rows(cmbs), "quality": _quality_numbers(files), "models": models.table()}
+
+
+def _summary_page(dataset: str, key: str, tables: dict[str, pd.DataFrame], models: ReportModels):
     fig = plt.figure(figsize=(8.27, 11.69))  # A4
     fig.text(0.05, 0.965, f"Cerebral microbleed report: {dataset}, subject {key}", fontsize=14, fontweight="bold")
     fig.text(0.05, 0.945, f"cmbflow {cmbflow.__version__}; detector {models.detector[0]} at score >= {models.threshold:.3f}",
              fontsize=9)
     fig.text(0.05, 0.925, NOTICE, fontsize=8, color="darkred", wrap=True)
-    layout = [(0.80, 0.10, _identification(dataset, key, files), "Identification"),
-              (0.71, 0.06, _counts_row(counts, key), "MARS census (CMBs per region)"),
-              (0.36, 0.33, _cmb_rows(cmbs.head(20)), "Detected CMBs (world mm RAS+ of the original image)"),
-              (0.17, 0.16, models.table().assign(sha256=lambda t: t["sha256"].str[:16] + "…"), "Models")]
+    cmbs = tables["cmbs"]
+    layout = [(0.80, 0.10, tables["identification"], "Identification"),
+              (0.71, 0.06, tables["census"], "MARS census (CMBs per region)"),
+              (0.36, 0.33, cmbs.head(20), "Detected CMBs (world mm RAS+ of the original image)"),
+              (0.17, 0.16, tables["models"].assign(sha256=lambda t: t["sha256"].str[:16] + "…"), "Models")]
     for bottom, height, table, title in layout:
         _draw_table(fig.add_axes([0.05, bottom, 0.9, height]), table, title)
     if cmbs.empty:
@@ -179,10 +186,10 @@ def _thumbnail_pages(files: SubjectFiles, cmbs: pd.DataFrame, choice: str, margi
     return pages
 
 
-def _quality_page(files: SubjectFiles):
+def _quality_page(files: SubjectFiles, quality: pd.DataFrame):
     fig = plt.figure(figsize=(8.27, 11.69))
     fig.text(0.05, 0.965, "Registration QC (template regions on this subject)", fontsize=12, fontweight="bold")
-    _draw_table(fig.add_axes([0.05, 0.62, 0.9, 0.32]), _quality_numbers(files), "Measures")
+    _draw_table(fig.add_axes([0.05, 0.62, 0.9, 0.32]), quality, "Measures")
     if Path(files.qc).is_file():
         ax = fig.add_axes([0.05, 0.05, 0.9, 0.55])
         ax.imshow(plt.imread(files.qc))
@@ -201,21 +208,21 @@ def _quality_numbers(files: SubjectFiles) -> pd.DataFrame:
     return quality.T.reset_index().set_axis(["measure", "value"], axis=1) if len(quality) else pd.DataFrame()
 
 
-def _html(dataset: str, key: str, files: SubjectFiles, counts: pd.DataFrame, cmbs: pd.DataFrame, models: ReportModels,
+def _html(dataset: str, key: str, files: SubjectFiles, tables: dict[str, pd.DataFrame], models: ReportModels,
           thumbnails: list[str]) -> str:
     """The report as one HTML page: the tables as HTML, the thumbnail pages and the registration QC picture as PNG."""
     qc = base64.b64encode(Path(files.qc).read_bytes()).decode() if Path(files.qc).is_file() else None
     parts = [f"<h1>Cerebral microbleed report: {html.escape(dataset)}, subject {html.escape(key)}</h1>",
              f"<p><strong>{html.escape(NOTICE)}</strong></p>",
-             "<h2>Identification</h2>", _identification(dataset, key, files).to_html(index=False),
-             "<h2>MARS census</h2>", _counts_row(counts, key).to_html(index=False),
+             "<h2>Identification</h2>", tables["identification"].to_html(index=False),
+             "<h2>MARS census</h2>", tables["census"].to_html(index=False),
              "<h2>Detected CMBs (world mm RAS+ of the original image)</h2>",
-             _cmb_rows(cmbs).to_html(index=False) if len(cmbs) else
+             tables["cmbs"].to_html(index=False) if len(tables["cmbs"]) else
              f"<p>No CMB detected at the operating threshold ({models.threshold:.3f}).</p>",
              *[f'<img src="data:image/png;base64,{p}" style="max-width:100%">' for p in thumbnails],
-             "<h2>Registration QC</h2>", _quality_numbers(files).to_html(index=False),
+             "<h2>Registration QC</h2>", tables["quality"].to_html(index=False),
              *([f'<img src="data:image/png;base64,{qc}" style="max-width:100%">'] if qc else []),
-             "<h2>Models</h2>", models.table().to_html(index=False),
+             "<h2>Models</h2>", tables["models"].to_html(index=False),
              f"<p>Operating threshold {models.threshold:.3f}: {html.escape(models.source)}</p>"]
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>CMB report " + html.escape(f"{dataset} {key}") +
             "</title></head><body style='font-family:sans-serif'>" + "\n".join(parts) + "</body></html>\n")
@@ -225,16 +232,17 @@ def write_subject_report(dataset: str, key: str, files: SubjectFiles, counts: pd
                          models: ReportModels, pdf: str | Path, html_path: str | Path, choice: str = "either",
                          margin_mm: float = 0.0) -> None:
     """One subject's report as ``pdf`` and ``html_path``; ``cmbs``: its census rows, best first."""
+    tables = _tables(dataset, key, files, counts, cmbs, models)
     thumbnails = _thumbnail_pages(files, cmbs, choice, margin_mm)
     Path(pdf).parent.mkdir(parents=True, exist_ok=True)
     pictures = []
     with PdfPages(pdf, metadata={"Title": f"CMB report {dataset} {key}", "Creator": f"cmbflow {cmbflow.__version__}"}) as document:
-        for fig in [_summary_page(dataset, key, files, counts, cmbs, models), *thumbnails, _quality_page(files)]:
+        for fig in [_summary_page(dataset, key, tables, models), *thumbnails, _quality_page(files, tables["quality"])]:
             document.savefig(fig)
             if any(fig is page for page in thumbnails):
                 pictures.append(_png(fig))
             plt.close(fig)
-    Path(html_path).write_text(_html(dataset, key, files, counts, cmbs, models, pictures))
+    Path(html_path).write_text(_html(dataset, key, files, tables, models, pictures))
 
 
 def write_subject_reports(dataset: str, subjects: dict[str, SubjectFiles], cmbs_table: str, counts_table: str,
