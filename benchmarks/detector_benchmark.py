@@ -17,7 +17,8 @@ and ``cases``: every record. The MONAI RetinaNet baseline is not timed: MONAI's 
 needs torchvision, which has no build for this CPU torch (docs/development.md).
 
 Inference is timed as the DAG runs it (``detect_subject``: read the model-ready files, sliding
-window, decoding + NMS, positions on the original image, probability map on the original grid),
+window over the searched box, decoding + NMS, positions on the original image, and the probability
+map on the original grid only where ``detector.inference.probability_maps`` asks for it, as in the DAG),
 with the weights of ``--model`` when that folder exists (else an untrained network of the
 configured size); the network runs on the subject's own grid whatever spacing it was trained at.
 Generation of the subjects is not timed. On a machine with CUDA every case also runs there.
@@ -93,6 +94,7 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
             model, card = load_model(weights, Path(model_dir) / "model_card.json")
         card = {**card, "spacing_mm": list(spacing)}  # the network runs on the subject's own grid
         settings = InferenceSettings.from_config(detector["inference"])
+        maps = detector["inference"]["probability_maps"]  # as the DAG: off by default
         device = torch.device(device_name)
         shape = tuple(int(n) for n in nib.load(files["swi"]).shape)
         detect_subject(model, card, "warmup", files, original, settings, device)  # first call: allocator, kernels
@@ -100,11 +102,12 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
             torch.cuda.reset_peak_memory_stats()
         start = time.perf_counter()
         table = detect_subject(model, card, "bench", files, original, settings, device,
-                                  probability_map=str(Path(folder) / "probseg.nii.gz"))
+                               probability_map=str(Path(folder) / "probseg.nii.gz") if maps else None)
         seconds = time.perf_counter() - start
     result = {"case": name, "device": device_name, "threads": threads, "weights": str(weights) if weights.exists() else "untrained",
               "grid": shape, "spacing_mm": spacing,
-              "seconds": round(seconds, 2), "candidates": len(table), "peak_rss_gb": round(_peak_gb(), 2)}
+              "probability_map": maps, "seconds": round(seconds, 2), "candidates": len(table),
+              "peak_rss_gb": round(_peak_gb(), 2)}
     if device_name == "cuda":
         result["peak_cuda_gb"] = round(torch.cuda.max_memory_allocated() / 1024**3, 2)
     return result

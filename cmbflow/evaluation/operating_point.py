@@ -25,7 +25,7 @@ import torch
 
 from cmbflow.evaluation.detection import HitRule, match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
-from cmbflow.inference.detect import InferenceSettings, detect_candidates, predict_volume
+from cmbflow.inference.detect import InferenceSettings, find_candidates
 from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.weights import build_detector
 from cmbflow.training.patches import load_subject
@@ -49,8 +49,7 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
     settings = settings or InferenceSettings.defaults()
     matched, n_lesions = [], 0
     for subject in subjects:
-        outputs = predict_volume(model, subject.image, settings, device)
-        table = detect_candidates(outputs, subject.brain, anchors_mm, subject.spacing, settings)
+        table, _, _ = find_candidates(model, subject.image, subject.brain, anchors_mm, subject.spacing, settings, device)
         table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
         table = table[inside_brain(table, subject.brain)]
         # the validation subjects' instance masks on the model-ready grid: the schema's mask rule

@@ -24,7 +24,7 @@ from cmbflow.device import default_device
 from cmbflow.inference.windows import sliding_window
 from cmbflow.io.nifti import save_volume
 from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
-from cmbflow.models.detector import CMBDetector
+from cmbflow.models.detector import CMBDetector, folded_for_inference
 from cmbflow.models.postprocess import select_candidates
 from cmbflow.preprocessing.grid import Grid
 from cmbflow.settings import FromConfig
@@ -72,8 +72,9 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
     (MONAI's inferer, Gaussian blending, windows fitted to the volume); mixed precision on
     CUDA, bfloat16 on the CPU with ``settings.cpu_bfloat16``. Outputs are float32 on the CPU."""
     device = device or default_device()
+    # Batch norms folded into their convolutions (a copy: the caller's model is left as it is);
     # channels-last: the same arithmetic, ~1.4x faster 3-D convolutions on CPU (oneDNN) and GPU.
-    model = model.to(device, memory_format=torch.channels_last_3d).eval()
+    model = folded_for_inference(model).to(device, memory_format=torch.channels_last_3d)
     n_anchors = model.n_anchors
 
     def predictor(window: torch.Tensor):
@@ -93,8 +94,38 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
             logits, deltas = (torch.flip(t, dims=(t.ndim - 3 + axis,)) for t in (logits, deltas))
             deltas[:, axis] = -deltas[:, axis]
         total = [logits, deltas] if total is None else [a + b for a, b in zip(total, (logits, deltas))]
-    # Mean over passes: logits (a mean in logit space) and box codes alike.
-    return VolumeOutputs(*(t / len(passes) for t in total))
+    # Mean over passes: logits (a mean in logit space) and box codes alike (one pass: as they are,
+    # not another copy of the 21 full-size channels).
+    return VolumeOutputs(*(t / len(passes) if len(passes) > 1 else t for t in total))
+
+
+def search_box(brain: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, slice]:
+    """Voxel bounding box (slices of the model-ready grid) of the searched region: ``brain``
+    grown by ``margin_mm`` per axis, the only voxels where candidates are kept
+    (:func:`detect_candidates`). The whole volume when ``brain`` is empty."""
+    inside = np.argwhere(brain)
+    if not len(inside):
+        return tuple(slice(0, n) for n in brain.shape)
+    margin = np.maximum(np.rint(margin_mm / np.asarray(spacing, float)), 0).astype(int)
+    low = np.maximum(inside.min(axis=0) - margin, 0)
+    high = np.minimum(inside.max(axis=0) + 1 + margin, brain.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
+
+
+def find_candidates(model: CMBDetector, image: np.ndarray, brain: np.ndarray, anchors_mm, spacing,
+                    settings: InferenceSettings, device: torch.device | None = None
+                    ) -> tuple[pd.DataFrame, VolumeOutputs, tuple[slice, slice, slice]]:
+    """The network over the :func:`search_box` of ``image (C, D, H, W)`` and the candidates
+    there (:func:`detect_candidates`; ``grid_i, grid_j, grid_k`` voxels of the whole grid).
+    Air and head outside the box hold no candidate, so the network does not run there (a
+    fifth to a third of a scan's voxels at its own field of view); every searched voxel keeps
+    at least ``brain_margin_mm`` of the image around it as context. Returns the table, the
+    outputs over the box and the box."""
+    box = search_box(brain, spacing, settings.brain_margin_mm)
+    outputs = predict_volume(model, image[(slice(None), *box)], settings, device)
+    table = detect_candidates(outputs, brain[box], anchors_mm, spacing, settings)
+    table[["grid_i", "grid_j", "grid_k"]] += np.array([part.start for part in box], float)
+    return table, outputs, box
 
 
 def detect_candidates(outputs: VolumeOutputs, brain: np.ndarray, anchors_mm, spacing,
@@ -154,14 +185,15 @@ def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str
     writes the CMB probability on the original grid."""
     data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
     check_spacing(card, data.spacing, files["swi"])
-    outputs = predict_volume(model, data.image, settings, device)
-    table = detect_candidates(outputs, data.brain, card["anchors_mm"], data.spacing, settings)
+    table, outputs, box = find_candidates(model, data.image, data.brain, card["anchors_mm"], data.spacing, settings, device)
     header = nib.load(original)
     table = to_original_image(table, data.affine, header.affine)
     if probability_map:
         grid = Grid(header.affine, tuple(int(n) for n in header.shape[:3]))
         from cmbflow.preprocessing.resample import resample_to_grid  # here: ANTs takes seconds to import, most runs write no map
 
-        save_volume(probability_map, resample_to_grid(outputs.probability(), data.affine, grid, "linear"), header.affine,
+        probability = np.zeros(data.brain.shape, np.float32)  # 0 outside the searched box
+        probability[box] = outputs.probability()
+        save_volume(probability_map, resample_to_grid(probability, data.affine, grid, "linear"), header.affine,
                     dtype=np.float32)
     return candidate_table(subject, table)

@@ -15,6 +15,7 @@ location of the final map.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from monai.networks.blocks.dynunet_block import UnetResBlock, UnetUpBlock
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 # Batch norm: in eval mode a fixed per-channel affine map, so a voxel's output does not depend
 # on the window around it (instance norm would normalize 48-voxel training patches and
@@ -93,3 +95,22 @@ class CMBDetector(nn.Module):
         batch = x.shape[0]
         deltas = self.regression(hidden).reshape(batch, self.n_anchors, 6, *size)
         return DetectorOutput(self.objectness(hidden), deltas, features, levels)
+
+
+def folded_for_inference(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` in eval mode with every batch norm folded into the convolution
+    before it (torch's ``fuse_conv_bn_eval``): the same function up to rounding, one pass
+    over each full-resolution map less per norm. MONAI's U-Net blocks pair ``convN`` (a
+    ``Convolution`` holding ``conv``) with ``normN``; the copy holds an identity in place of
+    each folded norm. ``model`` itself is left as it is (it may train on)."""
+    folded = copy.deepcopy(model).eval()
+    for block in folded.modules():
+        for name, norm in list(block.named_children()):
+            if not (name.startswith("norm") and isinstance(norm, nn.BatchNorm3d)):
+                continue
+            conv = getattr(block, "conv" + name[len("norm"):], None)
+            inner = getattr(conv, "conv", None)
+            if isinstance(inner, nn.Conv3d):
+                conv.conv = fuse_conv_bn_eval(inner, norm)
+                setattr(block, name, nn.Identity())
+    return folded

@@ -5,7 +5,8 @@ from scipy import ndimage
 
 from cmbflow.device import cpu_has_bf16
 from cmbflow.inference.detect import (CANDIDATE_COLUMNS, InferenceSettings, VolumeOutputs, candidate_table, check_spacing,
-                                      detect_candidates, detect_subject, predict_volume, to_original_image)
+                                      detect_candidates, detect_subject, find_candidates, predict_volume, search_box,
+                                      to_original_image)
 from cmbflow.io.coords import voxel_to_world
 from cmbflow.io.model_input import PhaseScaling
 from cmbflow.io.nifti import save_volume
@@ -88,6 +89,30 @@ def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():
     assert torch.corrcoef(torch.stack([windows.logits[centre].flatten(), whole.logits[centre].flatten()]))[0, 1] > 0.9
     with pytest.raises(ValueError, match="multiple of the network's divisor"):
         predict_volume(model, image, InferenceSettings.defaults(roi_size=(20, 16, -1)), torch.device("cpu"))
+
+
+def test_the_network_runs_on_the_searched_box_only_and_candidates_keep_whole_grid_voxels():
+    """The box is the brain's bounding box grown by brain_margin_mm (voxels per axis, clipped
+    to the grid); candidates come back in voxels of the whole grid, inside the searched region,
+    the same as the network run on that box by hand."""
+    brain = np.zeros((40, 36, 12), bool)
+    brain[14:22, 10:20, 4:8] = True
+    settings = InferenceSettings.defaults(score_threshold=0.0, brain_margin_mm=4.0, max_candidates=30)
+    box = search_box(brain, (1.0, 1.0, 2.0), settings.brain_margin_mm)
+    assert box == (slice(10, 26), slice(6, 24), slice(2, 10))
+    assert search_box(np.zeros((5, 6, 7), bool), (1.0, 1.0, 2.0), 4.0) == (slice(0, 5), slice(0, 6), slice(0, 7))
+    assert search_box(np.ones((5, 6, 7), bool), (1.0, 1.0, 2.0), 4.0) == (slice(0, 5), slice(0, 6), slice(0, 7))
+    torch.manual_seed(0)
+    model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
+    image = np.random.default_rng(0).normal(size=(2, *brain.shape)).astype(np.float32)
+    table, outputs, used = find_candidates(model, image, brain, (3.0, 5.0), (1.0, 1.0, 2.0), settings, torch.device("cpu"))
+    assert used == box and outputs.logits.shape == (2, 16, 18, 8)
+    by_hand = detect_candidates(predict_volume(model, image[(slice(None), *box)], settings, torch.device("cpu")),
+                                brain[box], (3.0, 5.0), (1.0, 1.0, 2.0), settings)
+    np.testing.assert_allclose(table[["grid_i", "grid_j", "grid_k"]].to_numpy(),
+                               by_hand[["grid_i", "grid_j", "grid_k"]].to_numpy() + [10, 6, 2], atol=1e-5)
+    centres = np.rint(table[["grid_i", "grid_j", "grid_k"]].to_numpy()).astype(int)
+    assert len(table) > 5 and (centres.min(axis=0) >= [10, 6, 2]).all() and (centres.max(axis=0) < [26, 24, 10]).all()
 
 
 def test_a_grid_at_another_spacing_than_the_model_is_refused_with_the_fix():
