@@ -66,6 +66,7 @@ if OWN_POINTS:
                                       else "validation subjects of training (model card data_split.validation)"),
             inference=config["detector"]["inference"],  # a change re-runs this rule, not training
             criterion=config["detector"]["operating_point"],
+            home_datasets=INTERNAL_DATASETS,  # the point is chosen on the home site's validation subjects
         wildcard_constraints:
             variant="|".join(OWN_POINTS),
         log:

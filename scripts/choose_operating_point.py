@@ -10,4 +10,4 @@ setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
 write_operating_point(snakemake.input.weights, snakemake.input.card, snakemake.params.subjects, snakemake.params.inference,
                       snakemake.output[0], names=snakemake.params.names, source=snakemake.params.source,
-                      criterion=snakemake.params.criterion)
+                      criterion=snakemake.params.criterion, home_datasets=snakemake.params.get("home_datasets"))

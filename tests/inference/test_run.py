@@ -1,6 +1,7 @@
 """A tiny training run and inference through the package's entry points (what the rules call)."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -99,6 +100,17 @@ def test_a_one_channel_model_trains_chooses_its_operating_point_and_detects_with
     assert card["inputs"] == ["swi"] and card["network"]["in_channels"] == 1 and len(card["data_split"]["validation"]) == 1
     point = write_operating_point(outputs["weights"], outputs["card"], subjects, detector["inference"], tmp_path / "op.json")
     assert point["source"].startswith("validation subjects")
+    # Validation subjects of a home site and of a training-only dataset: the point is chosen on
+    # the home site's alone when the rule names it, on all of them otherwise.
+    mixed = {**card, "data_split": {**card["data_split"], "validation": ["tiny/a", "rand/b"]}}
+    Path(tmp_path / "mixed_card.json").write_text(json.dumps(mixed))
+    pool = {**subjects, "rand/b": subjects["tiny/b"]}
+    home = write_operating_point(outputs["weights"], tmp_path / "mixed_card.json", pool, detector["inference"],
+                                 tmp_path / "home.json", home_datasets=["tiny"])
+    assert home["subjects"] == ["tiny/a"] and home["source"].endswith("those of the home site (tiny) only")
+    every = write_operating_point(outputs["weights"], tmp_path / "mixed_card.json", pool, detector["inference"],
+                                  tmp_path / "every.json")
+    assert every["subjects"] == ["tiny/a", "rand/b"] and every["source"] == point["source"]
     detect = {key.split("/")[1]: {"files": files, "original": files["swi"]} for key, files in subjects.items()}
     out = {"table": str(tmp_path / "candidates.tsv")}
     tables = {key: str(tmp_path / f"sub-{key}.tsv") for key in detect}
