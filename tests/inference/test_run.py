@@ -19,7 +19,8 @@ _TINY_DETECTOR = {
     "anchors_mm": [3.0, 6.0],
     "network": {"channels": [4, 8, 8, 16], "strides": [[1, 1, 1], [2, 2, 1], [2, 2, 2], [2, 2, 2]], "feature_dim": 8},
     "training": {"patch_size": [16, 16, 8], "batch_size": 2, "iterations": 4, "learning_rate": 0.002, "cmb_fraction": 0.5,
-                 "validation_fraction": 0.3, "validation_every": 2, "validation_patches": 2, "checkpoint_every": 2, "seed": 0},
+                 "validation_fraction": 0.3, "validation_every": 2, "validation_patches": 2, "checkpoint_every": 2, "seed": 0,
+                 "cpu_bfloat16": False},  # float32: bfloat16 on maps this small is not always finite (config.yaml)
     "inference": {"roi_size": [32, 32, -1], "overlap": 0.25, "score_threshold": 0.0, "max_candidates": 5, "nms_iou": 0.1,
                   "brain_margin_mm": 2.0},
 }
