@@ -18,7 +18,7 @@ rule evaluate_detection:
         choice=config["localization"],
         bootstrap=config["evaluation"]["bootstrap"],
         seed=config["evaluation"]["seed"],
-        voxel_rule_voxels=config["evaluation"]["voxel_rule_voxels"],
+        valdo_distance_voxels=config["evaluation"]["valdo_distance_voxels"],
     log:
         paths.log("evaluation", "evaluate_{variant}_{dataset}"),
     benchmark:

@@ -10,4 +10,4 @@ evaluate_detection(snakemake.input.candidates, snakemake.params.subjects, HitRul
                    operating_threshold(snakemake.input.operating_point, snakemake.params.score_threshold), dict(snakemake.output),
                    snakemake.params.margin_mm, snakemake.params.bootstrap, snakemake.params.seed,
                    threshold_source(snakemake.input.operating_point, snakemake.params.score_threshold),
-                   snakemake.params.choice, snakemake.params.voxel_rule_voxels)
+                   snakemake.params.choice, snakemake.params.valdo_distance_voxels)

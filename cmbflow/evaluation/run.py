@@ -81,12 +81,12 @@ def region_metrics(matched: pd.DataFrame, lesions: pd.DataFrame, n_subjects: int
 
 def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: HitRule, threshold: float,
                        outputs: dict[str, str], margin_mm: float = 0.0, n_boot: int = 1000, seed: int = 0,
-                       threshold_source: str = "", choice: str = "either", voxel_rule_voxels: float = 5.0) -> pd.DataFrame:
+                       threshold_source: str = "", choice: str = "either", valdo_distance_voxels: float = 5.0) -> pd.DataFrame:
     """Evaluate one variant x dataset and write ``outputs`` (:func:`cmbflow.paths.evaluation_files`).
     ``threshold_source`` says where the operating ``threshold`` comes from (written with it);
     ``choice``: the localization that set the candidates' regions, used for the CMBs' too.
     Subject-level agreement and the centre-distance F1s (:mod:`cmbflow.evaluation.subjects`;
-    ``voxel_rule_voxels``) join each filter's summary; the per-subject table is the census's
+    ``valdo_distance_voxels``) join each filter's summary; the per-subject table is the census's
     (after filtering). Returns the summary (one row per filter)."""
     candidates = pd.read_csv(candidates_table, sep="\t", dtype={"subject": str, "candidate": str})
     n_subjects = len(subjects)
@@ -116,7 +116,7 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
             regions += [{"filter": name, **r} for r in region_metrics(matched, lesions, n_subjects, threshold)]
         subject_rows = subject_table(matched, lesions, list(truths), threshold)
         row.update(agreement(subject_rows, n_boot, seed))
-        row.update(centre_distance_f1(chosen, truths, threshold, rule.r_min_mm, voxel_rule_voxels))
+        row.update(centre_distance_f1(chosen, truths, threshold, rule.r_min_mm, valdo_distance_voxels))
         if name == "before":
             lesions.to_csv(outputs["lesions"], sep="\t", index=False, float_format="%.4f")
         else:

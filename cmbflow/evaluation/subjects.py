@@ -11,10 +11,16 @@ score is its best candidate's score. From those, per variant x dataset:
 * **MARS categories**: weighted Cohen's kappa of the burden category (0, 1, 2-4, 5-10, > 10
   CMBs; linear weights: the categories are ordered) and Cohen's kappa of the distribution
   (none, strictly lobar, deep or infratentorial only, mixed);
-* **lesion F1 by centre distance**: ``f1_centre_mm`` matches a candidate to a CMB whose centre
-  lies within ``max(radius, r_min_mm)`` millimetres (world mm), ``f1_voxel_rule`` within
-  ``max_voxels`` voxels of the original image (the centre-distance-in-voxels rule of the VALDO
-  challenge's evaluation; the distance is a setting, ``evaluation.voxel_rule_voxels``).
+* **lesion F1 by centre distance**: ``f1_centre_mm`` (pooled over the dataset) matches a
+  candidate to a CMB whose centre lies within ``max(radius, r_min_mm)`` millimetres (world mm);
+  ``valdo_f1`` follows the matching and averaging of the VALDO challenge's evaluation code
+  (``compare_segmentations.py`` / ``PairwiseMeasures`` of "Where is VALDO?", task microbleeds):
+  per subject, each candidate goes to its nearest CMB when their centres are less than
+  ``max_voxels`` apart in voxel indices of the original image; of the candidates that go to
+  one CMB the nearest is a true positive and the others false positives; F1 = 2 TP / (2 TP + FP
+  + FN); the mean over the subjects that have CMBs (a subject without CMBs has no F1 there). The
+  distance the challenge used is a command-line argument of that code, not written in it, so
+  here it is a setting (``evaluation.valdo_distance_voxels``).
 
 ICC(A,1) is written out here (McGraw & Wong 1996, two-way, absolute agreement, single
 measures, = Shrout & Fleiss ICC(2,1)): it is three lines of ANOVA, and the packages that have
@@ -128,41 +134,44 @@ def agreement(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[st
     }
 
 
-def voxel_distance_hits(candidates: pd.DataFrame, truth: SubjectTruth, max_voxels: float) -> np.ndarray:
-    """Id of the CMB each candidate (``i, j, k`` voxel of the original image) hits under the
-    voxel rule: the nearest CMB centre within ``max_voxels`` voxels (index space of the original
-    image, the CMB centre from ``truth.affine``); 0 none."""
-    hits = np.zeros(len(candidates), int)
-    if truth.lesions.empty or candidates.empty or truth.affine is None:
-        return hits
+def valdo_subject_f1(candidates: pd.DataFrame, truth: SubjectTruth, max_voxels: float) -> float:
+    """One subject's lesion F1 under the VALDO evaluation's rule (module docstring): ``candidates``
+    with ``i, j, k`` (voxel of the original image), CMB centres from ``truth.affine``. NaN for a
+    subject without CMBs; 0 for one with CMBs and no candidate."""
+    n_cmbs = len(truth.lesions)
+    if not n_cmbs:
+        return float("nan")
+    if candidates.empty:
+        return 0.0
     centres = world_to_voxel(truth.affine, truth.lesions[["x", "y", "z"]].to_numpy(float))
     distance = np.linalg.norm(candidates[["i", "j", "k"]].to_numpy(float)[:, None] - centres[None], axis=2)
     nearest = distance.argmin(axis=1)
-    found = distance[np.arange(len(candidates)), nearest] <= max_voxels
-    hits[found] = truth.lesions["lesion"].to_numpy(int)[nearest[found]]
-    return hits
+    assigned = distance[np.arange(len(candidates)), nearest] < max_voxels  # strictly less, as the challenge's code
+    tp = len(np.unique(nearest[assigned]))  # per CMB its nearest assigned candidate; the rest are false positives
+    fp = len(candidates) - tp
+    return 2 * tp / (2 * tp + fp + (n_cmbs - tp))
 
 
 def centre_distance_f1(candidates: pd.DataFrame, truths: dict[str, SubjectTruth], threshold: float, r_min_mm: float,
                        max_voxels: float) -> dict[str, float]:
     """Lesion F1 of the candidates scoring at least ``threshold`` under two centre-distance
-    rules: ``f1_centre_mm`` (:class:`HitRule` ``distance``: within ``max(radius, r_min_mm)``
-    mm) and ``f1_voxel_rule`` (:func:`voxel_distance_hits`; NaN without an instance mask, whose
-    grid defines the voxels). A CMB hit twice counts once; the second hit is no false positive."""
+    rules: ``f1_centre_mm`` (:class:`HitRule` ``distance``: within ``max(radius, r_min_mm)`` mm;
+    pooled over the subjects; a CMB hit twice counts once, the second hit is no false positive)
+    and ``valdo_f1`` (:func:`valdo_subject_f1`, averaged over the subjects with CMBs; NaN without
+    an instance mask, whose grid defines the voxels, or without any CMB)."""
     rule = HitRule(kind="distance", dilation_voxels=0, r_min_mm=r_min_mm)
-    counts = {"mm": [0, 0, 0], "voxel": [0, 0, 0]}  # tp, fp, cmbs
+    tp = fp = cmbs = 0
     voxel_defined = all(truth.affine is not None for truth in truths.values())
+    per_subject = []
     for key, truth in truths.items():
         rows = candidates[(candidates["subject"].astype(str) == key) & (candidates["score"] >= threshold)]
         by_mm = match_candidates(rows, truth, rule)
-        by_voxel = by_mm.assign(lesion=voxel_distance_hits(by_mm, truth, max_voxels))
-        for name, table in (("mm", by_mm), ("voxel", by_voxel)):
-            first = table["lesion"] > 0
-            counts[name][0] += int(table.loc[first, "lesion"].nunique())
-            counts[name][1] += int((~first).sum())
-            counts[name][2] += len(truth.lesions)
-
-    def f1(tp, fp, cmbs):
-        return 2 * tp / (2 * tp + fp + cmbs - tp) if cmbs + fp else float("nan")
-
-    return {"f1_centre_mm": f1(*counts["mm"]), "f1_voxel_rule": f1(*counts["voxel"]) if voxel_defined else float("nan")}
+        hit = by_mm["lesion"] > 0
+        tp += int(by_mm.loc[hit, "lesion"].nunique())
+        fp += int((~hit).sum())
+        cmbs += len(truth.lesions)
+        if voxel_defined:
+            per_subject.append(valdo_subject_f1(by_mm, truth, max_voxels))
+    scored = [value for value in per_subject if np.isfinite(value)]
+    return {"f1_centre_mm": 2 * tp / (2 * tp + fp + cmbs - tp) if cmbs + fp else float("nan"),
+            "valdo_f1": float(np.mean(scored)) if scored else float("nan")}

@@ -10,7 +10,7 @@ MODEL_COLUMNS = ["variant", "dataset", "filter", "subjects", "cmbs", "threshold"
                  # per subject (cmbflow.evaluation.subjects): has >= 1 CMB, census counts, MARS categories; VALDO-style F1s
                  "subject_auc", "subject_auc_lower", "subject_auc_upper", "subject_sensitivity", "subject_specificity",
                  "count_mae", "count_bias", "count_loa_lower", "count_loa_upper", "count_icc", "burden_kappa",
-                 "distribution_kappa", "f1_centre_mm", "f1_voxel_rule"]
+                 "distribution_kappa", "f1_centre_mm", "valdo_f1"]
 
 
 def models_by_site(runs: list[dict]) -> pd.DataFrame:

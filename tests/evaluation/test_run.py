@@ -72,6 +72,6 @@ def test_subject_agreement_and_centre_distance_f1_join_the_summary(dataset):
     assert per_subject.loc[["a", "b"], "cmbs"].tolist() == [2, 1] and per_subject.loc[["a", "b"], "detected"].tolist() == [2, 1]
     after = summary.loc["after"]
     assert after["count_mae"] == 0 and after["subject_sensitivity"] == 1 and np.isnan(after["subject_auc"])  # no CMB-free subject
-    assert after["f1_centre_mm"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1)) and after["f1_voxel_rule"] == 1.0
+    assert after["f1_centre_mm"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1)) and after["valdo_f1"] == 1.0
     # before filtering, a's outside candidate (0.95) and the second one on its CMB 1 count too: 4 for 2
     assert summary.loc["before", "count_mae"] == 1.0

@@ -4,7 +4,7 @@ import pytest
 
 from cmbflow.evaluation.detection import SubjectTruth
 from cmbflow.evaluation.subjects import (agreement, burden_category, centre_distance_f1, distribution,
-                                         icc_absolute_agreement, subject_table)
+                                         icc_absolute_agreement, subject_table, valdo_subject_f1)
 
 
 def test_icc_matches_the_published_shrout_and_fleiss_example():
@@ -68,9 +68,36 @@ def test_centre_distance_rules_count_in_millimetres_and_in_voxels():
     candidates[["x", "y", "z"]] = voxels * [0.5, 0.5, 3.0]
     f1 = centre_distance_f1(candidates, {"s": truth}, threshold=0.5, r_min_mm=1.5, max_voxels=5)
     # mm: CMB 2 hit (3 mm < 4 mm), CMB 1 missed, 2 FPs -> 2 / (2 + 2 + 1); voxels: CMB 1 hit, CMB 2 missed -> the same
-    assert f1["f1_centre_mm"] == pytest.approx(2 / 5) and f1["f1_voxel_rule"] == pytest.approx(2 / 5)
+    assert f1["f1_centre_mm"] == pytest.approx(2 / 5) and f1["valdo_f1"] == pytest.approx(2 / 5)
     wide = centre_distance_f1(candidates, {"s": truth}, threshold=0.5, r_min_mm=1.5, max_voxels=7)
-    assert wide["f1_voxel_rule"] == pytest.approx(4 / 5)  # both CMBs, one FP
-    assert centre_distance_f1(candidates, {"s": truth}, 0.75, 1.5, 5)["f1_voxel_rule"] == pytest.approx(2 / 4)
+    assert wide["valdo_f1"] == pytest.approx(4 / 5)  # both CMBs, one FP
+    assert centre_distance_f1(candidates, {"s": truth}, 0.75, 1.5, 5)["valdo_f1"] == pytest.approx(2 / 4)
     no_grid = centre_distance_f1(candidates, {"s": SubjectTruth(None, None, lesions)}, 0.5, 1.5, 5)
-    assert np.isnan(no_grid["f1_voxel_rule"]) and no_grid["f1_centre_mm"] == pytest.approx(2 / 5)
+    assert np.isnan(no_grid["valdo_f1"]) and no_grid["f1_centre_mm"] == pytest.approx(2 / 5)
+
+
+def test_valdo_rule_matches_as_the_challenge_code_and_averages_over_subjects_with_cmbs():
+    """Subject a: two candidates 1 and 2 voxels from its CMB (the nearer a TP, the other an FP, as
+    VALDO's code has it; the mm rule counts no FP), one exactly 5 voxels from its second CMB (not
+    less than 5: a miss). Subject b: CMBs, no candidate (F1 0). Subject c: no CMB, one candidate
+    (no F1: left out of the mean)."""
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+
+    def truth(centres):
+        lesions = pd.DataFrame({"lesion": np.arange(1, len(centres) + 1), "radius_mm": 3.0})
+        lesions[["x", "y", "z"]] = np.asarray(centres, float).reshape(-1, 3) if len(centres) else np.zeros((0, 3))
+        return SubjectTruth(None, affine, lesions)
+
+    truths = {"a": truth([[10, 10, 20], [40, 40, 20]]), "b": truth([[10, 10, 20]]), "c": truth([])}
+    voxels = np.array([[11, 10, 10], [12, 10, 10], [45, 40, 10], [70, 70, 10]], float)
+    candidates = pd.DataFrame({"subject": ["a", "a", "a", "c"], "score": 0.9, "i": voxels[:, 0], "j": voxels[:, 1],
+                               "k": voxels[:, 2]})
+    candidates[["x", "y", "z"]] = voxels * [1.0, 1.0, 2.0]
+    f1 = centre_distance_f1(candidates, truths, threshold=0.5, r_min_mm=1.5, max_voxels=5)
+    subject_a = 2 * 1 / (2 * 1 + 2 + 1)  # TP 1, FP 2 (the second candidate on CMB 1, the one 5 voxels off), FN 1
+    assert f1["valdo_f1"] == pytest.approx((subject_a + 0.0) / 2)
+    assert np.isnan(valdo_subject_f1(candidates.iloc[3:], truths["c"], 5))
+    wider = centre_distance_f1(candidates, truths, 0.5, 1.5, 5.01)
+    assert wider["valdo_f1"] == pytest.approx((2 * 2 / (2 * 2 + 1 + 0) + 0.0) / 2)
+    # mm rule (3 mm radius), pooled: a's CMB 1 hit twice counts once, no FP; the candidate 5 mm off CMB 2 and c's are FPs
+    assert f1["f1_centre_mm"] == pytest.approx(2 * 1 / (2 * 1 + 2 + 3 - 1))
