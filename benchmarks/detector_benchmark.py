@@ -7,14 +7,15 @@ Cases (each in a fresh process, so its peak resident memory is its own):
   full_size       a 512 x 448 x 72 subject at 0.5 x 0.5 x 2 mm (the paper's internal protocol),
                   generated on the fly; the network runs on all of its voxels (configured precision)
   full_size_fp32  the same in float32 (detector.inference.cpu_bfloat16 off)
+  retinanet_full_size  MONAI's RetinaNet (the LUNA16 bundle's network and inferer, untrained) on the
+                  same volume, whole, in the configured precision: the baseline a user would pick
   default         a subject of the default internal site (176 x 208 x 72 at 1 x 1 x 2 mm)
   training        patches per second of the default training settings on default subjects
   training_bf16   the same with detector.training.cpu_bfloat16 on
 
 ``--json OUT`` also writes one object: ``<case>_s`` (inference seconds), ``<case>_patches_per_s``
 (training), ``<case>_peak_gb`` for each case run on the CPU, ``cuda_<...>`` for the CUDA runs,
-and ``cases``: every record. The MONAI RetinaNet baseline is not timed: MONAI's detection app
-needs torchvision, which has no build for this CPU torch (docs/development.md).
+and ``cases``: every record (``retinanet_full_size_s``: the baseline).
 
 Inference is timed as the DAG runs it (``detect_subject``: read the model-ready files, sliding
 window over the searched box, decoding + NMS, positions on the original image, and the probability
@@ -142,9 +143,41 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
             "seconds_per_iteration": round((times[23] - times[3]) / 20, 3), "peak_rss_gb": round(_peak_gb(), 2)}
 
 
+def retinanet_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str) -> dict:
+    """MONAI's RetinaNet (:func:`cmbflow.models.retinanet.build_retinanet`, the LUNA16 bundle's
+    network; untrained: the weights do not change the time) over the whole volume with its own
+    sliding-window inferer (the bundle's 512 x 512 x 192 window, cut to the volume; overlap 0.25)
+    and box selector, in the precision our inference uses. Not warmed up: one call is minutes."""
+    import torch
+
+    from cmbflow.device import autocast
+    from cmbflow.models.retinanet import SIZE_DIVISIBLE, build_retinanet
+
+    torch.set_num_threads(threads)
+    detector_config = config["detector"]
+    with tempfile.TemporaryDirectory() as folder:
+        files, _, spacing = _subject_files(site_values, Path(folder))
+        image = np.stack([np.asarray(nib.load(files[kind]).dataobj, np.float32) for kind in ("swi", "phase")])
+    shape = image.shape[1:]
+    roi = [min(512 if axis < 2 else 192, -(-n // step) * step) for axis, (n, step) in enumerate(zip(shape, SIZE_DIVISIBLE))]
+    device = torch.device(device_name)
+    detector = build_retinanet(2, detector_config["anchors_mm"], spacing, roi_size=roi)
+    detector.network.to(device).eval()
+    detector.eval()
+    images = torch.from_numpy(image)[None].to(device)
+    start = time.perf_counter()
+    with torch.no_grad(), autocast(device, detector_config["inference"]["cpu_bfloat16"]):
+        found = detector(images, use_inferer=True)[0]
+    seconds = time.perf_counter() - start
+    return {"case": name, "device": device_name, "threads": threads, "weights": "untrained (MONAI RetinaNet, ResNet-50 FPN)",
+            "grid": tuple(int(n) for n in shape), "spacing_mm": spacing, "roi_size": roi, "seconds": round(seconds, 2),
+            "candidates": len(found["box"]), "peak_rss_gb": round(_peak_gb(), 2)}
+
+
 # case -> (function, site of the generated subjects, overrides of detector.inference / detector.training)
 CASES = {"full_size": (inference_case, FULL_SIZE, {}),
          "full_size_fp32": (inference_case, FULL_SIZE, {"cpu_bfloat16": False}),
+         "retinanet_full_size": (retinanet_case, FULL_SIZE, {}),
          "default": (inference_case, {}, {}),
          "training": (training_case, {}, {}),
          "training_bf16": (training_case, {}, {"cpu_bfloat16": True})}
