@@ -22,7 +22,9 @@ window over the searched box, decoding + NMS, positions on the original image, a
 map on the original grid only where ``detector.inference.probability_maps`` asks for it, as in the DAG),
 with the weights of ``--model`` when that folder exists (else an untrained network of the
 configured size); the network runs on the subject's own grid whatever spacing it was trained at.
-Generation of the subjects is not timed. On a machine with CUDA every case also runs there.
+The subjects are simulated once, in the parent process, before the cases start: neither their
+time nor their memory is in a case's numbers (``peak_rss_gb``: the case's own process). On a
+machine with CUDA every case also runs there.
 ``--side-by-side N`` runs N copies of each case at once (as N jobs of the DAG share a machine)
 and also prints their summed training throughput: on 2 cores, ``--threads 1 --side-by-side 2``
 against ``--threads 2`` is the choice of the default ``threads: 1``.
@@ -69,10 +71,19 @@ def _subject_files(site_values: dict, folder: Path, seed: int = 7) -> tuple[dict
 
 
 def _peak_gb() -> float:
+    """This process's peak resident memory, GB. Linux: ``VmHWM`` of /proc/self/status, which
+    starts afresh in a spawned process; ``ru_maxrss`` keeps the parent's peak across the exec,
+    so it would report the parent's simulated subjects."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2  # kB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
-def inference_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str) -> dict:
+def inference_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str,
+                   subject: tuple) -> dict:
     import torch
 
     from cmbflow.inference.detect import InferenceSettings, detect_subject
@@ -82,8 +93,8 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
 
     torch.set_num_threads(threads)
     detector = config["detector"]
+    files, original, spacing = subject  # simulated by the parent process: its memory is not this case's
     with tempfile.TemporaryDirectory() as folder:
-        files, original, spacing = _subject_files(site_values, Path(folder))
         network = {"in_channels": len(INPUT_CHANNELS), "channels": tuple(detector["network"]["channels"]),
                    "strides": tuple(map(tuple, detector["network"]["strides"])), "n_anchors": len(detector["anchors_mm"]),
                    "feature_dim": detector["network"]["feature_dim"], "fuse_levels": True}
@@ -114,7 +125,8 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
     return result
 
 
-def training_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str) -> dict:
+def training_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str,
+                  subject: tuple | None = None) -> dict:
     import torch
 
     from cmbflow.training.loop import train_detector
@@ -143,7 +155,8 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
             "seconds_per_iteration": round((times[23] - times[3]) / 20, 3), "peak_rss_gb": round(_peak_gb(), 2)}
 
 
-def retinanet_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str) -> dict:
+def retinanet_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str,
+                   subject: tuple) -> dict:
     """MONAI's RetinaNet (:func:`cmbflow.models.retinanet.build_retinanet`, the LUNA16 bundle's
     network; untrained: the weights do not change the time) over the whole volume with its own
     sliding-window inferer (the bundle's 512 x 512 x 192 window, cut to the volume; overlap 0.25)
@@ -155,9 +168,8 @@ def retinanet_case(name: str, site_values: dict, config: dict, threads: int, dev
 
     torch.set_num_threads(threads)
     detector_config = config["detector"]
-    with tempfile.TemporaryDirectory() as folder:
-        files, _, spacing = _subject_files(site_values, Path(folder))
-        image = np.stack([np.asarray(nib.load(files[kind]).dataobj, np.float32) for kind in ("swi", "phase")])
+    files, _, spacing = subject  # simulated by the parent process
+    image = np.stack([np.asarray(nib.load(files[kind]).dataobj, np.float32) for kind in ("swi", "phase")])
     shape = image.shape[1:]
     roi = [min(512 if axis < 2 else 192, -(-n // step) * step) for axis, (n, step) in enumerate(zip(shape, SIZE_DIVISIBLE))]
     device = torch.device(device_name)
@@ -222,13 +234,23 @@ def main() -> None:
     devices = ["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"]
     context = multiprocessing.get_context("spawn")
     records = []
+    scratch = tempfile.TemporaryDirectory()
+    subjects = {}  # site -> simulated subject files, made here so that no case's peak memory holds the simulation
     for name in args.cases:
         function, site_values, overrides = CASES[name]
         section = "training" if function is training_case else "inference"
         case_config = with_overrides(config, section, overrides)
+        subject = None
+        if function is not training_case:
+            key = json.dumps(site_values, sort_keys=True)
+            if key not in subjects:
+                folder = Path(scratch.name) / str(len(subjects))
+                folder.mkdir()
+                subjects[key] = _subject_files(site_values, folder)
+            subject = subjects[key]
         for device in devices:
             with context.Pool(args.side_by_side) as pool:
-                pending = [pool.apply_async(function, (name, site_values, case_config, args.threads, device, args.model))
+                pending = [pool.apply_async(function, (name, site_values, case_config, args.threads, device, args.model, subject))
                            for _ in range(args.side_by_side)]
                 results = [job.get() for job in pending]
             if args.side_by_side > 1 and "patches_per_s" in results[0]:
@@ -238,6 +260,7 @@ def main() -> None:
             for result in results:
                 print(json.dumps(result), flush=True)
             records += results
+    scratch.cleanup()
     if args.json:
         args.json.write_text(json.dumps(summary(records), indent=2) + "\n")
 
