@@ -32,6 +32,8 @@ from monai.networks.blocks.feature_pyramid_network import FeaturePyramidNetwork,
 from monai.networks.nets import resnet
 from torch import nn
 
+from cmbflow.models.anchors import anchor_extents
+
 # The LUNA16 bundle's settings (model-zoo lung_nodule_ct_detection, configs/inference.json)
 RETURNED_LAYERS = (1, 2)
 FPN_CHANNELS = 256
@@ -101,8 +103,10 @@ class ATSSRetinaNetDetector(RetinaNetDetector):
 
 
 def anchor_shapes(anchors_mm, spacing) -> list[list[int]]:
-    """Anchor box shapes (voxels, at least 1) of cubes ``anchors_mm`` wide on a grid of ``spacing`` mm."""
-    return [[max(1, round(size / float(step))) for step in spacing] for size in anchors_mm]
+    """Anchor box shapes (voxels, whole, at least 1) of cubes ``anchors_mm`` wide on a grid of
+    ``spacing`` mm: our detector's extents (:func:`cmbflow.models.anchors.anchor_extents`) rounded,
+    as MONAI's anchor generator takes them."""
+    return anchor_extents(anchors_mm, spacing).round().clamp(min=1).int().tolist()
 
 
 def build_retinanet(in_channels: int, anchors_mm, spacing, roi_size=None, overlap: float = 0.25,
