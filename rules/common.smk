@@ -75,11 +75,6 @@ BASE_VARIANTS = [name for name in TRAINED_MODELS if name != paths.LOCALIZER] if 
 # config `fine_tune:` (name -> parent, dataset, settings): detectors tuned on a site's calibration subjects.
 FINE_TUNED = dict(config["fine_tune"])
 VARIANTS = BASE_VARIANTS + [name for name in FINE_TUNED if name not in BASE_VARIANTS]
-# config census.report_variant: whose census the per-subject reports show (default: the last base variant, the full method)
-REPORT_VARIANT = config["census"]["report_variant"] or (BASE_VARIANTS[-1] if BASE_VARIANTS else None)
-if REPORT_VARIANT is not None and REPORT_VARIANT not in VARIANTS:
-    raise WorkflowError(f"census.report_variant: {REPORT_VARIANT!r} is not a detector of this run ({', '.join(VARIANTS)}); "
-                        "name one of them, or null for the last")
 
 
 def detector_model(variant):
@@ -113,14 +108,37 @@ def localizer_model():
     return paths.localizer_files()
 
 
-def fuses_levels(variant):
-    """Whether a variant uses the Feature Fusion Module (its config, or its model card)."""
+def network_setting(variant, key, default):
+    """A detector's network ``key`` (``fuse_levels``, ``architecture``): from its config, or its
+    model card's ``network`` record (a fine-tuned one's: its parent's); ``default`` where the
+    record lacks it (cards before the baseline; the baseline has no fusion)."""
     if variant in FINE_TUNED:
         parent = FINE_TUNED[variant]["parent"]
-        return fuses_levels(parent) if parent in BASE_VARIANTS else bool(json.loads(open(parent_model(variant)["card"]).read())["network"]["fuse_levels"])
+        if parent in BASE_VARIANTS:
+            return network_setting(parent, key, default)
+        return json.loads(open(parent_model(variant)["card"]).read())["network"].get(key, default)
     if TRAINED_MODELS:
-        return bool(json.loads(open(detector_model(variant)["card"]).read())["network"]["fuse_levels"])
-    return bool(config["detector"]["variants"][variant]["fuse_levels"])
+        return json.loads(open(detector_model(variant)["card"]).read())["network"].get(key, default)
+    return config["detector"]["variants"][variant].get(key, default)
+
+
+def fuses_levels(variant):
+    """Whether a variant uses the Feature Fusion Module."""
+    return bool(network_setting(variant, "fuse_levels", False))
+
+
+def is_ours(variant):
+    """Whether a variant is our detector (not the RetinaNet baseline)."""
+    return network_setting(variant, "architecture", "cmbflow") == "cmbflow"
+
+
+# The full method: the last of our base variants listed (the baseline is only compared), else the last.
+FULL_VARIANT = next((v for v in reversed(BASE_VARIANTS) if is_ours(v)), BASE_VARIANTS[-1] if BASE_VARIANTS else None)
+# config census.report_variant: whose census the per-subject reports show (default: the full method)
+REPORT_VARIANT = config["census"]["report_variant"] or FULL_VARIANT
+if REPORT_VARIANT is not None and REPORT_VARIANT not in VARIANTS:
+    raise WorkflowError(f"census.report_variant: {REPORT_VARIANT!r} is not a detector of this run ({', '.join(VARIANTS)}); "
+                        "name one of them, or null for the full method")
 
 
 # Datasets split into parts (internal: train / test; external with calibration subjects:
@@ -357,9 +375,9 @@ def example_runs(name):
     return runs
 
 
-# Fig. 6 needs a baseline (no FFM) and an FFM variant and an annotated internal test subject with a CMB.
-BASELINE = next((v for v in BASE_VARIANTS if not fuses_levels(v)), None)
-FUSED = next((v for v in BASE_VARIANTS if fuses_levels(v)), None)
+# Fig. 6 needs a baseline (ours without FFM) and an FFM variant and an annotated internal test subject with a CMB.
+BASELINE = next((v for v in BASE_VARIANTS if is_ours(v) and not fuses_levels(v)), None)
+FUSED = next((v for v in BASE_VARIANTS if is_ours(v) and fuses_levels(v)), None)
 
 
 def figure_dataset():

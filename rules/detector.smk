@@ -42,7 +42,8 @@ if TRAINING:
         priority: 1  # training gates everything downstream: before inference and evaluation jobs
         resources:
             mem_mb=6000,  # measured peak ~2 GB (all training volumes in memory) at the default scale
-            runtime=network_runtime(120),
+            # ours: 12-16 min on one core; the RetinaNet baseline ~6x that (docs/development.md)
+            runtime=lambda wildcards: network_runtime(120 if is_ours(wildcards.variant) else 360),
             gpu=GPU,
         conda:
             "../envs/detector.yaml"

@@ -196,7 +196,7 @@ rule example_figures:
         swi=lambda wildcards: {key: paths.preproc_subject_files(wildcards.dataset, key)["swi"] for key in test_subjects(wildcards.dataset)},
         # the map drawn under the candidates: the network's unless localization is atlas only
         regions=lambda wildcards: {key: files[maps_of(config["localization"])[0]] for key, files in region_maps(wildcards.dataset).items()},
-        filtered_variant=VARIANTS[-1],  # the full model: the last variant listed
+        filtered_variant=FULL_VARIANT or VARIANTS[-1],  # the full model (a run of fine-tuned models alone: the last)
         models=lambda wildcards: {v: {kind: detector_model(v)[kind] for kind in ("weights", "card")} for v in VARIANTS},
         subjects=lambda wildcards: {key: subject["files"] for key, subject in detection_subjects(wildcards.dataset).items()},
     log:

@@ -185,6 +185,19 @@ def test_a_dataset_without_phase_takes_only_models_that_do_not_read_it(tmp_path)
         validate_config(config, schema, ["my.yaml"])
 
 
+def test_the_retinanet_baseline_is_a_variant_without_our_switches():
+    schema = REPO / "schemas" / "config.schema.yaml"
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["detector"]["variants"]["retinanet"] = {"architecture": "retinanet"}
+    validate_config(config, schema, ["my.yaml"])
+    assert config["detector"]["variants"]["retinanet"] == {"architecture": "retinanet", "fuse_levels": False, "hspl": False,
+                                                          "inputs": ["swi", "phase"]}
+    assert config["detector"]["variants"]["rpn"]["architecture"] == "cmbflow"
+    config["detector"]["variants"]["retinanet"]["hspl"] = True
+    with pytest.raises(ValueError, match=r"detector.variants.retinanet"):
+        validate_config(config, schema, ["my.yaml"])
+
+
 def _sections(mapping: dict, prefix: tuple = ()):
     for key, value in mapping.items():
         if isinstance(value, dict):

@@ -30,6 +30,7 @@ from cmbflow.device import autocast
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
 from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
 from cmbflow.models.detector import CMBDetector
+from cmbflow.models.retinanet import is_retinanet, level0_outputs
 from cmbflow.training.patches import crop_patch
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ KINDS = ("TP", "FP", "FN", "TN")
 def features_at(model: CMBDetector, image: np.ndarray, voxels: np.ndarray, patch_size, batch: int = 4,
                 cpu_bfloat16: bool = False) -> np.ndarray:
     """Fused feature vectors ``(N, F)`` at ``voxels (N, 3)`` (voxel indices of the model-ready
-    grid of ``image (C, D, H, W)``), each from a patch of ``patch_size`` centred on it; in the
+    grid of ``image (C, D, H, W)``), each from a patch of ``patch_size`` centred on it (the
+    baseline's: its finest pyramid level's, at the patch centre); in the
     precision inference ran in (``cpu_bfloat16``, :func:`cmbflow.device.autocast`), so that these
     vectors and the candidates' come from the same arithmetic."""
     size = np.asarray(patch_size, int)
@@ -51,9 +53,15 @@ def features_at(model: CMBDetector, image: np.ndarray, voxels: np.ndarray, patch
         chunk = centres[first:first + batch]
         patches = np.stack([crop_patch(image, centre - size // 2, size) for centre in chunk])
         with autocast(torch.device("cpu"), cpu_bfloat16):
-            features = model.eval()(torch.from_numpy(patches)).features
-        out.append(features[(slice(None), slice(None), *(size // 2))].float().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.projections[0].out_channels), np.float32)
+            if is_retinanet(model):
+                features = level0_outputs(model.eval(), torch.from_numpy(patches))[1]
+            else:
+                features = model.eval()(torch.from_numpy(patches)).features
+        out.append(features[(slice(None), slice(None), *(s // 2 for s in features.shape[2:]))].float().numpy())
+    if out:
+        return np.concatenate(out)
+    width = model.network.feature_extractor.out_channels if is_retinanet(model) else model.projections[0].out_channels
+    return np.zeros((0, width), np.float32)
 
 
 def negative_voxels(brain: np.ndarray, affine: np.ndarray, avoid_world: np.ndarray, spacing, away_mm: float,

@@ -13,18 +13,20 @@ import torch
 from monai.visualize import VanillaGrad
 
 from cmbflow.models.detector import CMBDetector
+from cmbflow.models.retinanet import is_retinanet, level0_outputs
 from cmbflow.training.patches import crop_patch
 
 
 class CentreScore(torch.nn.Module):
-    """``detector``'s best anchor logit at the centre voxel of its input, shape ``(B, 1)``."""
+    """``detector``'s best anchor logit at the centre voxel of its input, shape ``(B, 1)``; for
+    the baseline, at the centre of its finest pyramid level."""
 
     def __init__(self, detector: CMBDetector):
         super().__init__()
         self.detector = detector
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.detector(x).logits  # (B, K, D, H, W)
+        logits = level0_outputs(self.detector, x)[0] if is_retinanet(self.detector) else self.detector(x).logits  # (B, K, ...)
         centre = logits[(slice(None), slice(None), *(s // 2 for s in logits.shape[2:]))]
         return centre.max(dim=1, keepdim=True).values
 

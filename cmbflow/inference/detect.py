@@ -20,12 +20,13 @@ from scipy import ndimage
 
 from cmbflow.io.coords import voxel_to_world, world_to_voxel
 from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
-from cmbflow.device import default_device
+from cmbflow.device import autocast, default_device
 from cmbflow.inference.windows import sliding_window
 from cmbflow.io.nifti import save_volume
 from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
 from cmbflow.models.detector import CMBDetector, folded_for_inference
 from cmbflow.models.postprocess import select_candidates
+from cmbflow.models.retinanet import SIZE_DIVISIBLE, is_retinanet
 from cmbflow.preprocessing.grid import Grid
 from cmbflow.settings import FromConfig
 
@@ -99,6 +100,65 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
     return VolumeOutputs(*(t / len(passes) if len(passes) > 1 else t for t in total))
 
 
+@dataclass
+class BoxScores:
+    """The baseline's outputs over a volume: its boxes (voxels of that volume) and scores. It has
+    no dense map; :meth:`probability` paints each box with its score (the highest where boxes overlap)."""
+
+    boxes: torch.Tensor  # (N, 6)
+    scores: torch.Tensor  # (N,)
+    shape: tuple[int, int, int]
+
+    def probability(self) -> np.ndarray:
+        out = np.zeros(self.shape, np.float32)
+        for box, score in sorted(zip(self.boxes.tolist(), self.scores.tolist()), key=lambda pair: pair[1]):
+            low = np.clip(np.floor(np.asarray(box[:3]) + 0.5).astype(int), 0, self.shape)
+            high = np.clip(np.ceil(np.asarray(box[3:]) + 0.5).astype(int), 0, self.shape)
+            out[tuple(slice(a, b) for a, b in zip(low, high))] = score
+        return out
+
+
+@torch.no_grad()
+def predict_boxes(detector, image: np.ndarray, settings: InferenceSettings, device: torch.device | None = None) -> BoxScores:
+    """MONAI's RetinaNet (the baseline) over ``image (C, D, H, W)``: its own sliding-window
+    inferer (windows of ``settings.roi_size``, -1 the whole axis, rounded up to its size
+    divisor; ``settings.overlap``, the LUNA16 bundle's constant blending), anchor decoding and box selector with our
+    ``score_threshold``, ``nms_iou`` and ``max_candidates``; bfloat16 as ours. Test-time flips
+    are not applied to it (its boxes would need merging, not averaging)."""
+    device = device or default_device()
+    detector = detector.to(device).eval()
+    divisor = np.asarray(SIZE_DIVISIBLE)
+    padded = -(-np.asarray(image.shape[1:]) // divisor) * divisor
+    roi = [int(p) if r <= 0 or r >= p else int(-(-r // d) * d) for r, p, d in zip(settings.roi_size, padded, divisor)]
+    detector.set_sliding_window_inferer(roi_size=roi, sw_batch_size=settings.sw_batch_size, overlap=settings.overlap,
+                                        mode="constant", device="cpu", sw_device=device)
+    detector.set_box_selector_parameters(score_thresh=settings.score_threshold, topk_candidates_per_level=1000,
+                                         nms_thresh=settings.nms_iou, detections_per_img=settings.max_candidates)
+    with autocast(device, settings.cpu_bfloat16):
+        found = detector(torch.from_numpy(np.ascontiguousarray(image))[None].float(), use_inferer=True)[0]
+    return BoxScores(found[detector.target_box_key].float().cpu(), found[detector.pred_score_key].float().cpu(),
+                     tuple(int(n) for n in image.shape[1:]))
+
+
+def box_candidates(outputs: BoxScores, brain: np.ndarray, spacing, settings: InferenceSettings) -> pd.DataFrame:
+    """The baseline's candidates, best first, as :func:`detect_candidates` gives ours: box
+    centres (voxels) no farther than ``brain_margin_mm`` outside ``brain``."""
+    centres = box_centres(outputs.boxes).numpy().reshape(-1, 3)
+    allowed = searched_voxels(brain, spacing, settings.brain_margin_mm)
+    voxels = np.clip(np.rint(centres).astype(int), 0, np.asarray(brain.shape) - 1)
+    keep = allowed[tuple(voxels.T)] if len(voxels) else np.zeros(0, bool)
+    order = np.argsort(-outputs.scores.numpy()[keep], kind="stable")
+    table = pd.DataFrame({"grid_i": centres[keep, 0], "grid_j": centres[keep, 1], "grid_k": centres[keep, 2],
+                          "score": outputs.scores.numpy()[keep], "diameter_mm": box_diameters_mm(outputs.boxes[keep], spacing).numpy()})
+    return table.iloc[order].reset_index(drop=True)
+
+
+def searched_voxels(brain: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
+    """Where a candidate may lie: ``brain`` grown by ``margin_mm`` per axis (a box dilation, separable)."""
+    margin = np.maximum(np.rint(margin_mm / np.asarray(spacing, float)), 0).astype(int)
+    return ndimage.maximum_filter(brain.astype(np.uint8), size=tuple(2 * margin + 1)) > 0
+
+
 def search_box(brain: np.ndarray, spacing, margin_mm: float) -> tuple[slice, slice, slice]:
     """Voxel bounding box (slices of the model-ready grid) of the searched region: ``brain``
     grown by ``margin_mm`` per axis, the only voxels where candidates are kept
@@ -120,10 +180,15 @@ def find_candidates(model: CMBDetector, image: np.ndarray, brain: np.ndarray, an
     Air and head outside the box hold no candidate, so the network does not run there (37 % of
     the voxels of the benchmark's uncropped full-size volume; 0-3 % of a grid preprocessing
     already cropped to the head); every searched voxel keeps at least ``brain_margin_mm`` of
-    the image around it as context. Returns the table, the outputs over the box and the box."""
+    the image around it as context. ``model``: ours or the baseline (:func:`predict_boxes`).
+    Returns the table, the outputs over the box (with ``probability()``) and the box."""
     box = search_box(brain, spacing, settings.brain_margin_mm)
-    outputs = predict_volume(model, image[(slice(None), *box)], settings, device)
-    table = detect_candidates(outputs, brain[box], anchors_mm, spacing, settings)
+    if is_retinanet(model):  # the baseline: MONAI's own inferer and box selector
+        outputs = predict_boxes(model, image[(slice(None), *box)], settings, device)
+        table = box_candidates(outputs, brain[box], spacing, settings)
+    else:
+        outputs = predict_volume(model, image[(slice(None), *box)], settings, device)
+        table = detect_candidates(outputs, brain[box], anchors_mm, spacing, settings)
     table[["grid_i", "grid_j", "grid_k"]] += np.array([part.start for part in box], float)
     return table, outputs, box
 
@@ -137,8 +202,7 @@ def detect_candidates(outputs: VolumeOutputs, brain: np.ndarray, anchors_mm, spa
     """
     extents = anchor_extents(anchors_mm, spacing)
     logits = outputs.logits
-    margin = np.maximum(np.rint(settings.brain_margin_mm / np.asarray(spacing, float)), 0).astype(int)
-    allowed = ndimage.maximum_filter(brain.astype(np.uint8), size=tuple(2 * margin + 1)) > 0  # box dilation, separable
+    allowed = searched_voxels(brain, spacing, settings.brain_margin_mm)
     logits = logits.masked_fill(~torch.from_numpy(allowed)[None], float("-inf"))  # below any threshold
     boxes, scores, _ = select_candidates(logits, outputs.deltas, extents, settings.score_threshold,
                                          settings.nms_iou, settings.max_candidates)

@@ -5,7 +5,9 @@ Built from MONAI's detection app as its LUNA16 lung-nodule bundle builds it: a 3
 layers 1 and 2, the RetinaNet classification and box heads (``RetinaNet``), anchors of given
 shapes at the pyramid's scales (``AnchorGeneratorWithAnchorShape``), and ``RetinaNetDetector``
 with its ATSS matcher, hard-negative sampler, box selector and sliding-window inferer. All of
-that is used as MONAI ships it.
+that is used as MONAI ships it. In this workflow it is the detector variant of architecture
+``retinanet`` (config ``detector.variants``), trained by the one training loop and run by the
+same inference step as ours.
 
 Written here, the two places where MONAI's detection app reaches for torchvision, which has no
 build for the CPU torch these machines install (docs/development.md):
@@ -102,6 +104,29 @@ class ATSSRetinaNetDetector(RetinaNetDetector):
         return matched
 
 
+class Float32RetinaNet(RetinaNet):
+    """MONAI's ``RetinaNet`` whose head outputs are float32 whatever the forward pass ran in:
+    under bfloat16 autocast (:func:`cmbflow.device.autocast`) the box decoding, the matching
+    and the losses downstream then run in float32 (bfloat16 keeps 8 bits, 2 voxels at index 500)."""
+
+    def forward(self, images: torch.Tensor):
+        outputs = super().forward(images)
+        return {key: [t.float() for t in maps] for key, maps in outputs.items()}
+
+
+def is_retinanet(model: nn.Module) -> bool:
+    """Whether ``model`` is the baseline (else our :class:`cmbflow.models.detector.CMBDetector`)."""
+    return isinstance(model, RetinaNetDetector)
+
+
+def level0_outputs(detector: RetinaNetDetector, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Classification logits ``(B, A, d, h, w)`` and pyramid features ``(B, F, d, h, w)`` of the
+    finest pyramid level (stride 4 x 4 x 2 of the input): what the saliency and t-SNE figures
+    read of our detector's fused map. ``images`` must be divisible by :data:`SIZE_DIVISIBLE`."""
+    features = list(detector.network.feature_extractor(images).values())[0]
+    return detector.network.classification_head([features])[0], features
+
+
 def anchor_shapes(anchors_mm, spacing) -> list[list[int]]:
     """Anchor box shapes (voxels, whole, at least 1) of cubes ``anchors_mm`` wide on a grid of
     ``spacing`` mm: our detector's extents (:func:`cmbflow.models.anchors.anchor_extents`) rounded,
@@ -120,7 +145,7 @@ def build_retinanet(in_channels: int, anchors_mm, spacing, roi_size=None, overla
         raise ValueError(f"ResNet depth must be 10, 18, 34 or 50, not {depth}")
     backbone = getattr(resnet, f"resnet{depth}")(spatial_dims=3, n_input_channels=in_channels, conv1_t_stride=[2, 2, 1],
                                                  conv1_t_size=[7, 7, 7])
-    network = RetinaNet(spatial_dims=3, num_classes=1, num_anchors=len(anchors_mm), feature_extractor=ResNetFPN(backbone),
+    network = Float32RetinaNet(spatial_dims=3, num_classes=1, num_anchors=len(anchors_mm), feature_extractor=ResNetFPN(backbone),
                         size_divisible=list(SIZE_DIVISIBLE))
     anchors = AnchorGeneratorWithAnchorShape(feature_map_scales=[2 ** n for n in range(len(RETURNED_LAYERS) + 1)],
                                              base_anchor_shapes=anchor_shapes(anchors_mm, spacing))

@@ -23,6 +23,7 @@ from cmbflow.device import autocast, prepare_training
 from cmbflow.models.anchors import anchor_extents, make_anchors
 from cmbflow.models.detector import CMBDetector
 from cmbflow.models.prototypes import Prototypes
+from cmbflow.models.retinanet import build_retinanet
 from cmbflow.training import engine
 from cmbflow.settings import FromConfig, schema_defaults
 from cmbflow.training.losses import detection_loss
@@ -40,6 +41,8 @@ class TrainSettings(FromConfig):
     section: ClassVar[str] = "detector"
     ignored: ClassVar[tuple[str, ...]] = ("threads", "validation_fraction")  # the job's; the subjects' split
 
+    architecture: str  # cmbflow: ours (CMBDetector); retinanet: MONAI's RetinaNet, the baseline (cmbflow.models.retinanet)
+    retinanet_depth: int  # the baseline's ResNet depth (config detector.retinanet.depth)
     fuse_levels: bool
     hspl: bool
     inputs: tuple[str, ...]  # image channels read, in order; ("swi",): datasets without phase
@@ -73,11 +76,15 @@ class TrainSettings(FromConfig):
         flattens the config (the full variant, FFM + HSPL, on SWI and phase)."""
         detector = schema_defaults("detector")
         variant = {**schema_defaults("detector.variants.*"), **detector["variants"]["rpn_ffm_hspl"]}
-        return {"anchors_mm": detector["anchors_mm"], **detector["network"], **detector["training"], **variant}
+        return {"anchors_mm": detector["anchors_mm"], "retinanet_depth": detector["retinanet"]["depth"], **detector["network"],
+                **detector["training"], **variant}
 
 
-def build_model(settings: TrainSettings) -> CMBDetector:
-    """The detector of a variant, untrained."""
+def build_model(settings: TrainSettings, spacing) -> torch.nn.Module:
+    """The detector of a variant, untrained, for a grid of ``spacing`` mm (the baseline's anchor
+    shapes are voxels)."""
+    if settings.architecture == "retinanet":
+        return build_retinanet(len(settings.inputs), settings.anchors_mm, spacing, depth=settings.retinanet_depth)
     return CMBDetector(in_channels=len(settings.inputs), channels=settings.channels, strides=settings.strides, n_anchors=len(settings.anchors_mm),
                        feature_dim=settings.feature_dim, fuse_levels=settings.fuse_levels)
 
@@ -109,60 +116,82 @@ def train_detector(train: list[SubjectVolumes], validation: list[SubjectVolumes]
     if wrong:
         raise ValueError(f"subjects {wrong[:5]} do not have the {len(settings.inputs)} input channel(s) "
                          f"({', '.join(settings.inputs)}) of the settings")
+    if settings.architecture == "retinanet" and (settings.hspl or settings.fuse_levels):
+        raise ValueError("the retinanet architecture has no Feature Fusion Module or prototypes: set fuse_levels and hspl "
+                         "to false in its detector.variants entry")
     device, amp = prepare_training(settings.seed, device)
-    anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, train[0].spacing)).to(device)
-    modules = {"detector": build_model(settings)}
+    modules = {"detector": build_model(settings, train[0].spacing)}
     if settings.hspl:
         modules["prototypes"] = Prototypes(settings.feature_dim, seed=settings.seed)
     if initial_state is not None:
         for name, module in modules.items():
             module.load_state_dict(initial_state[name])
-    modules["detector"] = modules["detector"].to(device, memory_format=torch.channels_last_3d)  # faster 3-D convolutions
-    if "prototypes" in modules:
-        modules["prototypes"] = modules["prototypes"].to(device)
-    model, prototypes = modules["detector"], modules.get("prototypes")
-    weight_con = settings.weight_con if settings.hspl else 0.0
+    modules = {name: module.to(device) for name, module in modules.items()}
     validation_sampler = patch_sampler(validation, settings, seed=settings.seed + 1, augment=False) if validation else None
     fixed_validation = [validation_sampler.sample() for _ in range(settings.validation_patches)] if validation_sampler else []
-    generator = torch.Generator().manual_seed(settings.seed)
+    batch_loss = (_retinanet_loss if settings.architecture == "retinanet" else _anchor_loss)(modules, settings, train[0], device)
 
     def make_step(start: int):
         sampler = patch_sampler(train, settings, seed=settings.seed * 100_003 + start)
-        log.info("training on %s: %d subjects (%d lesions), %d validation subjects, %d iterations from %d",
-                 device, len(train), len(sampler.lesions), len(validation), settings.iterations, start)
+        log.info("training %s on %s: %d subjects (%d lesions), %d validation subjects, %d iterations from %d",
+                 settings.architecture, device, len(train), len(sampler.lesions), len(validation), settings.iterations, start)
+        return lambda: batch_loss([sampler.sample() for _ in range(settings.batch_size)], False)
 
-        def step() -> dict:
-            images, targets = _batch([sampler.sample() for _ in range(settings.batch_size)], anchors, settings, device)
-            with autocast(device, settings.cpu_bfloat16):
-                out = model(images)
-            parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes, weight_con, settings.n_hard,
-                                   settings.n_background, generator)
-            return {"loss": parts.total, "cls": parts.cls, "reg": parts.reg, "con": parts.con}
-        return step
+    @torch.no_grad()
+    def validation_loss() -> float:
+        if not fixed_validation:
+            return float("nan")
+        return float(np.mean([float(batch_loss(fixed_validation[start:start + settings.batch_size], True)["loss"])
+                              for start in range(0, len(fixed_validation), settings.batch_size)]))
 
     schedule = engine.Schedule(settings.iterations, settings.learning_rate, settings.weight_decay, settings.validation_every,
-                        settings.checkpoint_every)
-    curves = engine.train(modules, make_step, lambda: _validation_loss(model, prototypes, fixed_validation, anchors, settings, device),
-                   schedule, device, amp, checkpoint, run_fingerprint(settings, train, validation, tag), show_progress,
-                   "training")
+                               settings.checkpoint_every)
+    curves = engine.train(modules, make_step, validation_loss, schedule, device, amp, checkpoint,
+                          run_fingerprint(settings, train, validation, tag), show_progress, "training")
     return {name: {n: t.detach().cpu() for n, t in module.state_dict().items()} for name, module in modules.items()}, curves
 
 
-@torch.no_grad()
-def _validation_loss(model, prototypes, samples, anchors, settings, device) -> float:
-    if not samples:
-        return float("nan")
-    model.eval()
-    losses = []
-    for start in range(0, len(samples), settings.batch_size):
-        images, targets = _batch(samples[start : start + settings.batch_size], anchors, settings, device)
+def _anchor_loss(modules: dict, settings: TrainSettings, example: SubjectVolumes, device: torch.device):
+    """``loss(samples, validation)`` of our detector: the RPN's anchor losses (and HSPL's
+    concentration loss) on a batch of patches (:func:`cmbflow.training.losses.detection_loss`).
+    Validation batches draw their hard and background locations from a fixed seed."""
+    anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, example.spacing)).to(device)
+    modules["detector"] = modules["detector"].to(memory_format=torch.channels_last_3d)  # faster 3-D convolutions
+    model, prototypes = modules["detector"], modules.get("prototypes")
+    weight_con = settings.weight_con if settings.hspl else 0.0
+    generator = torch.Generator().manual_seed(settings.seed)
+
+    def loss(samples: list[dict], validation: bool) -> dict:
+        images, targets = _batch(samples, anchors, settings, device)
         with autocast(device, settings.cpu_bfloat16):
             out = model(images)
-        parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes,
-                               settings.weight_con if settings.hspl else 0.0, settings.n_hard, settings.n_background,
-                               torch.Generator().manual_seed(0))
-        losses.append(float(parts.total))
-    return float(np.mean(losses))
+        parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes, weight_con, settings.n_hard,
+                               settings.n_background, torch.Generator().manual_seed(0) if validation else generator)
+        return {"loss": parts.total, "cls": parts.cls, "reg": parts.reg, "con": parts.con}
+    return loss
+
+
+def _retinanet_loss(modules: dict, settings: TrainSettings, example: SubjectVolumes, device: torch.device):
+    """``loss(samples, validation)`` of the baseline: MONAI's RetinaNet losses (BCE
+    on ATSS-matched, hard-negative-sampled anchors; smooth L1 box regression), as its detector
+    computes them in training mode. For a validation batch the detector object alone is put in
+    training mode (MONAI returns losses only then); its network stays in eval mode, so batch
+    norms use their running statistics and are not updated."""
+    detector = modules["detector"]
+
+    def loss(samples: list[dict], validation: bool) -> dict:
+        images = torch.stack([s["image"] for s in samples]).to(device)
+        targets = [{"box": s["boxes"].to(device), "label": torch.zeros(len(s["boxes"]), dtype=torch.long, device=device)}
+                   for s in samples]
+        detector.training = True  # the object alone (nn.Module.train would recurse); engine.train sets the rest
+        try:
+            with autocast(device, settings.cpu_bfloat16):
+                losses = detector(images, targets)
+        finally:
+            detector.training = not validation
+        cls, reg = losses[detector.cls_key], losses[detector.box_reg_key]
+        return {"loss": cls + reg, "cls": float(cls.detach()), "reg": float(reg.detach()), "con": 0.0}
+    return loss
 
 
 def run_fingerprint(settings: TrainSettings, train: list[SubjectVolumes], validation: list[SubjectVolumes],

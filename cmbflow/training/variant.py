@@ -3,7 +3,8 @@
 A variant is a named set of switches in config ``detector.variants`` (``fuse_levels``,
 ``hspl``, and the ``inputs`` it reads: SWI and phase, or SWI alone for datasets without
 phase) applied to the shared network and training settings, so the ablation of the paper
-is three config entries, not three classes.
+is three config entries, not three classes. ``architecture: retinanet`` swaps our network
+for MONAI's RetinaNet (the baseline) under the same patches, budget and split.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from cmbflow.config import split_subjects
 from cmbflow.io.model_input import PhaseScaling
 from cmbflow.models.card import input_descriptions, normalization_record, provenance_record
 from cmbflow.models.weights import save_model
+from cmbflow.settings import schema_defaults
 from cmbflow.training.loop import TrainSettings, settings_record, train_detector
 from cmbflow.training.patches import load_subject
 
@@ -26,8 +28,8 @@ def variant_settings(detector: dict, variant: str) -> TrainSettings:
     """Training settings of ``variant`` from config ``detector`` (network + training + switches)."""
     if variant not in detector["variants"]:
         raise ValueError(f"unknown detector variant {variant!r}; config detector.variants has {sorted(detector['variants'])}")
-    options = {"anchors_mm": detector["anchors_mm"], **detector["network"], **detector["training"],
-               **detector["variants"][variant]}
+    options = {"anchors_mm": detector["anchors_mm"], "retinanet_depth": detector["retinanet"]["depth"], **detector["network"],
+               **detector["training"], **schema_defaults("detector.variants.*"), **detector["variants"][variant]}
     return TrainSettings.from_config(options)
 
 
@@ -43,9 +45,14 @@ def validation_keys(keys: list[str], fraction: float, seed: int) -> list[str]:
     return sorted(key for key, part in split_subjects(keys, fraction, seed).items() if part == "test")
 
 
-def network_record(settings: TrainSettings) -> dict:
-    """Constructor arguments of :class:`cmbflow.models.detector.CMBDetector` (model card)."""
-    return {"in_channels": len(settings.inputs), "channels": list(settings.channels),
+def network_record(settings: TrainSettings, spacing) -> dict:
+    """What :func:`cmbflow.models.weights.build_detector` builds the network from (model card):
+    the baseline's :func:`cmbflow.models.retinanet.build_retinanet` arguments, or the constructor
+    arguments of our :class:`cmbflow.models.detector.CMBDetector`."""
+    if settings.architecture == "retinanet":
+        return {"architecture": "retinanet", "in_channels": len(settings.inputs), "anchors_mm": list(settings.anchors_mm),
+                "spacing": [float(v) for v in spacing], "depth": settings.retinanet_depth}
+    return {"architecture": "cmbflow", "in_channels": len(settings.inputs), "channels": list(settings.channels),
             "strides": [list(s) for s in settings.strides], "n_anchors": len(settings.anchors_mm),
             "feature_dim": settings.feature_dim, "fuse_levels": settings.fuse_levels}
 
@@ -69,7 +76,8 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
     state, curves = train_detector(train, validation, settings, checkpoint, show_progress=show_progress)
     Path(outputs["weights"]).parent.mkdir(parents=True, exist_ok=True)
     card = {
-        "name": f"cmbflow CMB detector ({variant})",
+        "name": f"cmbflow CMB detector ({variant})" if settings.architecture == "cmbflow"
+                else f"MONAI RetinaNet baseline ({variant}), trained by cmbflow",
         "variant": variant,
         "task": "cerebral microbleed detection: boxes with scores on the model-ready grid",
         "inputs": list(settings.inputs),  # what a dataset must have for this model to run on it
@@ -78,7 +86,7 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
         "grid": "world-aligned RAS+ (axes along R, A, S), cropped to the head (preprocessing)",
         "normalization": {**normalization_record(config["preprocessing"]), **scaling.record()},
         "anchors_mm": list(settings.anchors_mm),
-        "network": network_record(settings),
+        "network": network_record(settings, spacing),
         "training": settings_record(settings),
         **provenance_record([s.key for s in train], [s.key for s in validation], held_out, curves, config, workflow_dir),
     }

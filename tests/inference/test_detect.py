@@ -169,3 +169,30 @@ def test_inference_reads_the_phase_as_the_model_card_says(tmp_path):
     mad_change = np.abs(scores(1.0, mad) - scores(13.0, mad)).max()
     plain_change = np.abs(scores(1.0, plain) - scores(13.0, plain)).max()
     assert mad_change < 1e-6 and plain_change > 1e-4  # measured: 6e-8 and 5e-4
+
+
+def test_the_retinanet_baseline_detects_through_the_same_step_with_its_own_inferer():
+    """A RetinaNet (build_detector of its card record) goes through find_candidates: MONAI's
+    sliding windows over the searched box, its box selector with our threshold and candidate
+    cap, our brain-margin rule; the table is ours (best first, voxels of the whole grid), and
+    the probability map paints each box with its score."""
+    from cmbflow.inference.detect import BoxScores
+    from cmbflow.models.weights import build_detector
+
+    brain = np.zeros((40, 36, 12), bool)
+    brain[14:22, 10:20, 4:8] = True
+    torch.manual_seed(0)
+    model = build_detector({"architecture": "retinanet", "in_channels": 2, "anchors_mm": [3.0, 5.0],
+                            "spacing": [1.0, 1.0, 2.0], "depth": 10}).eval()
+    image = np.random.default_rng(0).normal(size=(2, *brain.shape)).astype(np.float32)
+    settings = InferenceSettings.defaults(score_threshold=0.0, brain_margin_mm=4.0, max_candidates=30, roi_size=(16, 16, -1),
+                                          cpu_bfloat16=False)
+    table, outputs, box = find_candidates(model, image, brain, (3.0, 5.0), (1.0, 1.0, 2.0), settings, torch.device("cpu"))
+    assert isinstance(outputs, BoxScores) and box == (slice(10, 26), slice(6, 24), slice(2, 10))
+    assert 0 < len(table) <= 30 and list(table.columns) == ["grid_i", "grid_j", "grid_k", "score", "diameter_mm"]
+    assert (np.diff(table["score"].to_numpy()) <= 0).all()
+    centres = np.rint(table[["grid_i", "grid_j", "grid_k"]].to_numpy()).astype(int)
+    assert (centres.min(axis=0) >= [10, 6, 2]).all() and (centres.max(axis=0) < [26, 24, 10]).all()
+    painted = BoxScores(torch.tensor([[1.0, 1.0, 1.0, 3.0, 3.0, 2.0], [2.0, 2.0, 1.0, 4.0, 4.0, 2.0]]),
+                        torch.tensor([0.9, 0.3]), (6, 6, 4)).probability()
+    assert painted[2, 2, 1] == np.float32(0.9) and painted[4, 4, 1] == np.float32(0.3) and painted[0, 0, 0] == 0

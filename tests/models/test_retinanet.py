@@ -49,3 +49,19 @@ def test_retinanet_trains_and_detects_without_torchvision(monkeypatch):
     boxes = found["box"]
     assert boxes.shape[1] == 6 and len(boxes) == len(found["label_scores"]) > 0
     assert (boxes[:, :3] >= -1e-3).all() and (boxes[:, 3:] <= torch.tensor([32, 40, 16]) + 1e-3).all()
+
+
+def test_a_retinanet_model_folder_loads_as_it_was_saved(tmp_path):
+    """The card's network record names the architecture; load_model rebuilds the baseline from it
+    and loads its state_dict with weights_only (what inference, the figures and fine-tuning read)."""
+    from cmbflow.models.weights import load_model, save_model
+
+    record = {"architecture": "retinanet", "in_channels": 2, "anchors_mm": [3.0], "spacing": [1.0, 1.0, 2.0], "depth": 10}
+    torch.manual_seed(0)
+    detector = build_retinanet(2, [3.0], [1.0, 1.0, 2.0], depth=10)
+    files = {"weights": str(tmp_path / "model.pt"), "card": str(tmp_path / "model_card.json")}
+    save_model(files, {"detector": detector.state_dict()}, {"network": record})
+    loaded, card = load_model(files["weights"], files["card"])
+    assert type(loaded) is type(detector) and not loaded.training and card["network"] == record
+    for name, tensor in detector.state_dict().items():
+        torch.testing.assert_close(loaded.state_dict()[name], tensor, msg=name)

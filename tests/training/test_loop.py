@@ -129,3 +129,39 @@ def test_a_non_finite_loss_stops_training_with_the_fix():
     with pytest.raises(FloatingPointError, match="iteration 2.*cpu_bfloat16"):
         train({"net": weight}, make_step, lambda: float("nan"), Schedule(4, 0.01, 0.0, validation_every=10),
               torch.device("cpu"), amp=False, label="detector")
+
+
+def test_the_retinanet_baseline_trains_in_the_one_loop_and_validates_without_touching_its_batch_norms(tmp_path):
+    """architecture retinanet: MONAI's RetinaNet under the same loop, patches and schedule
+    (deterministic, curves with its two losses). Its validation loss comes from MONAI's
+    training-mode loss with the network in eval mode: the batch norms' running statistics
+    stay as they are, while a training batch moves them."""
+    settings = TrainSettings.defaults(**TINY, architecture="retinanet", retinanet_depth=10, hspl=False, fuse_levels=False)
+    subjects, validation = [_subject("a"), _subject("b", lesion=None)], [_subject("c")]
+    first, curves = train_detector(subjects, validation, settings, tmp_path / "one.ckpt")
+    second, _ = train_detector(subjects, validation, settings, tmp_path / "two.ckpt")
+    assert set(first) == {"detector"} and any(name.startswith("network.feature_extractor.fpn") for name in first["detector"])
+    for name, tensor in first["detector"].items():
+        torch.testing.assert_close(tensor, second["detector"][name], msg=name)
+    assert curves[["train_loss", "train_cls", "validation_loss"]].notna().all().all() and (curves["train_con"] == 0).all()
+
+    modules = {"detector": loop.build_model(settings, subjects[0].spacing)}
+    loss = loop._retinanet_loss(modules, settings, subjects[0], torch.device("cpu"))
+    samples = [loop.patch_sampler(subjects, settings, seed=0).sample() for _ in range(2)]
+    detector = modules["detector"]
+    norm = detector.network.feature_extractor.body.stem[1]
+    before = norm.running_mean.clone()
+    detector.eval()
+    with torch.no_grad():
+        assert torch.isfinite(loss(samples, True)["loss"])
+    assert not detector.training and not norm.training
+    torch.testing.assert_close(norm.running_mean, before, rtol=0, atol=0)
+    detector.train()
+    loss(samples, False)["loss"].backward()
+    assert detector.training and not torch.equal(norm.running_mean, before)
+
+
+def test_retinanet_refuses_the_switches_of_our_network():
+    settings = TrainSettings.defaults(**TINY, architecture="retinanet", retinanet_depth=10, hspl=True, fuse_levels=False)
+    with pytest.raises(ValueError, match="retinanet architecture has no Feature Fusion Module or prototypes"):
+        train_detector([_subject("a")], [], settings, "unused.ckpt")
