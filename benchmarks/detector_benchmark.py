@@ -12,6 +12,7 @@ Cases (each in a fresh process, so its peak resident memory is its own):
   default         a subject of the default internal site (176 x 208 x 72 at 1 x 1 x 2 mm)
   training        patches per second of the default training settings on default subjects
   training_bf16   the same with detector.training.cpu_bfloat16 on
+  retinanet_training  the same for the baseline (a variant {architecture: retinanet})
 
 ``--json OUT`` also writes one object: ``<case>_s`` (inference seconds), ``<case>_patches_per_s``
 (training), ``<case>_peak_gb`` for each case run on the CPU, ``cuda_<...>`` for the CUDA runs,
@@ -134,7 +135,10 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
     from cmbflow.training.variant import input_phase_scaling, variant_settings
 
     torch.set_num_threads(threads)
-    settings = variant_settings(config["detector"], list(config["detector"]["variants"])[-1])
+    detector = config["detector"]
+    if name.startswith("retinanet"):  # the baseline, trained as the variant {architecture: retinanet} would be
+        detector = {**detector, "variants": {"retinanet": {"architecture": "retinanet"}}}
+    settings = variant_settings(detector, list(detector["variants"])[-1])
     with tempfile.TemporaryDirectory() as folder:
         subjects = []
         for seed in (7, 8):
@@ -192,7 +196,8 @@ CASES = {"full_size": (inference_case, FULL_SIZE, {}),
          "retinanet_full_size": (retinanet_case, FULL_SIZE, {}),
          "default": (inference_case, {}, {}),
          "training": (training_case, {}, {}),
-         "training_bf16": (training_case, {}, {"cpu_bfloat16": True})}
+         "training_bf16": (training_case, {}, {"cpu_bfloat16": True}),
+         "retinanet_training": (training_case, {}, {})}
 
 
 def with_overrides(config: dict, section: str, overrides: dict) -> dict:
