@@ -147,10 +147,9 @@ def box_candidates(outputs: BoxScores, brain: np.ndarray, spacing, settings: Inf
     allowed = searched_voxels(brain, spacing, settings.brain_margin_mm)
     voxels = np.clip(np.rint(centres).astype(int), 0, np.asarray(brain.shape) - 1)
     keep = allowed[tuple(voxels.T)] if len(voxels) else np.zeros(0, bool)
-    order = np.argsort(-outputs.scores.numpy()[keep], kind="stable")
     table = pd.DataFrame({"grid_i": centres[keep, 0], "grid_j": centres[keep, 1], "grid_k": centres[keep, 2],
                           "score": outputs.scores.numpy()[keep], "diameter_mm": box_diameters_mm(outputs.boxes[keep], spacing).numpy()})
-    return table.iloc[order].reset_index(drop=True)
+    return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def searched_voxels(brain: np.ndarray, spacing, margin_mm: float) -> np.ndarray:

@@ -145,8 +145,8 @@ def build_retinanet(in_channels: int, anchors_mm, spacing, roi_size=None, overla
         raise ValueError(f"ResNet depth must be 10, 18, 34 or 50, not {depth}")
     backbone = getattr(resnet, f"resnet{depth}")(spatial_dims=3, n_input_channels=in_channels, conv1_t_stride=[2, 2, 1],
                                                  conv1_t_size=[7, 7, 7])
-    network = Float32RetinaNet(spatial_dims=3, num_classes=1, num_anchors=len(anchors_mm), feature_extractor=ResNetFPN(backbone),
-                        size_divisible=list(SIZE_DIVISIBLE))
+    network = Float32RetinaNet(spatial_dims=3, num_classes=1, num_anchors=len(anchors_mm),
+                               feature_extractor=ResNetFPN(backbone), size_divisible=list(SIZE_DIVISIBLE))
     anchors = AnchorGeneratorWithAnchorShape(feature_map_scales=[2 ** n for n in range(len(RETURNED_LAYERS) + 1)],
                                              base_anchor_shapes=anchor_shapes(anchors_mm, spacing))
     detector = ATSSRetinaNetDetector(network, anchors, spatial_dims=3, num_classes=1)

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import torch
-
 from torch import nn
 
 from cmbflow.models.detector import CMBDetector
