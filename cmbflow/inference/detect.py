@@ -1,5 +1,5 @@
-"""Whole-volume detection: MONAI sliding-window inference, box decoding, 3-D NMS, and the
-candidates' positions on the user's original image.
+"""Whole-volume detection: sliding-window inference (ours; the baseline: MONAI's RetinaNet
+inferer), box decoding, 3-D NMS, and the candidates' positions on the user's original image.
 
 The network runs on the model-ready grid (:mod:`cmbflow.preprocessing.grid`), which lives in
 the subject's own world frame. A candidate's box centre (voxel of that grid) is mapped to
@@ -70,7 +70,7 @@ class VolumeOutputs:
 def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSettings,
                    device: torch.device | None = None) -> VolumeOutputs:
     """Run ``model`` over ``image (2, D, H, W)`` with :func:`cmbflow.inference.windows.sliding_window`
-    (MONAI's inferer, Gaussian blending, windows fitted to the volume); mixed precision on
+    (overlapping windows fitted to the volume, each voxel from the window it lies deepest in); mixed precision on
     CUDA, bfloat16 on the CPU with ``settings.cpu_bfloat16``. Outputs are float32 on the CPU."""
     device = device or default_device()
     # Batch norms folded into their convolutions (a copy: the caller's model is left as it is);
@@ -162,12 +162,14 @@ def search_box(brain: np.ndarray, spacing, margin_mm: float) -> tuple[slice, sli
     """Voxel bounding box (slices of the model-ready grid) of the searched region: ``brain``
     grown by ``margin_mm`` per axis, the only voxels where candidates are kept
     (:func:`detect_candidates`). The whole volume when ``brain`` is empty."""
-    inside = np.argwhere(brain)
-    if not len(inside):
+    if not brain.any():
         return tuple(slice(0, n) for n in brain.shape)
+    # per-axis projections: np.argwhere over a full-size volume took 0.6 s
+    spans = [np.flatnonzero(brain.any(axis=tuple(other for other in range(brain.ndim) if other != axis)))
+             for axis in range(brain.ndim)]
     margin = np.maximum(np.rint(margin_mm / np.asarray(spacing, float)), 0).astype(int)
-    low = np.maximum(inside.min(axis=0) - margin, 0)
-    high = np.minimum(inside.max(axis=0) + 1 + margin, brain.shape)
+    low = np.maximum(np.array([span[0] for span in spans]) - margin, 0)
+    high = np.minimum(np.array([span[-1] for span in spans]) + 1 + margin, brain.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))
 
 
