@@ -34,6 +34,7 @@ rule synthesize_template:
     benchmark:
         paths.benchmark("synth", "template")
     threads: 1
+    priority: 1  # every subject's preprocessing waits for it
     resources:
         mem_mb=3000,  # whole 1 mm template grid with FFT padding
         runtime=10,
@@ -59,6 +60,7 @@ rule synthesize_subject:
     benchmark:
         paths.benchmark("synth", "site-{site}_sub-{subject}")
     threads: 1  # one subject per core parallelizes better than threaded FFTs
+    priority: training_site_first
     resources:
         mem_mb=2500,  # template maps + 1 mm simulation grid (measured ~1.3 GB at default scale)
         runtime=10,
