@@ -34,7 +34,7 @@ rule synthesize_template:
     benchmark:
         paths.benchmark("synth", "template")
     threads: 1
-    priority: 1  # every subject's preprocessing waits for it
+    priority: 2  # every subject's preprocessing waits for it: before the subjects of equal priority
     resources:
         mem_mb=3000,  # whole 1 mm template grid with FFT padding
         runtime=10,
@@ -84,6 +84,7 @@ rule synthesize_site:
     log:
         paths.log("synth", "site-{site}"),
     threads: 1
+    priority: training_site_first  # the dataset's validation, and so its preprocessing, waits for it
     resources:
         mem_mb=500,
         runtime=5,
