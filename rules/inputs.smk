@@ -69,6 +69,7 @@ checkpoint split_dataset:  # every later rule reads the table it writes (common.
     log:
         paths.log("inputs", "split_{dataset}"),
     threads: 1
+    priority: 10  # seconds of work that every training waits for (run 6: it ran after other sites' subjects)
     resources:
         mem_mb=500,
         runtime=5,
