@@ -13,7 +13,7 @@ At the operating point after anatomical filtering:
 All four are read the same way (:func:`features_at`): the model runs on a patch of the
 training patch size centred on the location (a candidate's box centre, a CMB's centre, the
 drawn voxel), and the fused feature map is read at the patch centre. Inference does not keep
-the feature map: blending its channels over whole volumes cost as much as the network.
+the feature map: its channels over whole volumes cost memory and copies, for a few dozen reads.
 """
 
 from __future__ import annotations

@@ -129,7 +129,7 @@ def test_cpu_bfloat16_inference_is_reproducible_and_ranks_like_float32():
     image = np.random.default_rng(1).normal(size=(2, 48, 40, 16)).astype(np.float32)
     half = [predict_volume(model, image, InferenceSettings.defaults(cpu_bfloat16=True), torch.device("cpu")) for _ in range(2)]
     full = predict_volume(model, image, InferenceSettings.defaults(cpu_bfloat16=False), torch.device("cpu"))
-    assert half[0].logits.dtype == torch.float32  # blended in float32 whatever the arithmetic
+    assert half[0].logits.dtype == torch.float32  # float32 outputs whatever the arithmetic
     torch.testing.assert_close(half[0].logits, half[1].logits, rtol=0, atol=0)
     difference = (half[0].logits - full.logits).abs()
     assert 0 < float(difference.max()) < 0.1  # bfloat16 did run, and only rounds
