@@ -153,9 +153,14 @@ def box_candidates(outputs: BoxScores, brain: np.ndarray, spacing, settings: Inf
     return table.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
+def margin_voxels(spacing, margin_mm: float) -> np.ndarray:
+    """``margin_mm`` in whole voxels per axis of a grid of ``spacing`` mm."""
+    return np.maximum(np.rint(margin_mm / np.asarray(spacing, float)), 0).astype(int)
+
+
 def searched_voxels(brain: np.ndarray, spacing, margin_mm: float) -> np.ndarray:
     """Where a candidate may lie: ``brain`` grown by ``margin_mm`` per axis (a box dilation, separable)."""
-    margin = np.maximum(np.rint(margin_mm / np.asarray(spacing, float)), 0).astype(int)
+    margin = margin_voxels(spacing, margin_mm)
     return ndimage.maximum_filter(brain.astype(np.uint8), size=tuple(2 * margin + 1)) > 0
 
 
@@ -168,7 +173,7 @@ def search_box(brain: np.ndarray, spacing, margin_mm: float) -> tuple[slice, sli
     # per-axis projections: np.argwhere over a full-size volume took 0.6 s
     spans = [np.flatnonzero(brain.any(axis=tuple(other for other in range(brain.ndim) if other != axis)))
              for axis in range(brain.ndim)]
-    margin = np.maximum(np.rint(margin_mm / np.asarray(spacing, float)), 0).astype(int)
+    margin = margin_voxels(spacing, margin_mm)
     low = np.maximum(np.array([span[0] for span in spans]) - margin, 0)
     high = np.minimum(np.array([span[-1] for span in spans]) + 1 + margin, brain.shape)
     return tuple(slice(int(a), int(b)) for a, b in zip(low, high))

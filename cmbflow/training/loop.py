@@ -72,12 +72,15 @@ class TrainSettings(FromConfig):
 
     @classmethod
     def default_options(cls) -> dict:
-        """The schema's defaults, flattened as :func:`cmbflow.training.variant.variant_settings`
-        flattens the config (the full variant, FFM + HSPL, on SWI and phase)."""
-        detector = schema_defaults("detector")
-        variant = {**schema_defaults("detector.variants.*"), **detector["variants"]["rpn_ffm_hspl"]}
-        return {"anchors_mm": detector["anchors_mm"], "retinanet_depth": detector["retinanet"]["depth"], **detector["network"],
-                **detector["training"], **variant}
+        """The schema's defaults, flattened (the full variant, FFM + HSPL, on SWI and phase)."""
+        return flat_options(schema_defaults("detector"), "rpn_ffm_hspl")
+
+
+def flat_options(detector: dict, variant: str) -> dict:
+    """Config ``detector`` flattened for :class:`TrainSettings`: anchors, the baseline's depth,
+    network and training keys, then the switches of ``variant`` over the schema's variant defaults."""
+    return {"anchors_mm": detector["anchors_mm"], "retinanet_depth": detector["retinanet"]["depth"], **detector["network"],
+            **detector["training"], **schema_defaults("detector.variants.*"), **detector["variants"][variant]}
 
 
 def build_model(settings: TrainSettings, spacing) -> torch.nn.Module:

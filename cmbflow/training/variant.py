@@ -17,8 +17,7 @@ from cmbflow.config import split_subjects
 from cmbflow.io.model_input import PhaseScaling
 from cmbflow.models.card import input_descriptions, normalization_record, provenance_record
 from cmbflow.models.weights import save_model
-from cmbflow.settings import schema_defaults
-from cmbflow.training.loop import TrainSettings, settings_record, train_detector
+from cmbflow.training.loop import TrainSettings, flat_options, settings_record, train_detector
 from cmbflow.training.patches import load_subject
 
 log = logging.getLogger(__name__)
@@ -28,9 +27,7 @@ def variant_settings(detector: dict, variant: str) -> TrainSettings:
     """Training settings of ``variant`` from config ``detector`` (network + training + switches)."""
     if variant not in detector["variants"]:
         raise ValueError(f"unknown detector variant {variant!r}; config detector.variants has {sorted(detector['variants'])}")
-    options = {"anchors_mm": detector["anchors_mm"], "retinanet_depth": detector["retinanet"]["depth"], **detector["network"],
-               **detector["training"], **schema_defaults("detector.variants.*"), **detector["variants"][variant]}
-    return TrainSettings.from_config(options)
+    return TrainSettings.from_config(flat_options(detector, variant))
 
 
 def input_phase_scaling(detector: dict) -> PhaseScaling:
