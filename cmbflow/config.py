@@ -124,6 +124,13 @@ def check_config(config: dict) -> None:
         if fraction + mimic > 1:
             raise ValueError(f"{key} ({fraction:g}) plus detector.training.mimic_fraction ({mimic:g}) is over 1: they are "
                              "shares of the training patches. Lower one of them.")
+    point = config["detector"]["operating_point"]
+    low, high = point["background_ranks"]
+    most = config["detector"]["inference"]["max_candidates"]
+    if point["site_adaptation"] != "none" and not low <= high <= most:
+        raise ValueError(f"detector.operating_point.background_ranks {[low, high]}: give two ranks, the first not above the "
+                         f"second, the second not above detector.inference.max_candidates ({most}), the candidates a "
+                         "subject keeps (or set detector.operating_point.site_adaptation: none).")
     localizer = config["localizer"]
     if len(localizer["strides"]) != len(localizer["channels"]) - 1:
         raise ValueError(f"localizer.strides has {len(localizer['strides'])} entries; give one fewer than "

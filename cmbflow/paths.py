@@ -160,6 +160,11 @@ def calibrated_operating_point(variant: str, dataset: str) -> str:
     return f"{RESULTS}/calibration/{variant}/{dataset}/operating_point.json"
 
 
+def adapted_operating_point(variant: str, dataset: str) -> str:
+    """A variant's operating point adapted, without labels, to one dataset's background scores."""
+    return f"{RESULTS}/adaptation/{variant}/{dataset}/operating_point.json"
+
+
 LOCALIZER = "localizer"  # model folder name of the localization network; not a detector variant name
 
 

@@ -95,10 +95,24 @@ def parent_model(name):
 
 def operating_point_file(variant, dataset):
     """The operating point a variant is used at on a dataset: calibrated on the dataset's
-    calibration subjects (``datasets.<name>.calibrate``), else the model's own."""
+    calibration subjects (``datasets.<name>.calibrate``); else, on an external dataset, adapted
+    to its background scores without labels (``detector.operating_point.site_adaptation``); else
+    the model's own (the home site, where it was chosen)."""
     if config["datasets"][dataset]["calibrate"] and config["datasets"][dataset]["calibration_subjects"] > 0:
         return paths.calibrated_operating_point(variant, dataset)
+    if config["detector"]["operating_point"]["site_adaptation"] != "none" and config["datasets"][dataset]["role"] == "external":
+        return paths.adapted_operating_point(variant, dataset)
     return detector_model(variant)["operating_point"]
+
+
+# What choosing an operating point reads of config detector.operating_point (the adaptation's other
+# keys must not re-run it).
+POINT_CRITERION = {key: config["detector"]["operating_point"][key] for key in ("criterion", "fp_per_subject", "background_ranks")}
+
+
+def adaptation_brainmasks(dataset):
+    """Test subject key -> model-ready brain mask: where a site's background scores are read."""
+    return {key: preproc_inputs(dataset, key, ("brainmask",))["brainmask"] for key in test_subjects(dataset)}
 
 
 def localizer_model():

@@ -66,7 +66,7 @@ if OWN_POINTS:
                                       if wildcards.variant in FINE_TUNED
                                       else "validation subjects of training (model card data_split.validation)"),
             inference=config["detector"]["inference"],  # a change re-runs this rule, not training
-            criterion=config["detector"]["operating_point"],
+            criterion=POINT_CRITERION,
             home_datasets=INTERNAL_DATASETS,  # the point is chosen on the home site's validation subjects
         wildcard_constraints:
             variant="|".join(OWN_POINTS),
@@ -97,7 +97,7 @@ rule calibrate_operating_point:
         names=lambda wildcards: list(calibration_subject_files(wildcards.dataset)),
         source=lambda wildcards: f"calibration subjects of {wildcards.dataset} (datasets.{wildcards.dataset}.calibrate)",
         inference=config["detector"]["inference"],
-        criterion=config["detector"]["operating_point"],
+        criterion=POINT_CRITERION,
     log:
         paths.log("detector", "calibrate_{variant}_{dataset}"),
     benchmark:
@@ -111,6 +111,29 @@ rule calibrate_operating_point:
         "../envs/detector.yaml"
     script:
         "../scripts/choose_operating_point.py"
+
+
+rule adapt_operating_point:
+    input:
+        operating_point=lambda wildcards: detector_model(wildcards.variant)["operating_point"],
+        detections=paths.detection_files("{variant}", "{dataset}")["table"],
+        brainmasks=lambda wildcards: list(adaptation_brainmasks(wildcards.dataset).values()),
+    output:
+        paths.adapted_operating_point("{variant}", "{dataset}"),
+    params:
+        brainmasks=lambda wildcards: adaptation_brainmasks(wildcards.dataset),
+        options=config["detector"]["operating_point"],
+        inference=config["detector"]["inference"],  # the candidates' search, as the home level's
+    log:
+        paths.log("detector", "adapt_{variant}_{dataset}"),
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/detector.yaml"
+    script:
+        "../scripts/adapt_operating_point.py"
 
 
 if FINE_TUNED:

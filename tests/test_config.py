@@ -114,6 +114,20 @@ def test_patch_shares_over_one_are_refused_naming_the_keys():
     check_config(config)
 
 
+def test_background_ranks_beyond_the_candidates_a_subject_keeps_are_refused():
+    config = validated({"datasets": {"d": {"synthetic_site": "internal", "role": "internal"}}, "synth": {"seed": 0, "sites": SITES},
+                        "detector": {"inference": {"max_candidates": 50}}})
+    with pytest.raises(ValueError, match=r"background_ranks \[40, 80\].*max_candidates \(50\)"):
+        check_config(config)
+    config["detector"]["operating_point"]["background_ranks"] = [20, 50]
+    check_config(config)
+    config["detector"]["operating_point"]["background_ranks"] = [60, 50]
+    with pytest.raises(ValueError, match="the first not above the second"):
+        check_config(config)
+    config["detector"]["operating_point"].update(site_adaptation="none", background_ranks=[40, 80])
+    check_config(config)  # not adapted: the ranks are never read
+
+
 def test_target_spacing_defaults_to_the_first_internal_dataset(tmp_path):
     synth = {"seed": 0, "sites": SITES}
     config = validated({"datasets": {"ext": {"synthetic_site": "external", "role": "external"},

@@ -99,8 +99,11 @@ def test_a_one_channel_model_trains_chooses_its_operating_point_and_detects_with
     train_variant("swi", {**CONFIG, "detector": detector}, subjects, SPACING, outputs, str(tmp_path / "ckpt.pt"))
     card = json.loads(open(outputs["card"]).read())
     assert card["inputs"] == ["swi"] and card["network"]["in_channels"] == 1 and len(card["data_split"]["validation"]) == 1
-    point = write_operating_point(outputs["weights"], outputs["card"], subjects, detector["inference"], tmp_path / "op.json")
+    point = write_operating_point(outputs["weights"], outputs["card"], subjects, detector["inference"], tmp_path / "op.json",
+                                  criterion={"criterion": "fp_rate", "fp_per_subject": 1.0, "background_ranks": [1, 2]})
     assert point["source"].startswith("validation subjects")
+    # the level a site's background is compared with (site adaptation): here the validation subject's top two
+    assert point["background_ranks"] == [1, 2] and 0.0 < point["background_score"] < 1.0
     # Validation subjects of a home site and of a training-only dataset: the point is chosen on
     # the home site's alone when the rule names it, on all of them otherwise.
     mixed = {**card, "data_split": {**card["data_split"], "validation": ["tiny/a", "rand/b"]}}

@@ -36,7 +36,8 @@ def sha256(path: Path) -> str:
 def new_data_config(config: dict, datasets: dict) -> dict:
     """The tiny run's settings with its trained models (config ``models``) on ``datasets``."""
     return {"datasets": datasets, "models": MODELS, "synth": config["synth"], "preprocessing": TINY_PREPROCESSING,
-            "localizer": TINY_LOCALIZER, "detector": {"inference": TINY_DETECTOR["inference"]},
+            "localizer": TINY_LOCALIZER,
+            "detector": {key: TINY_DETECTOR[key] for key in ("inference", "operating_point")},
             "evaluation": config["evaluation"]}
 
 

@@ -164,6 +164,11 @@ def test_every_variant_and_annotated_dataset_is_evaluated_with_figures_and_table
         assert point["subjects"] == [] and point["threshold"] == 0.0
         assert point["source"].startswith("validation subjects") and point["inference"]["nms_iou"] == 0.1
         assert "operating_point" not in json.loads((workdir / paths.model_files(variant)["card"]).read_text())
+        # the external dataset gets a point adapted to its candidates; with no validation subjects there is no
+        # home level to compare with, and it says so (tests/evaluation/test_operating_point.py adapts); home keeps the model's
+        adapted = json.loads((workdir / paths.adapted_operating_point(variant, "user_scans")).read_text())
+        assert adapted["threshold"] == point["threshold"] and "not adapted to user_scans" in adapted["source"]
+        assert not (workdir / paths.adapted_operating_point(variant, "tiny_internal")).exists()
         for dataset in ("tiny_internal", "user_scans"):
             files = {k: workdir / v for k, v in paths.evaluation_files(variant, dataset).items()}
             summary = pd.read_csv(files["summary"], sep="\t").set_index("filter")

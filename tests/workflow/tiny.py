@@ -27,6 +27,7 @@ TINY_DETECTOR = {
     "training": {"patch_size": [32, 32, 16], "batch_size": 2, "iterations": 4, "validation_every": 2, "checkpoint_every": 2,
                  "validation_patches": 2, "cpu_bfloat16": False},
     "inference": {"roi_size": [64, 64, -1], "probability_maps": True, "max_candidates": 20, "score_threshold": 0.0},
+    "operating_point": {"background_ranks": [5, 15]},  # within the 20 candidates a subject keeps here
 }
 
 # A localizer that trains in seconds (no validation: two training subjects).
