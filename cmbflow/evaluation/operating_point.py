@@ -109,10 +109,9 @@ def adapt_threshold(threshold: float, home_level: float, site_level: float, max_
     logit(home_level)`` (the site's background against the home validation subjects'), the shift
     clipped to ``max_logit_shift`` either way (a site with almost no candidates would otherwise
     send the threshold to the search's floor)."""
-    eps = 1e-6
-    clip = lambda value: float(np.clip(value, eps, 1 - eps))  # noqa: E731
-    shift = float(np.clip(logit(clip(site_level)) - logit(clip(home_level)), -max_logit_shift, max_logit_shift))
-    return float(expit(logit(clip(threshold)) + shift)), shift
+    site, home, point = np.clip([site_level, home_level, threshold], 1e-6, 1 - 1e-6)  # finite logits
+    shift = float(np.clip(logit(site) - logit(home), -max_logit_shift, max_logit_shift))
+    return float(expit(logit(point) + shift)), shift
 
 
 def write_adapted_operating_point(point_file: str | Path, detections: str | Path, brainmasks: dict[str, str],
