@@ -140,7 +140,7 @@ def write_adapted_operating_point(point_file: str | Path, detections: str | Path
         log.warning("%s was chosen with other inference settings (%s) than %s's candidates: the background scores "
                     "compare less well", point_file, ", ".join(f"detector.inference.{key}" for key in differing), dataset)
     table = pd.read_csv(detections, sep="\t", dtype={"subject": str})
-    ranks = tuple(point.get("background_ranks", options.get("background_ranks", BACKGROUND_RANKS)))
+    ranks = tuple(point["background_ranks"])  # written with background_score: the home level's own ranks
     scores = []
     for key, mask_path in brainmasks.items():
         brain, affine = load_volume(mask_path, dtype=np.uint8)
