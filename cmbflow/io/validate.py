@@ -14,7 +14,8 @@ from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.bids import TRAINING_ROLES, SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
 from cmbflow.io.nifti import InputError, load_volume
-from cmbflow.io.phase import field_map_marks, phase_kind, phase_to_radians
+from cmbflow.io.phase import (MAGNITUDE_LIKE_RHO, MIN_COHERENCE, field_map_marks, magnitude_rank_correlation, phase_coherence,
+                              phase_kind, phase_to_radians)
 from cmbflow.settings import dataset_entry
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,30 @@ def _magnitude_problem(path: Path, magnitude: np.ndarray, affine: np.ndarray) ->
     finite = magnitude[np.isfinite(magnitude)]
     if finite.size == 0 or float(finite.max()) <= 0:
         return f"{path}: magnitude image is all zero (or holds no positive value). Re-export the magnitude series."
+    if float(finite.min()) == float(finite.max()):
+        return f"{path}: magnitude image holds one value only ({float(finite.max()):g}), not an image. Re-export the magnitude series."
     negative = float(np.mean(finite < 0))
     if negative > 0.001:
         return (f"{path}: {100 * negative:.1f} % of the magnitude voxels are negative; a magnitude is never negative. "
                 "Is this a phase or a real/imaginary part? Give the magnitude (e.g. abs of the complex image).")
+    return None
+
+
+def _phase_problem(path: Path, magnitude_path: Path, phase: np.ndarray, radians: np.ndarray, magnitude: np.ndarray) -> str | None:
+    """A phase image that is no phase (see :data:`cmbflow.io.phase.MAGNITUDE_LIKE_RHO`): one value
+    only, a magnitude-like image (the same series twice, the SWI or mIP), or noise."""
+    fix = "Point the dataset's patterns.phase at the phase series (dcm2niix names it *_ph), or set phase: false to run on SWI alone."
+    if float(phase.min()) == float(phase.max()):
+        return f"{path}: the phase image holds one value only ({float(phase.min()):g}): an empty or placeholder export. {fix}"
+    rho = magnitude_rank_correlation(phase, magnitude)
+    if abs(rho) >= MAGNITUDE_LIKE_RHO:
+        return (f"{path}: the phase image follows the magnitude {magnitude_path.name} voxel for voxel (rank correlation "
+                f"{rho:.2f} inside the head; a phase stays within +-0.4): it is a magnitude, SWI or mIP image, or the same "
+                f"series twice. {fix}")
+    coherence = phase_coherence(radians, magnitude)
+    if coherence < MIN_COHERENCE:
+        return (f"{path}: the phase image holds no spatially smooth signal inside the head (coherence {coherence:.2f}; a "
+                f"phase, wrapped or not, reads 0.9 or more): it is noise or not of this acquisition. {fix}")
     return None
 
 
@@ -133,7 +154,10 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
             if np.all(np.isfinite(phase)) and np.all(np.isfinite(magnitude)) and phase.shape == magnitude.shape:
                 radians, row["phase_units"] = phase_to_radians(phase, dataset["phase_units"],
                                                                dataset.get("phase_code_range"), source=str(files.phase))
-                row["phase_kind"], row["phase_filter"] = _phase_filter(files.phase, radians, magnitude, affine, dataset)
+                not_phase = _phase_problem(files.phase, files.magnitude, phase, radians, magnitude)
+                problems.append(not_phase)
+                if not_phase is None:
+                    row["phase_kind"], row["phase_filter"] = _phase_filter(files.phase, radians, magnitude, affine, dataset)
         except InputError as error:
             problems.append(str(error))
 

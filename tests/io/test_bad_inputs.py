@@ -169,6 +169,17 @@ REFUSED = [
     ("mask without its subject", lambda f: f["02"]["magnitude"].unlink() or f["02"]["phase"].unlink(), [],
      ["sub-02_desc-cmb_mask.nii.gz", "mask file(s) without a magnitude image"]),
     ("phase NaN", lambda f: _nifti(f["02"]["phase"], np.full(SHAPE, np.nan, np.float32)), [], ["sub-02_part-phase_swi.nii.gz", "NaN or Inf"]),
+    ("magnitude one value", lambda f: _nifti(f["02"]["magnitude"], np.full(SHAPE, 100, np.float32)), [],
+     ["sub-02_part-mag_swi.nii.gz", "one value only", "Re-export the magnitude"]),
+    ("phase one value", lambda f: _nifti(f["02"]["phase"], np.zeros(SHAPE, np.float32)), [],
+     ["sub-02_part-phase_swi.nii.gz", "one value only", "patterns.phase", "phase: false"]),
+    ("phase is the magnitude file", lambda f: f["01"]["phase"].write_bytes(f["01"]["magnitude"].read_bytes()), [],
+     ["sub-01_part-phase_swi.nii.gz", "follows the magnitude sub-01_part-mag_swi.nii.gz", "rank correlation 1.00", "patterns.phase"]),
+    ("phase is a magnitude in 12-bit codes", lambda f: _nifti(f["01"]["phase"], np.rint(
+        np.asanyarray(nib.load(str(f["01"]["magnitude"])).dataobj) * 20).astype(np.int16)), [],
+     ["sub-01_part-phase_swi.nii.gz", "follows the magnitude", "mIP"]),
+    ("phase is noise", lambda f: _nifti(f["01"]["phase"], np.random.default_rng(3).uniform(-np.pi, np.pi, SHAPE).astype(np.float32)), [],
+     ["sub-01_part-phase_swi.nii.gz", "no spatially smooth signal", "patterns.phase"]),
 ]
 
 ACCEPTED = [
@@ -179,7 +190,8 @@ ACCEPTED = [
     ("phase in degrees", lambda f: _phase_scaled(f, np.rad2deg), [], lambda m: m["phase_units"][0].startswith("phase in degrees")),
     ("phase in 12-bit codes", lambda f: _phase_scaled(f, lambda p: np.rint((p + np.pi) / (2 * np.pi) * 4095)), [],
      lambda m: "scanner units 0..4095" in m["phase_units"][0]),
-    ("trailing singleton axis", lambda f: _nifti(f["02"]["magnitude"], np.ones((*SHAPE, 1), np.float32) * 100), [], lambda m: len(m) == 2),
+    ("trailing singleton axis", lambda f: _nifti(f["02"]["magnitude"], np.asanyarray(nib.load(str(f["02"]["magnitude"])).dataobj)[..., None]),
+     [], lambda m: len(m) == 2),
     ("raw phase filtered in preprocessing", lambda f: _raw_phase(f), [],
      lambda m: (m["phase_kind"][0], m["phase_filter"][0], m["phase_kind"][1], m["phase_filter"][1]) == ("raw", "homodyne", "filtered", "none")),
     ("upper-case marker columns", lambda f: _markers(f, "X\tY\tZ\n" + "".join(
@@ -187,7 +199,7 @@ ACCEPTED = [
      lambda m: list(m["n_cmb"]) == ["2", "0"]),
     ("spatial units unknown", lambda f: _units(f["02"]["magnitude"], "unknown"), [], lambda m: len(m) == 2),
     ("header-only markers", lambda f: _markers(f, "x\ty\tz\n"), [], lambda m: list(m["n_cmb"]) == ["2", "0"]),
-    ("unwrapped phase named", lambda f: _phase_scaled(f, lambda p: p * 7.3), ["--phase-units", "unwrapped"],
+    ("unwrapped phase named", lambda f: _phase_scaled(f, lambda p: 0.3 * p + 1.1 * np.indices(SHAPE)[0]), ["--phase-units", "unwrapped"],
      lambda m: "unwrapped" in m["phase_units"][0]),
     ("markers with region names", lambda f: _markers(f, "x\ty\tz\tregion\n" + "\t".join(f"{v:g}" for v in _world((3, 5, 4))) + "\tLobar\n"),
      [], lambda m: list(m["n_cmb"]) == ["2", "0"]),

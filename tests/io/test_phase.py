@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from cmbflow.io.nifti import InputError
-from cmbflow.io.phase import detect_phase_units, phase_kind, phase_to_radians, scanner_code_range
+from cmbflow.io.phase import (detect_phase_units, magnitude_rank_correlation, phase_coherence, phase_kind, phase_to_radians,
+                              scanner_code_range)
 from cmbflow.phase_filter import highpass_phase
 
 
@@ -107,3 +108,18 @@ def test_raw_phase_is_told_from_filtered_and_filtering_keeps_a_small_source():
     assert phase_kind(result, magnitude, (1.0, 1.0, 2.0)) == "filtered"
     assert result[53, 45, 4] < -1.0  # the source keeps its phase dip
     assert np.median(np.abs(result[inside])) < 0.25  # the background field is gone
+
+
+def test_a_phase_is_told_from_a_magnitude_and_from_noise():
+    """A wrapped steep ramp is smooth and unrelated to the magnitude; a magnitude given as the
+    phase follows it rank for rank; noise has no smoothness."""
+    rng = np.random.default_rng(0)
+    grid = np.indices((40, 40, 8)).astype(np.float32)
+    magnitude = 100 + 50 * np.sin(grid[0] / 6) * np.cos(grid[1] / 5) + rng.normal(0, 2, grid.shape[1:])
+    ramp = np.angle(np.exp(1j * (2.5 * grid[0] + 1.5 * grid[1] + rng.normal(0, 0.1, grid.shape[1:])))).astype(np.float32)
+    assert phase_coherence(ramp, magnitude) > 0.9
+    assert abs(magnitude_rank_correlation(ramp, magnitude)) < 0.2
+    codes = np.rint(magnitude * 20)  # the magnitude as 12-bit phase codes
+    assert magnitude_rank_correlation(codes, magnitude) > 0.99
+    noise = rng.uniform(-np.pi, np.pi, magnitude.shape).astype(np.float32)
+    assert phase_coherence(noise, magnitude) < 0.1

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cmbflow.io.bids import discover_subjects
-from cmbflow.io.nifti import InputError, save_volume
+from cmbflow.io.nifti import InputError, load_volume, save_volume
 from cmbflow.io.validate import validate_dataset
 from tests.conftest import AFFINE, SHAPE, write_subject
 
@@ -47,8 +47,9 @@ def test_sessions_are_discovered_as_separate_keys(tmp_path):
 def test_custom_patterns(tmp_path):
     root = tmp_path / "flat"
     root.mkdir()
-    save_volume(root / "P7_mag.nii", np.ones(SHAPE, np.float32), AFFINE)
-    save_volume(root / "P7_pha.nii", np.zeros(SHAPE, np.float32), AFFINE)
+    rng = np.random.default_rng(7)
+    save_volume(root / "P7_mag.nii", rng.uniform(100, 200, SHAPE).astype(np.float32), AFFINE)
+    save_volume(root / "P7_pha.nii", rng.normal(0, 0.4, SHAPE).astype(np.float32), AFFINE)
     manifest = run(root, role="external", patterns={"magnitude": "{subject}_mag.nii", "phase": "{subject}_pha.nii"})
     assert list(manifest["key"]) == ["P7"]
 
@@ -67,12 +68,13 @@ def test_shape_mismatch(bids):
 
 def test_affine_mismatch_beyond_tolerance_only(bids):
     root, files = bids
+    phase = load_volume(files["01"]["phase"])[0]
     shifted = AFFINE.copy()
     shifted[0, 3] += 0.005
-    save_volume(files["01"]["phase"], np.zeros(SHAPE, np.float32), shifted)
+    save_volume(files["01"]["phase"], phase, shifted)
     run(root)  # 0.005 mm is within the default 0.01 mm tolerance
     shifted[0, 3] += 0.5
-    save_volume(files["01"]["phase"], np.zeros(SHAPE, np.float32), shifted)
+    save_volume(files["01"]["phase"], phase, shifted)
     expect_problem(root, str(files["01"]["phase"]), "affine differs", "affine_tolerance_mm")
 
 
@@ -84,7 +86,8 @@ def test_not_3d(bids):
 
 def test_trailing_singleton_axis_is_accepted(bids):
     root, files = bids
-    save_volume(files["02"]["magnitude"], np.ones((*SHAPE, 1), np.float32), AFFINE)
+    magnitude = load_volume(files["02"]["magnitude"])[0]
+    save_volume(files["02"]["magnitude"], magnitude[..., None], AFFINE)
     run(root)
 
 

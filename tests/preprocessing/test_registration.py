@@ -75,3 +75,24 @@ def test_stages_must_be_an_ordered_subset():
         RegistrationSettings.defaults(metric="GC")
     settings = RegistrationSettings.defaults(stages=["rigid"], syn_iterations=[5])
     assert settings.stages == ("rigid",) and settings.syn_iterations == (5,)
+
+
+def test_a_slab_that_misses_the_top_of_the_head_registers(tmp_path):
+    """Many SWI protocols cover a slab, not the whole head (here the top 30 % is cut off):
+    the template must still land on what was scanned, not slide to fill the field of view."""
+    affine = np.diag([SPACING] * 3 + [1.0])
+    affine[:3, 3] = -(np.array(SHAPE) - 1) / 2 * SPACING
+    template, template_labels = _phantom(grid_world_coordinates(affine, SHAPE))
+    slab_shape = SHAPE[:2] + (int(SHAPE[2] * 0.7),)
+    subject_world = grid_world_coordinates(affine, slab_shape)
+    subject, subject_labels = _phantom(subject_world @ MATRIX.T + SHIFT)
+    settings = RegistrationSettings.defaults(stages=("rigid", "affine", "syn"), spacing_mm=SPACING, syn_iterations=(20, 10, 0),
+                                    linear_iterations=(200, 100, 50), sampling_rate=0.25)
+    result = register_template(to_ants(subject, affine), to_ants(template, affine), settings,
+                               tmp_path / "fwd.h5", tmp_path / "inv.h5")
+    warped = warp_to_grid(to_ants(template_labels.astype(np.float32), affine), to_ants(subject, affine), result.forward,
+                          "genericLabel")
+    for label in (1, 2, 3):
+        assert dice(warped == label, subject_labels == label) > 0.85
+    points = np.array([[10.0, 8.0, 2.0], [-12.0, -14.0, -6.0]])
+    np.testing.assert_allclose(map_points(points, result.forward), points @ MATRIX.T + SHIFT, atol=2.0)
