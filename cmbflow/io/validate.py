@@ -14,8 +14,8 @@ from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.bids import TRAINING_ROLES, SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
 from cmbflow.io.nifti import InputError, load_volume
-from cmbflow.io.phase import (MAGNITUDE_LIKE_RHO, MIN_COHERENCE, field_map_marks, magnitude_rank_correlation, phase_coherence,
-                              phase_kind, phase_to_radians)
+from cmbflow.io.phase import (FLIPPED_DARKENING_MIN, MAGNITUDE_LIKE_RHO, MIN_COHERENCE, SWI_DARKENING_MAX, field_map_marks,
+                              magnitude_rank_correlation, phase_coherence, phase_kind, phase_to_radians, swi_darkening)
 from cmbflow.settings import dataset_entry
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,30 @@ def _phase_problem(path: Path, magnitude_path: Path, phase: np.ndarray, radians:
     if coherence < MIN_COHERENCE:
         return (f"{path}: the phase image holds no spatially smooth signal inside the head (coherence {coherence:.2f}; a "
                 f"phase, wrapped or not, reads 0.9 or more): it is noise or not of this acquisition. {fix}")
+    return None
+
+
+def _handedness_problem(files: SubjectFiles, radians: np.ndarray, magnitude: np.ndarray, affine: np.ndarray, dataset: dict,
+                        raw: bool) -> str | None:
+    """Does the magnitude agree with ``magnitude`` (swi / gre) and ``phase_sign``? An SWI is dark
+    where the (right-handed) phase is negative (:func:`cmbflow.io.phase.swi_darkening`). A flipped
+    handedness is refused (every CMB would read as diamagnetic); a magnitude that looks like the
+    other kind than the one configured gets a warning (the evidence is one ratio)."""
+    sign, kind = int(dataset["phase_sign"]), dataset["magnitude"]
+    darkening = swi_darkening(sign * radians, magnitude, voxel_sizes(affine), raw)
+    if not np.isfinite(darkening):
+        return None  # too little phase contrast to tell
+    if kind == "swi" and darkening >= FLIPPED_DARKENING_MIN:
+        return (f"{files.phase}: the SWI {files.magnitude.name} is dark where this phase, times phase_sign {sign}, is positive "
+                f"(darkening ratio {darkening:.2f}; an SWI read with its own handedness gives below {SWI_DARKENING_MAX:g}): the "
+                f"phase has the other handedness. Set the dataset's phase_sign: {-sign}.")
+    if kind == "swi" and darkening > SWI_DARKENING_MAX:
+        log.warning("%s: no SWI darkening where the phase is negative (ratio %.2f; an SWI gives below %g): if this is the "
+                    "plain gradient-echo magnitude, set the dataset's magnitude: gre, so that preprocessing forms the SWI "
+                    "the networks read.", files.magnitude, darkening, SWI_DARKENING_MAX)
+    if kind == "gre" and darkening <= SWI_DARKENING_MAX:
+        log.warning("%s: darker where the phase is negative (ratio %.2f), as an SWI is: if it is an SWI already, set the "
+                    "dataset's magnitude: swi (gre darkens it a second time).", files.magnitude, darkening)
     return None
 
 
@@ -158,6 +182,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
                 problems.append(not_phase)
                 if not_phase is None:
                     row["phase_kind"], row["phase_filter"] = _phase_filter(files.phase, radians, magnitude, affine, dataset)
+                    problems.append(_handedness_problem(files, radians, magnitude, affine, dataset, row["phase_kind"] == "raw"))
         except InputError as error:
             problems.append(str(error))
 

@@ -204,3 +204,41 @@ def test_annotations_kept_apart_from_the_images_are_found_under_annotations_dir(
     manifest = run(root, annotations_dir=str(labels))
     assert list(manifest["n_cmb"]) == [2, 0] and manifest["mask"].str.startswith(str(labels)).all()
     expect_problem(root, "annotations_dir", str(tmp_path / "nope"), annotations_dir=str(tmp_path / "nope"))
+
+
+def _swi_subject(root, subject, phase_sign=1, magnitude="swi"):
+    """A head-sized phantom: tissue contrast (+-30 %), smooth local phase (veins, CMBs: +-1 rad)
+    and the SWI made from them."""
+    from scipy import ndimage
+
+    from cmbflow.phase_filter import swi_from
+
+    rng = np.random.default_rng(5)
+    shape = (64, 64, 8)
+    grid = np.indices(shape)
+    head = ((grid[0] - 31.5) / 28) ** 2 + ((grid[1] - 31.5) / 28) ** 2 < 1
+    field = ndimage.gaussian_filter(rng.normal(0, 1, shape), (2, 2, 1))
+    phase = (np.clip(0.8 * field / field.std(), -3, 3) * head).astype(np.float32)
+    tissue = ndimage.gaussian_filter(rng.normal(0, 1, shape), (3, 3, 1))
+    gre = (head * (100 + 30 * tissue / tissue.std() + rng.normal(0, 3, shape))).clip(0).astype(np.float32)
+    anat = root / f"sub-{subject}" / "anat"
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    save_volume(anat / f"sub-{subject}_part-mag_swi.nii.gz", swi_from(gre, phase) if magnitude == "swi" else gre, affine)
+    save_volume(anat / f"sub-{subject}_part-phase_swi.nii.gz", phase_sign * phase, affine)
+
+
+def test_the_phase_handedness_is_checked_against_the_swi(tmp_path, caplog):
+    """An SWI is dark where its phase is negative: read with the other handedness it is dark
+    where the phase is positive, and every CMB would look diamagnetic."""
+    _swi_subject(tmp_path / "right", "01")
+    run(tmp_path / "right", role="external")
+    _swi_subject(tmp_path / "other", "01", phase_sign=-1)
+    expect_problem(tmp_path / "other", "sub-01_part-phase_swi.nii.gz", "other handedness", "phase_sign: -1", role="external")
+    run(tmp_path / "other", role="external", phase_sign=-1)
+    _swi_subject(tmp_path / "gre", "01", magnitude="gre")  # a plain GRE magnitude: accepted, with a hint
+    run(tmp_path / "gre", role="external")
+    assert "magnitude: gre" in caplog.text
+    caplog.clear()
+    run(tmp_path / "gre", role="external", magnitude="gre")
+    run(tmp_path / "right", role="external", magnitude="gre")
+    assert "magnitude: swi" in caplog.text
