@@ -14,13 +14,20 @@ T = TypeVar("T")
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def setup_logging(log_file: str | None = None, level: int = logging.INFO) -> None:
+def setup_logging(log_file: str | None = None, level: int = logging.INFO, echo_warnings: bool = False) -> None:
     """Send cmbflow's log records, Python warnings and an uncaught error's traceback to
-    ``log_file`` (a rule's ``log:``; the traceback still reaches stderr too), or all to stderr."""
+    ``log_file`` (a rule's ``log:``; the traceback still reaches stderr too), or all to stderr.
+    ``echo_warnings``: warnings and errors reach stderr as well (the Snakemake console), for
+    rules whose warnings a user must see without opening the log (input checks)."""
     handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    if log_file and echo_warnings:
+        console = logging.StreamHandler(sys.stderr)
+        console.setLevel(logging.WARNING)
+        console.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(console)
     root.setLevel(level)
     logging.captureWarnings(True)
     if log_file:

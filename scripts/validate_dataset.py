@@ -6,7 +6,7 @@ from cmbflow.io.nifti import InputError
 from cmbflow.io.validate import validate_dataset
 from cmbflow.logs import setup_logging
 
-setup_logging(snakemake.log[0])
+setup_logging(snakemake.log[0], echo_warnings=True)  # input warnings on the console too
 try:
     manifest = validate_dataset(snakemake.wildcards.dataset, snakemake.params.dataset, snakemake.params.tolerance_mm)
 except InputError as error:
