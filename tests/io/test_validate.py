@@ -206,7 +206,7 @@ def test_annotations_kept_apart_from_the_images_are_found_under_annotations_dir(
     expect_problem(root, "annotations_dir", str(tmp_path / "nope"), annotations_dir=str(tmp_path / "nope"))
 
 
-def _swi_subject(root, subject, phase_sign=1, magnitude="swi"):
+def _swi_subject(root, subject, phase_sign=1, magnitude="swi", raw=False):
     """A head-sized phantom: tissue contrast (+-30 %), smooth local phase (veins, CMBs: +-1 rad)
     and the SWI made from them."""
     from scipy import ndimage
@@ -224,6 +224,9 @@ def _swi_subject(root, subject, phase_sign=1, magnitude="swi"):
     anat = root / f"sub-{subject}" / "anat"
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
     save_volume(anat / f"sub-{subject}_part-mag_swi.nii.gz", swi_from(gre, phase) if magnitude == "swi" else gre, affine)
+    if raw:  # as many scanners export it: plus a smooth background field that wraps
+        background = 0.12 * grid[0] + 0.002 * (grid[1] - 32.0) ** 2
+        phase = np.angle(np.exp(1j * (phase + background))).astype(np.float32)
     save_volume(anat / f"sub-{subject}_part-phase_swi.nii.gz", phase_sign * phase, affine)
 
 
@@ -235,6 +238,9 @@ def test_the_phase_handedness_is_checked_against_the_swi(tmp_path, caplog):
     _swi_subject(tmp_path / "other", "01", phase_sign=-1)
     expect_problem(tmp_path / "other", "sub-01_part-phase_swi.nii.gz", "other handedness", "phase_sign: -1", role="external")
     run(tmp_path / "other", role="external", phase_sign=-1)
+    _swi_subject(tmp_path / "raw", "01", phase_sign=-1, raw=True)  # raw phase: high-passed before the check
+    assert run(tmp_path / "raw", role="external", phase_sign=-1)["phase_kind"][0] == "raw"
+    expect_problem(tmp_path / "raw", "other handedness", "phase_sign: -1", role="external")
     _swi_subject(tmp_path / "gre", "01", magnitude="gre")  # a plain GRE magnitude: accepted, with a hint
     run(tmp_path / "gre", role="external")
     assert "magnitude: gre" in caplog.text
