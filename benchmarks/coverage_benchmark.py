@@ -60,7 +60,7 @@ def main() -> None:
     slice_mm = float(nib.load(source / f"sub-{subjects[0]}/anat/sub-{subjects[0]}_{IMAGES[0]}").header.get_zooms()[2])
     low, top = int(round(args.cut_low_mm / slice_mm)), int(round(args.cut_top_mm / slice_mm))
     datasets = {"coverage_whole": (slice(None), False), "coverage_upper": (slice(low, None), False),
-                "coverage_lower": (slice(None, -top), False), "coverage_stripped": (slice(None), True)}
+                "coverage_lower": (slice(None, -top or None), False), "coverage_stripped": (slice(None), True)}
     workdir = args.workdir.resolve()
     root = workdir / "data"
     for name, (crop, strip) in datasets.items():
