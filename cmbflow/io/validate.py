@@ -14,8 +14,9 @@ from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.bids import TRAINING_ROLES, SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
 from cmbflow.io.nifti import InputError, load_volume
-from cmbflow.io.phase import (FLIPPED_DARKENING_MIN, MAGNITUDE_LIKE_RHO, MIN_COHERENCE, SWI_DARKENING_MAX, field_map_marks,
-                              magnitude_rank_correlation, phase_coherence, phase_kind, phase_to_radians, swi_darkening)
+from cmbflow.io.phase import (DARK_AIR_SPREAD, FLIPPED_DARKENING_MIN, MAGNITUDE_LIKE_RHO, MIN_COHERENCE, PHASE_LIKE_AIR_SPREAD, SWI_DARKENING_MAX,
+                              air_spread, field_map_marks, magnitude_rank_correlation, phase_coherence, phase_kind,
+                              phase_to_radians, swi_darkening)
 from cmbflow.settings import dataset_entry
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,21 @@ def _magnitude_problem(path: Path, magnitude: np.ndarray, affine: np.ndarray) ->
         return (f"{path}: {100 * negative:.1f} % of the magnitude voxels are negative; a magnitude is never negative. "
                 "Is this a phase or a real/imaginary part? Give the magnitude (e.g. abs of the complex image).")
     return None
+
+
+def _swapped(files: SubjectFiles, magnitude: np.ndarray, phase: np.ndarray) -> str | None:
+    """Magnitude and phase swapped: the "magnitude" has a phase's air (values across its whole
+    range) and the "phase" a magnitude's (dark); see :data:`cmbflow.io.phase.PHASE_LIKE_AIR_SPREAD`.
+    Unsigned phase codes pass the negative-magnitude check and every phase check, so only this tells."""
+    if float(phase.min()) == float(phase.max()):
+        return None  # a one-value phase: refused as such by _phase_problem
+    magnitude_air, phase_air = air_spread(magnitude), air_spread(phase)
+    if magnitude_air < PHASE_LIKE_AIR_SPREAD or phase_air >= DARK_AIR_SPREAD:
+        return None
+    return (f"{files.magnitude}: magnitude and phase are swapped: the air around the head holds values across this image's "
+            f"whole range (corner spread {magnitude_air:.2f}), as a phase's does, while the air of {files.phase} is dark "
+            f"({phase_air:.2f}), as a magnitude's is. Swap the dataset's patterns.magnitude and patterns.phase (dcm2niix "
+            "names the phase series *_ph).")
 
 
 def _phase_problem(path: Path, magnitude_path: Path, phase: np.ndarray, radians: np.ndarray, magnitude: np.ndarray) -> str | None:
@@ -175,7 +191,9 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
             phase, phase_affine = load_volume(files.phase)
             problems.append(_same_grid(files.magnitude, magnitude.shape, affine, files.phase, phase.shape, phase_affine, tolerance_mm, "phase"))
             problems.append(_finite(files.phase, phase))
-            if np.all(np.isfinite(phase)) and np.all(np.isfinite(magnitude)) and phase.shape == magnitude.shape:
+            swapped = _swapped(files, magnitude, phase) if phase.shape == magnitude.shape else None
+            problems.append(swapped)
+            if swapped is None and np.all(np.isfinite(phase)) and np.all(np.isfinite(magnitude)) and phase.shape == magnitude.shape:
                 radians, row["phase_units"] = phase_to_radians(phase, dataset["phase_units"],
                                                                dataset.get("phase_code_range"), source=str(files.phase))
                 not_phase = _phase_problem(files.phase, files.magnitude, phase, radians, magnitude)

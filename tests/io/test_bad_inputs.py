@@ -94,6 +94,18 @@ def _raw_phase(files):
     _nifti(files["01"]["phase"], np.angle(np.exp(1j * background)).astype(np.float32))
 
 
+def _swap(files):
+    """Magnitude and phase files swapped, the phase stored as unsigned 12-bit codes (its air random
+    across the range, as a scanner's) and the magnitude with air around a head, as every scan has."""
+    rng = np.random.default_rng(5)
+    head = np.zeros(SHAPE, bool)
+    head[3:-3, 3:-3, 2:-2] = True
+    magnitude = np.where(head, rng.uniform(100, 200, SHAPE), rng.rayleigh(4, SHAPE))
+    phase = np.where(head, rng.normal(0, 0.4, SHAPE), rng.uniform(-np.pi, np.pi, SHAPE))
+    _nifti(files["01"]["magnitude"], np.rint((phase + np.pi) / (2 * np.pi) * 4095).astype(np.uint16))
+    _nifti(files["01"]["phase"], magnitude.astype(np.float32))
+
+
 # (id, mutation of the two-subject dataset, extra options, None = accepted / fragments the message must hold)
 REFUSED = [
     ("phase missing", lambda f: f["01"]["phase"].unlink(), [], ["sub-01_part-mag_swi.nii.gz", "no phase image", "patterns.phase"]),
@@ -178,6 +190,8 @@ REFUSED = [
     ("phase is a magnitude in 12-bit codes", lambda f: _nifti(f["01"]["phase"], np.rint(
         np.asanyarray(nib.load(str(f["01"]["magnitude"])).dataobj) * 20).astype(np.int16)), [],
      ["sub-01_part-phase_swi.nii.gz", "follows the magnitude", "mIP"]),
+    ("magnitude and phase swapped", lambda f: _swap(f), [],
+     ["sub-01_part-mag_swi.nii.gz", "magnitude and phase are swapped", "sub-01_part-phase_swi.nii.gz", "patterns.magnitude"]),
     ("phase is noise", lambda f: _nifti(f["01"]["phase"], np.random.default_rng(3).uniform(-np.pi, np.pi, SHAPE).astype(np.float32)), [],
      ["sub-01_part-phase_swi.nii.gz", "no spatially smooth signal", "patterns.phase"]),
 ]

@@ -114,3 +114,15 @@ def test_a_dicom_datasets_annotations_come_from_annotations_dir(tmp_path):
     inputs = subject_inputs("site", dataset, {})
     assert inputs["P01"]["markers"] == str(markers) and inputs["P02"]["markers"] == "" and inputs["P01"]["mask"] == ""
     assert inputs["P01"]["magnitude"].startswith("results/dicom/site/sub-P01/")
+
+
+def test_the_air_tells_a_real_magnitude_from_its_phase():
+    """The statistic that refuses swapped magnitude and phase, on the real scanner's images: a
+    magnitude's air is dark, a phase's holds random phase across the whole range."""
+    from cmbflow.io.phase import DARK_AIR_SPREAD, PHASE_LIKE_AIR_SPREAD, air_spread
+
+    for echo in (1, 2):
+        magnitude = np.asanyarray(nib.load(str(DATA / "Ref" / f"Si_2_gre_field_magph_e{echo}.nii")).dataobj)
+        assert air_spread(magnitude) < DARK_AIR_SPREAD / 10
+    phase = np.asanyarray(nib.load(str(DATA / "Ref" / "Si_3_gre_field_magph_e2_ph.nii")).dataobj)
+    assert air_spread(phase) > PHASE_LIKE_AIR_SPREAD + 0.1
