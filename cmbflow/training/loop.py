@@ -59,7 +59,6 @@ class TrainSettings(FromConfig):
     mimic_fraction: float
     mimic_closing_mm: float
     mimic_share: float
-    residual_field: float  # share of patches given a residual background field (cmbflow.training.residual_field)
     weight_con: float
     n_hard: int
     n_background: int
@@ -97,7 +96,7 @@ def patch_sampler(subjects: list[SubjectVolumes], settings: TrainSettings, seed:
     """The patch sampler of ``settings`` over ``subjects``."""
     return PatchSampler(subjects, settings.patch_size, settings.cmb_fraction, seed=seed, augment=augment,
                         mimic_fraction=settings.mimic_fraction, mimic_closing_mm=settings.mimic_closing_mm,
-                        mimic_share=settings.mimic_share, residual_field=settings.residual_field)
+                        mimic_share=settings.mimic_share)
 
 
 def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):

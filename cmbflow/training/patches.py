@@ -28,7 +28,6 @@ from scipy import ndimage
 from cmbflow.dark_spots import dark_spot_structures, dark_spot_voxels
 from cmbflow.io.model_input import INPUTS, PhaseScaling, load_model_input
 from cmbflow.models.anchors import boxes_from_centres
-from cmbflow.training.residual_field import RandResidualFieldd
 
 DEFAULT_DIAMETER_MM = 4.0  # a lesion annotated without a size
 
@@ -59,7 +58,7 @@ def load_subject(key: str, files: dict[str, str], phase_scaling: PhaseScaling, i
     return SubjectVolumes(key, data.image, labels, data.brain, diameters, data.spacing)
 
 
-def augmentation(seed: int, inputs=INPUTS, spacing=(1.0, 1.0, 1.0), residual_field: float = 0.0) -> mt.Compose:
+def augmentation(seed: int, inputs=INPUTS) -> mt.Compose:
     """Flips on every axis, small rotations (about the slice axis +-15 deg, others +-5 deg) and
     scaling (+-10 %); then, where cheaper than simulating, appearance: on the SWI channel a
     gamma curve, a random histogram remapping, a smooth multiplicative bias and a resolution
@@ -67,8 +66,6 @@ def augmentation(seed: int, inputs=INPUTS, spacing=(1.0, 1.0, 1.0), residual_fie
     The physics (field, TE, voxel size, tissue contrast) is randomized by the generator
     (:mod:`cmbflow.synth.randomize`); these cover the scanner-side remapping of grey levels
     that a simulation draw per subject would only reach slowly. Nearest-neighbour for labels.
-    With phase, a share ``residual_field`` of patches gets a wrapping residual background field
-    (:class:`cmbflow.training.residual_field.RandResidualFieldd`, ``spacing``: the grid's mm).
     ``inputs``: the image channels (``swi``[, ``phase``]), in order."""
     keys = [*inputs, "label"]  # channels as separate keys: intensity transforms touch the SWI alone
     compose = mt.Compose([
@@ -77,7 +74,6 @@ def augmentation(seed: int, inputs=INPUTS, spacing=(1.0, 1.0, 1.0), residual_fie
         mt.RandFlipd(keys, prob=0.5, spatial_axis=2),
         mt.RandAffined(keys, prob=0.5, rotate_range=(0.09, 0.09, 0.26), scale_range=0.1,
                        mode=("bilinear",) * len(inputs) + ("nearest",), padding_mode="zeros"),
-        *([RandResidualFieldd("swi", "phase", spacing, prob=residual_field)] if "phase" in inputs and residual_field > 0 else []),
         mt.RandAdjustContrastd("swi", prob=0.3, gamma=(0.6, 1.6)),
         mt.RandHistogramShiftd("swi", num_control_points=(4, 8), prob=0.2),
         mt.RandBiasFieldd("swi", degree=3, coeff_range=(0.0, 0.2), prob=0.3),
@@ -94,8 +90,7 @@ class PatchSampler:
     """Draws augmented patches ``(image (C, *size), label (*size))`` and their lesion boxes."""
 
     def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True,
-                 mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005,
-                 residual_field: float = 0.0):
+                 mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005):
         if not subjects:
             raise ValueError("no training subjects")
         if cmb_fraction + mimic_fraction > 1:
@@ -109,7 +104,7 @@ class PatchSampler:
         if len(channels) != 1 or channels.pop() not in (1, len(INPUTS)):
             raise ValueError(f"training subjects have {sorted(s.image.shape[0] for s in subjects)} channels; all need the same inputs")
         self.inputs = INPUTS[:subjects[0].image.shape[0]]
-        self.transform = augmentation(seed, self.inputs, subjects[0].spacing, residual_field) if augment else None
+        self.transform = augmentation(seed, self.inputs) if augment else None
         self.lesions = [(n, label) for n, s in enumerate(subjects) for label in s.diameters]
         # Voxel lists found once (a whole-volume search per patch was ~10 % of an iteration).
         self._lesion_voxels = {(n, label): np.argwhere(subjects[n].labels == label) for n, label in self.lesions}

@@ -9,7 +9,6 @@ for MONAI's RetinaNet (the baseline) under the same patches, budget and split.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -67,9 +66,6 @@ def train_variant(variant: str, config: dict, subjects: dict[str, dict[str, str]
     training = detector["training"]
     held_back = validation_keys(sorted(subjects), training["validation_fraction"], training["seed"])
     scaling = input_phase_scaling(detector)
-    if scaling.method != "pi" and settings.residual_field:
-        log.info("residual_field off: it wraps phase in radians / pi, and phase_scaling is %s", scaling.method)
-        settings = dataclasses.replace(settings, residual_field=0.0)
     train = [load_subject(name, files, scaling, settings.inputs) for name, files in sorted(subjects.items()) if name not in held_back]
     validation = [load_subject(name, files, scaling, settings.inputs) for name, files in sorted(subjects.items()) if name in held_back]
     log.info("variant %s: %d training, %d validation subjects; inputs %s", variant, len(train), len(validation),
