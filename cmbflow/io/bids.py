@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cmbflow.io.annotations import MARKER_EXTENSIONS
 from cmbflow.io.nifti import InputError
 from cmbflow.settings import dataset_entry
 
@@ -88,7 +89,10 @@ def _fill(pattern: str, subject: str, session: str | None) -> str | None:
 
 
 def _extensions(pattern: str) -> list[str]:
-    """``pattern`` and its twin with the other NIfTI extension (``.nii.gz`` <-> ``.nii``)."""
+    """``pattern`` and its twins: the other NIfTI extension (``.nii.gz`` <-> ``.nii``); for a
+    markers table (``.tsv``), Slicer's point lists (``.mrk.json``, ``.fcsv``) of the same name."""
+    if pattern.endswith(".tsv"):
+        return [pattern[:-4] + extension for extension in MARKER_EXTENSIONS]
     if pattern.endswith(".nii.gz"):
         return [pattern, pattern[:-3]]
     if pattern.endswith(".nii"):
@@ -229,8 +233,8 @@ def discover_subjects(name: str, dataset: dict) -> list[SubjectFiles]:
     if misnamed:
         raise InputError(f"dataset '{name}': annotation file(s) named like a CMB mask or markers table but in a form cmbflow "
                          f"does not read: {', '.join(misnamed[:10])}{' ...' if len(misnamed) > 10 else ''}. Masks are NIfTI "
-                         "(.nii.gz or .nii); markers are a tab-separated .tsv with columns x y z in world mm (RAS+). Convert "
-                         "them (a .csv table: save it tab-separated as .tsv), or remove them.")
+                         "(.nii.gz or .nii); markers are a tab-separated .tsv with columns x y z in world mm (RAS+), or "
+                         "Slicer's .mrk.json or .fcsv. Convert them (a .csv table: save it tab-separated as .tsv), or remove them.")
     subjects = {files.subject for files in found.values()}
     for folder in sorted(p for p in root.glob("sub-*") if p.is_dir() and p.name[4:] not in subjects):
         log.warning("dataset '%s': %s is skipped: no file in it matches %s%s. Add its magnitude image, or set datasets.%s."
@@ -251,7 +255,7 @@ def _misnamed(root: Path | None, patterns: list[str], subject: str, session: str
             continue
         stem = filled.removesuffix(".gz").removesuffix(".nii").removesuffix(".tsv")
         found.update(path for path in glob.glob(glob.escape(str(root)) + "/" + stem + ".*")
-                     if not path.endswith((".json", ".nii", ".nii.gz", ".tsv")))
+                     if not path.endswith((".json", ".nii", ".nii.gz", *MARKER_EXTENSIONS)))
     return sorted(found)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import json
 
 import nibabel as nib
 import numpy as np
@@ -86,6 +87,15 @@ def _world(ijk):
 def _lps_markers(files):
     rows = ["x\ty\tz"] + ["\t".join(f"{v:g}" for v in _world(ijk) * [-1, -1, 1]) for ijk in ((3, 5, 4), (6, 5, 4))]
     _markers(files, "\n".join(rows) + "\n")
+
+
+def _slicer_markers(files):
+    """The two CMBs of the mask as a rater's Slicer point list (LPS, Slicer's frame), instead of the table."""
+    lps = [list(_world(ijk) * [-1, -1, 1]) for ijk in ((3, 5, 4), (6, 5, 4))]
+    points = [{"id": str(n), "label": f"F-{n}", "position": p, "positionStatus": "defined"} for n, p in enumerate(lps)]
+    files["01"]["markers"].with_suffix(".mrk.json").write_text(json.dumps({"markups": [
+        {"type": "Fiducial", "coordinateSystem": "LPS", "coordinateUnits": "mm", "controlPoints": points}]}))
+    files["01"]["markers"].unlink()
 
 
 def _raw_phase(files):
@@ -215,6 +225,8 @@ ACCEPTED = [
     ("header-only markers", lambda f: _markers(f, "x\ty\tz\n"), [], lambda m: list(m["n_cmb"]) == ["2", "0"]),
     ("unwrapped phase named", lambda f: _phase_scaled(f, lambda p: 0.3 * p + 1.1 * np.indices(SHAPE)[0]), ["--phase-units", "unwrapped"],
      lambda m: "unwrapped" in m["phase_units"][0]),
+    ("markers from Slicer (.mrk.json, LPS)", lambda f: _slicer_markers(f), [],
+     lambda m: m["markers"][0].endswith("sub-01_desc-cmb_markers.mrk.json") and list(m["n_cmb"]) == ["2", "0"]),
     ("markers with region names", lambda f: _markers(f, "x\ty\tz\tregion\n" + "\t".join(f"{v:g}" for v in _world((3, 5, 4))) + "\tLobar\n"),
      [], lambda m: list(m["n_cmb"]) == ["2", "0"]),
 ]
