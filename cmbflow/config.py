@@ -7,7 +7,6 @@ import logging
 import re
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import yaml
@@ -15,7 +14,7 @@ import yaml
 from cmbflow import paths
 from cmbflow.io.bids import LABEL, TRAINING_ROLES, annotation_files, annotation_root, discover_subjects, has_phase, patterns_for
 from cmbflow.io.model_input import model_inputs
-from cmbflow.io.nifti import InputError
+from cmbflow.io.nifti import InputError, image_geometry
 from cmbflow.io.coords import world_axis_spacing
 from cmbflow.sites import SiteParams
 
@@ -420,7 +419,7 @@ def _first_readable_spacing(subjects) -> np.ndarray:
     build to get there); with none readable, 1 mm stands in until validation fails."""
     for files in subjects:
         try:
-            return world_axis_spacing(nib.load(str(files.magnitude)).affine)
+            return world_axis_spacing(image_geometry(files.magnitude)[1])
         except Exception:  # noqa: BLE001 - any unreadable header; validation names it
             continue
     return np.ones(3)

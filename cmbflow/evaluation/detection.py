@@ -18,13 +18,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
 from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.coords import voxel_to_world
+from cmbflow.io.nifti import load_volume
 from cmbflow.settings import FromConfig
 
 OUTCOMES = ("tp", "fp", "duplicate")
@@ -59,16 +59,16 @@ def load_truth(mask: str | None, markers: str | None = None) -> SubjectTruth:
     """CMBs of one subject from its instance ``mask`` (CMB centres: mask centroids) or, with no
     mask, its ``markers`` table. Marker radii are used where a mask has none of its own."""
     if mask:
-        image = nib.load(mask)
-        labels = instance_labels(np.asarray(image.dataobj))
+        data, affine = load_volume(mask)  # the user's mask: any name load_volume reads
+        labels = instance_labels(data)
         ids = np.unique(labels[labels > 0])
         centres = np.array(ndimage.center_of_mass(labels > 0, labels, ids)).reshape(-1, 3)
         sizes = ndimage.sum_labels(labels > 0, labels, ids)
-        radius = _ball_radius_mm(np.asarray(sizes, float), float(np.prod(image.header.get_zooms()[:3])))
-        world = voxel_to_world(image.affine, centres)
+        radius = _ball_radius_mm(np.asarray(sizes, float), float(abs(np.linalg.det(affine[:3, :3]))))
+        world = voxel_to_world(affine, centres)
         lesions = pd.DataFrame({"lesion": ids.astype(int), "x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
                                 "radius_mm": radius})
-        return SubjectTruth(labels, image.affine, lesions)
+        return SubjectTruth(labels, affine, lesions)
     if not markers:
         raise ValueError("a subject's CMBs need a mask or a markers table")
     table = read_markers(markers)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -22,7 +21,7 @@ from cmbflow.io.coords import voxel_to_world, world_to_voxel
 from cmbflow.io.model_input import PhaseScaling, load_model_input, model_inputs
 from cmbflow.device import autocast, default_device
 from cmbflow.inference.windows import sliding_window
-from cmbflow.io.nifti import save_volume
+from cmbflow.io.nifti import image_geometry, save_volume
 from cmbflow.models.anchors import anchor_extents, box_centres, box_diameters_mm
 from cmbflow.models.detector import CMBDetector, folded_for_inference
 from cmbflow.models.postprocess import select_candidates
@@ -257,14 +256,14 @@ def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str
     data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
     check_spacing(card, data.spacing, files["swi"])
     table, outputs, box = find_candidates(model, data.image, data.brain, card["anchors_mm"], data.spacing, settings, device)
-    header = nib.load(original)
-    table = to_original_image(table, data.affine, header.affine)
+    shape, affine = image_geometry(original)
+    table = to_original_image(table, data.affine, affine)
     if probability_map:
-        grid = Grid(header.affine, tuple(int(n) for n in header.shape[:3]))
+        grid = Grid(affine, shape)
         from cmbflow.preprocessing.resample import resample_to_grid  # here: ANTs takes seconds to import, most runs write no map
 
         probability = np.zeros(data.brain.shape, np.float32)  # 0 outside the searched box
         probability[box] = outputs.probability()
-        save_volume(probability_map, resample_to_grid(probability, data.affine, grid, "linear"), header.affine,
+        save_volume(probability_map, resample_to_grid(probability, data.affine, grid, "linear"), affine,
                     dtype=np.float32)
     return candidate_table(subject, table)

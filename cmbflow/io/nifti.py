@@ -4,11 +4,17 @@ by voxel; affines map voxel -> world mm RAS+. Everything cmbflow writes is NIfTI
 
 from __future__ import annotations
 
+import gzip
+import logging
 import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+
+
+log = logging.getLogger(__name__)
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class InputError(ValueError):
@@ -54,7 +60,7 @@ def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, 
         data, affine = _load_itk(path)
         return data.astype(dtype, copy=False), affine
     try:
-        image = nib.load(str(path))
+        image = _load_nifti(path)
         data = np.asanyarray(image.dataobj)
     except Exception as error:  # nibabel raises many types for corrupt files
         raise InputError(f"{path}: cannot be read as NIfTI ({error}). Re-export it as .nii or .nii.gz (NRRD and "
@@ -68,6 +74,40 @@ def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, 
     if data.ndim != 3:
         raise InputError(f"{path}: image has shape {data.shape}, expected a 3-D volume. Split 4-D series (e.g. multi-echo) into one 3-D file per image.")
     return data.astype(dtype, copy=False), image.affine
+
+
+def image_geometry(path: str | os.PathLike) -> tuple[tuple[int, int, int], np.ndarray]:
+    """``(shape, affine)`` of a volume from its header alone (voxel index -> world mm RAS+), for
+    every format :func:`load_volume` reads: NIfTI (also with a name that disagrees on gzip),
+    NRRD / NHDR / MHA / MHD (ITK's header)."""
+    path = Path(path)
+    if path.name.lower().endswith(ITK_EXTENSIONS):
+        import ants  # ITK's readers; imported only for these formats
+
+        from cmbflow.io.coords import affine_from_ants_geometry
+
+        info = ants.image_header_info(str(path))
+        direction = np.asarray(info["direction"], float).reshape(3, 3)
+        return tuple(int(n) for n in info["dimensions"][:3]), affine_from_ants_geometry(info["origin"], info["spacing"], direction)
+    image = _load_nifti(path)
+    return tuple(int(n) for n in image.shape[:3]), image.affine
+
+
+def _load_nifti(path: Path):
+    """``nib.load``, or, for a file whose name and content disagree on gzip (a plain NIfTI named
+    ``.nii.gz`` by hand, or the reverse), the content as it is, with a warning: nibabel goes by
+    the name alone and fails on both."""
+    with open(path, "rb") as handle:
+        compressed = handle.read(2) == GZIP_MAGIC
+    if compressed == path.name.lower().endswith(".gz"):
+        return nib.load(str(path))
+    log.warning("%s: the file is %s, against its name; read as it is. Rename it to %s.", path,
+                "gzip-compressed" if compressed else "not gzip-compressed", path.name + ".gz" if compressed else path.name[:-3])
+    content = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
+    try:
+        return nib.Nifti1Image.from_bytes(content)
+    except Exception:  # a NIfTI-2 header (540 bytes) is not a NIfTI-1 one
+        return nib.Nifti2Image.from_bytes(content)
 
 
 def _check_header(path: Path, image) -> None:

@@ -20,13 +20,12 @@ import json
 import logging
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 
 from cmbflow import paths
 from cmbflow.io.coords import ras_to_lps, voxel_sizes, world_to_voxel
-from cmbflow.io.nifti import save_volume
+from cmbflow.io.nifti import image_geometry, save_volume
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +75,8 @@ def write_subject_exports(cmbs: pd.DataFrame, subject: str, original: str, name:
     """Write ``subject``'s markups and label map (its rows of the census ``cmbs``) for the
     ``original`` magnitude image; returns its number of CMBs."""
     mine = cmbs[cmbs["subject"].astype(str) == str(subject)].reset_index(drop=True)
-    header = nib.load(original)
-    save_volume(labels_path, label_map(mine, header.affine, tuple(int(n) for n in header.shape[:3])), header.affine)
+    shape, affine = image_geometry(original)
+    save_volume(labels_path, label_map(mine, affine, shape), affine)
     Path(markups_path).parent.mkdir(parents=True, exist_ok=True)
     Path(markups_path).write_text(json.dumps(slicer_markups(mine, name), indent=2) + "\n")
     return len(mine)

@@ -225,6 +225,8 @@ ACCEPTED = [
     ("header-only markers", lambda f: _markers(f, "x\ty\tz\n"), [], lambda m: list(m["n_cmb"]) == ["2", "0"]),
     ("unwrapped phase named", lambda f: _phase_scaled(f, lambda p: 0.3 * p + 1.1 * np.indices(SHAPE)[0]), ["--phase-units", "unwrapped"],
      lambda m: "unwrapped" in m["phase_units"][0]),
+    ("plain NIfTI named .nii.gz", lambda f: f["02"]["magnitude"].write_bytes(gzip.decompress(f["02"]["magnitude"].read_bytes())),
+     [], lambda m: m["magnitude"][1].endswith("sub-02_part-mag_swi.nii.gz") and m["shape"][1] == "12x14x10"),
     ("markers from Slicer (.mrk.json, LPS)", lambda f: _slicer_markers(f), [],
      lambda m: m["markers"][0].endswith("sub-01_desc-cmb_markers.mrk.json") and list(m["n_cmb"]) == ["2", "0"]),
     ("markers with region names", lambda f: _markers(f, "x\ty\tz\tregion\n" + "\t".join(f"{v:g}" for v in _world((3, 5, 4))) + "\tLobar\n"),

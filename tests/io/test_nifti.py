@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 
 from cmbflow.io.coords import voxel_to_world
-from cmbflow.io.nifti import InputError, load_volume, save_volume
+import gzip
+import logging
+
+from cmbflow.io.nifti import InputError, image_geometry, load_volume, save_volume
 from cmbflow.preprocessing.antsimage import to_ants
 
 # Oblique, LAS-stored, anisotropic: a header bug shows up as a moved voxel.
@@ -26,6 +29,23 @@ def test_itk_formats_read_like_the_same_nifti(tmp_path, extension):
     np.testing.assert_allclose(affine, reference_affine, atol=1e-4)
     corner = voxel_to_world(affine, [[8, 7, 6]])[0]
     np.testing.assert_allclose(corner, AFFINE[:3, :3] @ [8, 7, 6] + AFFINE[:3, 3], atol=1e-3)  # world mm RAS+
+    shape, header_affine = image_geometry(tmp_path / f"image{extension}")  # what detection maps positions back with
+    assert shape == (9, 8, 7)
+    np.testing.assert_allclose(header_affine, reference_affine, atol=1e-4)
+
+
+@pytest.mark.parametrize("name, compress", [("plain_named.nii.gz", False), ("gzipped_named.nii", True)])
+def test_a_nifti_whose_name_lies_about_gzip_is_read_with_a_warning(tmp_path, caplog, name, compress):
+    data = np.random.default_rng(1).uniform(0, 100, (9, 8, 7)).astype(np.float32)
+    save_volume(tmp_path / "reference.nii", data, AFFINE)
+    content = (tmp_path / "reference.nii").read_bytes()
+    (tmp_path / name).write_bytes(gzip.compress(content) if compress else content)
+    with caplog.at_level(logging.WARNING):
+        array, affine = load_volume(tmp_path / name)
+    np.testing.assert_array_equal(array, data)
+    np.testing.assert_allclose(affine, AFFINE, atol=1e-5)
+    assert image_geometry(tmp_path / name)[0] == (9, 8, 7)
+    assert f"{name}: the file is {'' if compress else 'not '}gzip-compressed, against its name" in caplog.text
 
 
 def test_a_corrupt_nrrd_is_an_input_error_naming_it(tmp_path):
