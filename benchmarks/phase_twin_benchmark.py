@@ -24,7 +24,6 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-MODELS = ("rpn", "rpn_ffm", "rpn_ffm_hspl", "localizer")
 
 
 def snakemake(workdir: Path, config: Path, cores: int, *targets: str) -> None:
@@ -49,14 +48,15 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--twin", choices=("raw", "gre"), default="raw", help="raw phase, or GRE magnitude instead of SWI")
-    parser.add_argument("--variants", nargs="+", default=list(MODELS[:-1]), help="detector variants to score")
+    parser.add_argument("--variants", nargs="+", help="detector variants to score (default: every detector the run trained)")
     args = parser.parse_args()
     run, work = args.run.resolve(), args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     sites = yaml.safe_load((REPO / "config.yaml").read_text())["synth"]["sites"]
     split = pd.read_csv(run / "results/inputs/synth_internal/split.tsv", sep="\t", dtype=str)
     test = split.loc[split["split"] == "test", "key"].tolist()
-    models = {name: str(run / "results/models" / name) for name in [*args.variants, "localizer"]}
+    variants = args.variants or sorted(p.parent.name for p in (run / "results/models").glob("*/model.pt") if p.parent.name != "localizer")
+    models = {name: str(run / "results/models" / name) for name in [*variants, "localizer"]}
     if args.twin == "gre":
         return gre_twins(run, work, sites, test, models, args.cores)
     twins = {"internalraw": {**sites["internal"], "draws_of": "internal", "phase_kind": "raw"},
