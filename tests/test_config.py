@@ -179,8 +179,8 @@ def test_a_dataset_without_phase_takes_only_models_that_do_not_read_it(tmp_path)
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["datasets"]["swi_only"] = {"bids_dir": str(tmp_path), "role": "external", "phase": False}
     validate_config(config, schema, ["my.yaml"])
-    with pytest.raises(ValueError, match=r"datasets.swi_only has no phase \(phase: false\), but detector 'rpn' reads swi and "
-                                         r"phase \(detector.variants.rpn.inputs\)"):
+    with pytest.raises(ValueError, match=r"datasets.swi_only has no phase \(phase: false\), but detector 'rpn_ffm_hspl' reads swi "
+                                         r"and phase \(detector.variants.rpn_ffm_hspl.inputs\)"):
         check_config(config)
     config["detector"]["variants"] = {"swi": {"fuse_levels": True, "hspl": False, "inputs": ["swi"]}}
     check_config(config)  # one-channel variants only: accepted
@@ -206,7 +206,7 @@ def test_the_retinanet_baseline_is_a_variant_without_our_switches():
     validate_config(config, schema, ["my.yaml"])
     assert config["detector"]["variants"]["retinanet"] == {"architecture": "retinanet", "fuse_levels": False, "hspl": False,
                                                           "inputs": ["swi", "phase"]}
-    assert config["detector"]["variants"]["rpn"]["architecture"] == "cmbflow"
+    assert config["detector"]["variants"]["rpn_ffm_hspl"]["architecture"] == "cmbflow"
     config["detector"]["variants"]["retinanet"]["hspl"] = True
     with pytest.raises(ValueError, match=r"detector.variants.retinanet"):
         validate_config(config, schema, ["my.yaml"])
