@@ -79,16 +79,12 @@ def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, 
 def image_geometry(path: str | os.PathLike) -> tuple[tuple[int, int, int], np.ndarray]:
     """``(shape, affine)`` of a volume from its header alone (voxel index -> world mm RAS+), for
     every format :func:`load_volume` reads: NIfTI (also with a name that disagrees on gzip),
-    NRRD / NHDR / MHA / MHD (ITK's header)."""
+    NRRD / NHDR / MHA / MHD (read whole by ITK: antspyx's header-only ``image_header_info``
+    returns the direction matrix transposed, which moved every position of an oblique scan)."""
     path = Path(path)
     if path.name.lower().endswith(ITK_EXTENSIONS):
-        import ants  # ITK's readers; imported only for these formats
-
-        from cmbflow.io.coords import affine_from_ants_geometry
-
-        info = ants.image_header_info(str(path))
-        direction = np.asarray(info["direction"], float).reshape(3, 3)
-        return tuple(int(n) for n in info["dimensions"][:3]), affine_from_ants_geometry(info["origin"], info["spacing"], direction)
+        data, affine = _load_itk(path)
+        return tuple(int(n) for n in data.shape[:3]), affine
     image = _load_nifti(path)
     return tuple(int(n) for n in image.shape[:3]), image.affine
 

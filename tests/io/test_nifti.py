@@ -11,8 +11,10 @@ import logging
 from cmbflow.io.nifti import InputError, image_geometry, load_volume, save_volume
 from cmbflow.preprocessing.antsimage import to_ants
 
-# Oblique, LAS-stored, anisotropic: a header bug shows up as a moved voxel.
-ROTATION = np.array([[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+# Oblique about two axes (an asymmetric direction matrix, so a transposed one shows), LAS-stored,
+# anisotropic: a header bug shows up as a moved voxel.
+ROTATION = (np.array([[np.cos(0.3), -np.sin(0.3), 0], [np.sin(0.3), np.cos(0.3), 0], [0, 0, 1]])
+            @ np.array([[1, 0, 0], [0, np.cos(0.5), -np.sin(0.5)], [0, np.sin(0.5), np.cos(0.5)]]))
 AFFINE = np.eye(4)
 AFFINE[:3, :3] = ROTATION @ np.diag([-0.9, 1.1, 2.5])
 AFFINE[:3, 3] = [40.0, -60.0, -30.0]

@@ -41,10 +41,29 @@ def new_data_config(config: dict, datasets: dict) -> dict:
             "evaluation": config["evaluation"]}
 
 
+def as_itk_formats(bids: Path, subject: str) -> dict[str, list[str]]:
+    """Rewrite ``subject``'s magnitude as NRRD and phase as MetaImage (the NIfTIs removed), as
+    Slicer or ITK-based tools export them; returns the dataset's patterns for them."""
+    import ants
+
+    from cmbflow.io.nifti import load_volume
+    from cmbflow.preprocessing.antsimage import to_ants
+
+    anat = bids / f"sub-{subject}" / "anat"
+    for part, extension in (("mag", ".nrrd"), ("phase", ".mha")):
+        source = anat / f"sub-{subject}_part-{part}_swi.nii.gz"
+        ants.image_write(to_ants(*load_volume(source)), str(anat / f"sub-{subject}_part-{part}_swi{extension}"))
+        source.unlink()
+    return {"magnitude": ["sub-{subject}/anat/sub-{subject}_part-mag_swi.nrrd"],
+            "phase": ["sub-{subject}/anat/sub-{subject}_part-phase_swi.mha"]}
+
+
 def start_models_only_run(workdir: Path, config: dict, user_bids: Path, root: Path) -> NewDataRun:
     """A fresh folder holding only the models, on the user's first scan with its annotations and
     without them (one subject each: what is checked is which threshold scores the one and that
-    the other gets a census)."""
+    the other gets a census). The unannotated copy is stored as NRRD and MetaImage, so that
+    detection and export map positions back through an ITK header (oblique: an asymmetric
+    direction matrix)."""
     fresh = root / "fresh"
     for name in ("rpn", "localizer"):
         shutil.copytree(workdir / "results/models" / name, fresh / "results/models" / name)
@@ -53,7 +72,8 @@ def start_models_only_run(workdir: Path, config: dict, user_bids: Path, root: Pa
     shutil.copytree(user_bids, unannotated, ignore=shutil.ignore_patterns("derivatives", "sub-002"))
     before = {p: sha256(p) for p in (fresh / "results/models").rglob("*") if p.is_file()}
     datasets = {"user_scans": {**config["datasets"]["user_scans"], "bids_dir": str(annotated)},
-                "new_scans": {"bids_dir": str(unannotated), "role": "external", "phase_sign": -1}}
+                "new_scans": {"bids_dir": str(unannotated), "role": "external", "phase_sign": -1,
+                              "patterns": as_itk_formats(unannotated, "001")}}
     new = new_data_config(config, datasets)
     return NewDataRun(start_snakemake(fresh, new), new, before)
 

@@ -491,6 +491,11 @@ def test_trained_models_run_new_data_from_a_results_folder_holding_only_them(new
     counts = pd.read_csv(fresh / paths.census_files("rpn", "new_scans")["counts"], sep="\t", dtype={"subject": str})
     assert counts["subject"].tolist() == ["001"]
     assert_figure(fresh / paths.figure("new_scans", "candidate_panels")["png"])
+    # the NRRD scan's census map lies on its own grid, as the same scan's NIfTI header gives it
+    original = nib.load(str(Path(new["datasets"]["user_scans"]["bids_dir"]) / "sub-001/anat/sub-001_part-mag_swi.nii.gz"))
+    exported = nib.load(str(fresh / paths.export_folder("rpn", "new_scans") / "sub-001_desc-cmb_dseg.nii.gz"))
+    assert exported.shape == original.shape
+    np.testing.assert_allclose(exported.affine, original.affine, atol=1e-3)
     # dropping a dataset from the list leaves the other's outputs as they are
     result = snakemake(fresh, {**new, "datasets": {"user_scans": new["datasets"]["user_scans"]}}, "-n")
     assert result.returncode == 0 and "Nothing to be done" in result.stdout, result.stdout[-3000:]
