@@ -175,7 +175,11 @@ def split_of(name):
     """Subject key -> ``train`` / ``test`` / ``calibration`` of a split dataset, read from the
     table that the checkpoint split_dataset wrote. Call it inside input functions only: while
     the table is missing Snakemake runs the checkpoint first and asks again."""
-    table = checkpoints.split_dataset.get(dataset=name).output[0]
+    return _read_split_table(checkpoints.split_dataset.get(dataset=name).output[0])
+
+
+def _read_split_table(table):
+    """:func:`read_split` of ``table``, cached until the file changes."""
     mtime = os.stat(table).st_mtime_ns
     if _SPLIT_TABLES.get(table, (None,))[0] != mtime:
         _SPLIT_TABLES[table] = (mtime, read_split(table))
@@ -250,7 +254,7 @@ def training_subject_first(wildcards):
     table = paths.output("inputs", wildcards.dataset, suffix="split", ext=".tsv")
     if wildcards.dataset not in SPLIT_DATASETS or not os.path.exists(table):
         return 1
-    return 1 if read_split(table).get(wildcards.subject) == "train" else 0
+    return 1 if _read_split_table(table).get(wildcards.subject) == "train" else 0
 
 
 SYNTH_SITES = sorted({d["synthetic_site"] for d in config["datasets"].values() if "synthetic_site" in d})
