@@ -101,15 +101,19 @@ def _extensions(pattern: str) -> list[str]:
 
 
 def _companion(root: Path, patterns: list[str], subject: str, session: str | None) -> Path | None:
-    """First existing file among ``patterns`` filled for this subject/session (wildcards globbed)."""
+    """First existing file among ``patterns`` filled for this subject/session (wildcards globbed;
+    of a pattern's twins, ``.tsv`` before Slicer's, ``.nii.gz`` before ``.nii``). Files of the same
+    pattern that are not read are named in a warning."""
     for pattern in patterns:
         filled = _fill(pattern, subject, session)
         if filled is None:
             continue
-        for variant in _extensions(filled):
-            matches = sorted(glob.glob(glob.escape(str(root)) + "/" + variant))
-            if matches:
-                return Path(matches[0])
+        matches = [path for variant in _extensions(filled) for path in sorted(glob.glob(glob.escape(str(root)) + "/" + variant))]
+        if matches:
+            if len(matches) > 1:
+                log.warning("%s is read; %s %s not: they match the same pattern %s. Remove or rename the one that is not "
+                            "meant.", matches[0], ", ".join(matches[1:]), "is" if len(matches) == 2 else "are", pattern)
+            return Path(matches[0])
     return None
 
 

@@ -70,3 +70,14 @@ def test_a_subject_folder_without_a_magnitude_is_skipped_with_a_warning_naming_i
     assert len(skipped) == 2, caplog.text
     assert "sub-03 is skipped" in skipped[0] and "sub-03/ holds: anat/sub-03_T1w.nii.gz" in skipped[0]
     assert "sub-04 is skipped" in skipped[1] and "sub-04/ is empty" in skipped[1]
+
+
+def test_a_second_file_for_one_annotation_is_named_in_a_warning(tmp_path, caplog):
+    """A markers table and a Slicer point list of the same name: the table is read, the other said."""
+    _subject(tmp_path, "01")
+    for extension in (".tsv", ".mrk.json"):
+        _touch(tmp_path, f"derivatives/cmb_labels/sub-01/anat/sub-01_desc-cmb_markers{extension}")
+    with caplog.at_level("WARNING"):
+        (found,) = discover_subjects("site", {"bids_dir": str(tmp_path)})
+    assert found.markers.name == "sub-01_desc-cmb_markers.tsv"
+    assert "sub-01_desc-cmb_markers.mrk.json is not" in caplog.text
