@@ -76,6 +76,13 @@ def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, 
     return data.astype(dtype, copy=False), image.affine
 
 
+def zero_nonfinite(data: np.ndarray) -> np.ndarray:
+    """``data`` with NaN and Inf read as 0 (a copy only where there are any): the background
+    that some tools write as NaN. Validation refuses them inside the head (cmbflow.io.validate)."""
+    finite = np.isfinite(data)
+    return data if finite.all() else np.where(finite, data, 0).astype(data.dtype, copy=False)
+
+
 def image_geometry(path: str | os.PathLike) -> tuple[tuple[int, int, int], np.ndarray]:
     """``(shape, affine)`` of a volume from its header alone (voxel index -> world mm RAS+), for
     every format :func:`load_volume` reads: NIfTI (also with a name that disagrees on gzip),

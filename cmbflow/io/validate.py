@@ -13,9 +13,9 @@ import pandas as pd
 from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.bids import TRAINING_ROLES, SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
-from cmbflow.io.nifti import InputError, load_volume
+from cmbflow.io.nifti import InputError, load_volume, zero_nonfinite
 from cmbflow.io.phase import (DARK_AIR_SPREAD, FLIPPED_DARKENING_MIN, MAGNITUDE_LIKE_RHO, MIN_COHERENCE, PHASE_LIKE_AIR_SPREAD, SWI_DARKENING_MAX,
-                              air_spread, field_map_marks, magnitude_rank_correlation, phase_coherence, phase_kind,
+                              air_spread, field_map_marks, filled_head, magnitude_rank_correlation, phase_coherence, phase_kind,
                               phase_to_radians, swi_darkening)
 from cmbflow.settings import dataset_entry
 
@@ -43,10 +43,20 @@ def _field_map_sidecar(path: Path) -> str | None:
     return None
 
 
-def _finite(path: Path, data: np.ndarray) -> str | None:
-    bad = int((~np.isfinite(data)).sum())
-    if bad:
-        return f"{path}: {bad} voxel(s) are NaN or Inf. Replace them (e.g. with 0) before running cmbflow."
+def _finite(path: Path, data: np.ndarray, magnitude: np.ndarray | None = None) -> str | None:
+    """NaN / Inf voxels: refused inside the head of ``magnitude`` (on ``data``'s grid; None: anywhere),
+    where they would hide tissue; outside it (the background some tools write as NaN) they are read
+    as 0 (:func:`cmbflow.io.nifti.zero_nonfinite`), with a warning."""
+    bad = ~np.isfinite(data)
+    n_bad = int(bad.sum())
+    if not n_bad:
+        return None
+    head = None if magnitude is None else filled_head(magnitude)
+    inside = n_bad if head is None or not head.any() else int((bad & head).sum())  # no head: nothing is outside it
+    if inside:
+        where = "" if inside == n_bad else f" inside the head ({n_bad - inside} more outside it would be read as 0)"
+        return f"{path}: {inside} voxel(s) are NaN or Inf{where}. Replace them (e.g. with 0) before running cmbflow."
+    log.warning("%s: %d voxel(s) outside the head are NaN or Inf; they are read as 0 (the file is not changed)", path, n_bad)
     return None
 
 
@@ -176,8 +186,10 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
         return row, [str(error)]
     row.update(shape="x".join(map(str, magnitude.shape)), voxel_mm="x".join(f"{v:.3g}" for v in voxel_sizes(affine)),
                orientation="".join(nib.aff2axcodes(affine)))
-    problems.append(_finite(files.magnitude, magnitude))
+    magnitude_nonfinite = _finite(files.magnitude, magnitude, magnitude)
+    problems.append(magnitude_nonfinite)
     problems.append(_magnitude_problem(files.magnitude, magnitude, affine))
+    magnitude = zero_nonfinite(magnitude)  # what preprocessing reads; NaN inside the head is refused above
 
     if files.phase is None:
         row["phase_kind"], row["phase_filter"] = "none", "none"  # a dataset without phase: one-channel models only
@@ -190,10 +202,13 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
         try:
             phase, phase_affine = load_volume(files.phase)
             problems.append(_same_grid(files.magnitude, magnitude.shape, affine, files.phase, phase.shape, phase_affine, tolerance_mm, "phase"))
-            problems.append(_finite(files.phase, phase))
-            swapped = _swapped(files, magnitude, phase) if phase.shape == magnitude.shape else None
+            same_shape = phase.shape == magnitude.shape
+            nonfinite = _finite(files.phase, phase, magnitude if same_shape else None)
+            problems.append(nonfinite)
+            phase = zero_nonfinite(phase)
+            swapped = _swapped(files, magnitude, phase) if same_shape else None
             problems.append(swapped)
-            if swapped is None and np.all(np.isfinite(phase)) and np.all(np.isfinite(magnitude)) and phase.shape == magnitude.shape:
+            if swapped is None and nonfinite is None and magnitude_nonfinite is None and same_shape:
                 radians, row["phase_units"] = phase_to_radians(phase, dataset["phase_units"],
                                                                dataset.get("phase_code_range"), source=str(files.phase))
                 not_phase = _phase_problem(files.phase, files.magnitude, phase, radians, magnitude)

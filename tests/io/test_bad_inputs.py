@@ -116,6 +116,19 @@ def _swap(files):
     _nifti(files["01"]["phase"], magnitude.astype(np.float32))
 
 
+def _nan_outside_head(files, subject="02", hole=False):
+    """The background outside a box-shaped head written as NaN (as SPM and some exports do);
+    ``hole``: one NaN voxel inside the head as well, in the magnitude."""
+    head = np.zeros(SHAPE, bool)
+    head[2:-2, 2:-2, 1:-1] = True
+    for part in ("magnitude", "phase"):
+        data = np.asanyarray(nib.load(str(files[subject][part])).dataobj)
+        data = np.where(head, data, np.nan).astype(np.float32)
+        if hole and part == "magnitude":
+            data[6, 7, 5] = np.nan
+        _nifti(files[subject][part], data)
+
+
 # (id, mutation of the two-subject dataset, extra options, None = accepted / fragments the message must hold)
 REFUSED = [
     ("phase missing", lambda f: f["01"]["phase"].unlink(), [], ["sub-01_part-mag_swi.nii.gz", "no phase image", "patterns.phase"]),
@@ -191,6 +204,8 @@ REFUSED = [
     ("mask without its subject", lambda f: f["02"]["magnitude"].unlink() or f["02"]["phase"].unlink(), [],
      ["sub-02_desc-cmb_mask.nii.gz", "mask file(s) without a magnitude image"]),
     ("phase NaN", lambda f: _nifti(f["02"]["phase"], np.full(SHAPE, np.nan, np.float32)), [], ["sub-02_part-phase_swi.nii.gz", "NaN or Inf"]),
+    ("magnitude NaN inside the head", lambda f: _nan_outside_head(f, hole=True), [],
+     ["sub-02_part-mag_swi.nii.gz", "1 voxel(s) are NaN or Inf inside the head", "Replace them"]),
     ("magnitude one value", lambda f: _nifti(f["02"]["magnitude"], np.full(SHAPE, 100, np.float32)), [],
      ["sub-02_part-mag_swi.nii.gz", "one value only", "Re-export the magnitude"]),
     ("phase one value", lambda f: _nifti(f["02"]["phase"], np.zeros(SHAPE, np.float32)), [],
@@ -229,6 +244,7 @@ ACCEPTED = [
      [], lambda m: m["magnitude"][1].endswith("sub-02_part-mag_swi.nii.gz") and m["shape"][1] == "12x14x10"),
     ("markers from Slicer (.mrk.json, LPS)", lambda f: _slicer_markers(f), [],
      lambda m: m["markers"][0].endswith("sub-01_desc-cmb_markers.mrk.json") and list(m["n_cmb"]) == ["2", "0"]),
+    ("NaN outside the head", lambda f: _nan_outside_head(f), [], lambda m: list(m["key"]) == ["01", "02"]),
     ("markers with region names", lambda f: _markers(f, "x\ty\tz\tregion\n" + "\t".join(f"{v:g}" for v in _world((3, 5, 4))) + "\tLobar\n"),
      [], lambda m: list(m["n_cmb"]) == ["2", "0"]),
 ]

@@ -8,7 +8,8 @@ from cmbflow.io.coords import voxel_to_world
 import gzip
 import logging
 
-from cmbflow.io.nifti import InputError, image_geometry, load_volume, save_volume
+from cmbflow.io.nifti import InputError, image_geometry, load_volume, save_volume, zero_nonfinite
+from cmbflow.io.phase import filled_head
 from cmbflow.preprocessing.antsimage import to_ants
 
 # Oblique about two axes (an asymmetric direction matrix, so a transposed one shows), LAS-stored,
@@ -55,3 +56,21 @@ def test_a_corrupt_nrrd_is_an_input_error_naming_it(tmp_path):
     path.write_text("NRRD0004\ntype: float\ndimension: 3\nsizes: 4 4\n\n")
     with pytest.raises(InputError, match="broken.nrrd: cannot be read as NRRD"):
         load_volume(path)
+
+
+def test_nonfinite_voxels_read_as_zero_and_a_finite_image_is_not_copied():
+    data = np.array([[[1.0, np.nan], [np.inf, -np.inf]]], np.float32)
+    assert zero_nonfinite(data).tolist() == [[[1.0, 0.0], [0.0, 0.0]]] and zero_nonfinite(data).dtype == np.float32
+    finite = np.ones((2, 2, 2), np.float32)
+    assert zero_nonfinite(finite) is finite
+
+
+def test_the_filled_head_holds_its_dark_and_nan_holes_but_not_the_air():
+    magnitude = np.full((20, 20, 12), 2.0, np.float32)  # air
+    magnitude[4:16, 4:16, 2:10] = 100.0  # head
+    magnitude[9:11, 9:11, 5:7] = np.nan  # a hole inside
+    magnitude[8, 12, 3] = 1.0  # a dark CMB
+    magnitude[0, 0, 0] = np.nan  # the background
+    head = filled_head(magnitude)
+    assert head[9:11, 9:11, 5:7].all() and head[8, 12, 3] and head[4:16, 4:16, 2:10].all()
+    assert not head[0, 0, 0] and head.sum() == 12 * 12 * 8
