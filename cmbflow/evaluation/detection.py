@@ -10,7 +10,9 @@ Two hit rules (config ``evaluation.hit_rule``):
 
 Candidates are taken best first; the first hit of a CMB is a true positive, later candidates
 on an already-found CMB are ``duplicate`` (neither true nor false positive, as in the LUNA16
-FROC), the rest are false positives.
+FROC), the rest are false positives. A CMB its markers rate ``possible`` (MARS; BOMBS:
+uncertain) is left out of scoring: it is never missed, and a candidate on it is ``possible``,
+neither true nor false positive (LUNA16's excluded findings, the WMH challenge's ignored label).
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ import pandas as pd
 from scipy import ndimage
 
 from cmbflow.io.annotations import instance_labels, read_markers
-from cmbflow.io.coords import voxel_to_world
+from cmbflow.io.coords import voxel_to_world, world_to_voxel
 from cmbflow.io.nifti import load_volume
 from cmbflow.settings import FromConfig
 
-OUTCOMES = ("tp", "fp", "duplicate")
+OUTCOMES = ("tp", "fp", "duplicate", "possible")
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class HitRule(FromConfig):
 @dataclass
 class SubjectTruth:
     """The CMBs of one subject: ``labels`` (instance mask on the original grid, or None) and
-    ``lesions`` (one row per CMB: ``lesion`` id, ``x, y, z`` world mm RAS+ centre, ``radius_mm``)."""
+    ``lesions`` (one row per CMB: ``lesion`` id, ``x, y, z`` world mm RAS+ centre, ``radius_mm``,
+    ``rating``: definite, or possible for those left out of scoring)."""
 
     labels: np.ndarray | None
     affine: np.ndarray | None
@@ -67,15 +70,30 @@ def load_truth(mask: str | None, markers: str | None = None) -> SubjectTruth:
         radius = _ball_radius_mm(np.asarray(sizes, float), float(abs(np.linalg.det(affine[:3, :3]))))
         world = voxel_to_world(affine, centres)
         lesions = pd.DataFrame({"lesion": ids.astype(int), "x": world[:, 0], "y": world[:, 1], "z": world[:, 2],
-                                "radius_mm": radius})
+                                "radius_mm": radius, "rating": "definite"})
+        if markers:
+            possible = _possible_labels(read_markers(markers), labels, affine)
+            lesions.loc[lesions["lesion"].isin(possible), "rating"] = "possible"
         return SubjectTruth(labels, affine, lesions)
     if not markers:
         raise ValueError("a subject's CMBs need a mask or a markers table")
     table = read_markers(markers)
     radius = table["radius_mm"].to_numpy(float) if "radius_mm" in table else np.full(len(table), np.nan)
     lesions = pd.DataFrame({"lesion": np.arange(1, len(table) + 1), "x": table["x"].to_numpy(float),
-                            "y": table["y"].to_numpy(float), "z": table["z"].to_numpy(float), "radius_mm": radius})
+                            "y": table["y"].to_numpy(float), "z": table["z"].to_numpy(float), "radius_mm": radius,
+                            "rating": table["rating"].to_numpy() if "rating" in table else "definite"})
     return SubjectTruth(None, None, lesions)
+
+
+def _possible_labels(markers: pd.DataFrame, labels: np.ndarray, affine: np.ndarray) -> set[int]:
+    """Mask labels of the markers rated possible: the label at (or next to) each marker's voxel."""
+    if "rating" not in markers or not (markers["rating"] == "possible").any():
+        return set()
+    grown = dilated_lesions(labels, 1)
+    ijk = np.rint(world_to_voxel(affine, markers.loc[markers["rating"] == "possible", ["x", "y", "z"]].to_numpy(float)))
+    ijk = ijk.astype(int).reshape(-1, 3)
+    inside = np.all((ijk >= 0) & (ijk < np.array(labels.shape)), axis=1)
+    return {int(label) for label in grown[tuple(ijk[inside].T)] if label > 0}
 
 
 def dilated_lesions(labels: np.ndarray, dilation_voxels: int = 1) -> np.ndarray:
@@ -128,4 +146,18 @@ def match_candidates(candidates: pd.DataFrame, truth: SubjectTruth | np.ndarray,
     first = ~pd.Series(lesion).duplicated().to_numpy()
     table["lesion"] = lesion
     table["outcome"] = np.where(lesion == 0, "fp", np.where(first, "tp", "duplicate"))
+    if "rating" in truth.lesions:
+        possible = truth.lesions.loc[truth.lesions["rating"] == "possible", "lesion"].to_numpy(int)
+        table.loc[np.isin(lesion, possible) & (lesion > 0), "outcome"] = "possible"
     return table
+
+
+def possible_as_definite(matched: pd.DataFrame) -> pd.DataFrame:
+    """``matched`` (candidates of one or more subjects, best first per subject) scored as if every
+    possible CMB were definite: its first hit a true positive, later ones duplicates."""
+    possible = matched["outcome"] == "possible"
+    if not possible.any():
+        return matched
+    keys = matched["subject"].astype(str) + "/" + matched["lesion"].astype(str) if "subject" in matched else matched["lesion"]
+    first = ~keys.duplicated()
+    return matched.assign(outcome=np.where(possible, np.where(first, "tp", "duplicate"), matched["outcome"]))

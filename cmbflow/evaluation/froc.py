@@ -27,8 +27,8 @@ FP_LEVELS = (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # false positives per subjec
 
 
 def _scored(matched: pd.DataFrame) -> pd.DataFrame:
-    """True and false positives, best first."""
-    table = matched[matched["outcome"] != "duplicate"]
+    """True and false positives, best first (duplicates and hits of possible CMBs are neither)."""
+    table = matched[matched["outcome"].isin(("tp", "fp"))]
     return table.sort_values("score", ascending=False, kind="stable")
 
 

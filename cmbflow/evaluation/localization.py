@@ -86,7 +86,8 @@ def localization_accuracy(datasets: dict[str, dict[str, dict[str, str]]], margin
 def _operating_point(candidates: pd.DataFrame, truths: dict, rule: HitRule) -> dict[str, float]:
     matched, lesions = match_dataset(candidates, truths, rule)
     outcomes = matched["outcome"]
-    return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()), "cmbs": len(lesions)}
+    return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()),
+            "cmbs": int((lesions["rating"] != "possible").sum())}
 
 
 def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule: HitRule) -> pd.DataFrame:

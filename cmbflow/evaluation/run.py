@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.evaluation.detection import HitRule, SubjectTruth, load_truth, match_candidates
+from cmbflow.evaluation.detection import HitRule, SubjectTruth, load_truth, match_candidates, possible_as_definite
 from cmbflow.evaluation.froc import (FP_LEVELS, average_precision, bootstrap_froc, cpm, froc_curve, metrics_at, pr_curve,
                                      sensitivity_at)
 from cmbflow.io.coords import world_to_voxel
@@ -50,8 +50,8 @@ def match_dataset(candidates: pd.DataFrame, truths: dict[str, SubjectTruth], rul
     """Match the candidates of every subject of ``truths`` (:func:`load_dataset_truth`).
 
     Returns the matched candidates of all subjects (:func:`match_candidates`) and the CMBs
-    (``subject``, ``lesion``, ``x, y, z`` world mm, ``radius_mm``, ``region``, ``best_score``:
-    the highest score of a candidate hitting it, NaN if none)."""
+    (``subject``, ``lesion``, ``x, y, z`` world mm, ``radius_mm``, ``region``, ``rating``,
+    ``best_score``: the highest score of a candidate hitting it, NaN if none)."""
     matched, lesions = [], []
     for key, truth in truths.items():
         rows = candidates[candidates["subject"].astype(str) == key]
@@ -59,7 +59,7 @@ def match_dataset(candidates: pd.DataFrame, truths: dict[str, SubjectTruth], rul
         found = table[table["lesion"] > 0].groupby("lesion")["score"].max()
         matched.append(table)
         lesions.append(truth.lesions.assign(subject=key, best_score=truth.lesions["lesion"].map(found)))
-    columns = ["subject", "lesion", "x", "y", "z", "radius_mm", "region", "best_score"]
+    columns = ["subject", "lesion", "x", "y", "z", "radius_mm", "region", "rating", "best_score"]
     lesion_table = pd.concat(lesions, ignore_index=True) if lesions else pd.DataFrame(columns=columns)
     lesion_table = lesion_table.reindex(columns=columns)
     return pd.concat(matched, ignore_index=True), lesion_table
@@ -94,10 +94,12 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
     summaries, froc_tables, bands, pr_tables, regions, matched_tables = [], [], [], [], [], []
     for name in FILTERS:
         chosen = candidates if name == "before" else candidates[candidates["kept"].astype(bool)]
-        matched, lesions = match_dataset(chosen, truths, rule)
+        matched, all_lesions = match_dataset(chosen, truths, rule)
         matched_tables.append(matched.assign(filter=name))
+        lesions = all_lesions[all_lesions["rating"] != "possible"]  # possible CMBs: left out of scoring
         n_lesions = len(lesions)
-        row = {"filter": name, "subjects": n_subjects, "cmbs": n_lesions, "threshold": threshold,
+        row = {"filter": name, "subjects": n_subjects, "cmbs": n_lesions, "cmbs_possible": len(all_lesions) - n_lesions,
+               "threshold": threshold,
                "threshold_source": threshold_source,
                **metrics_at(matched, n_lesions, n_subjects, threshold)}
         if n_lesions:
@@ -106,7 +108,9 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
             band, cpms = bootstrap_froc(matched, per_subject, BAND_LEVELS, n_boot, seed)
             pr = pr_curve(matched, n_lesions)
             row.update({"cpm": cpm(points), "cpm_lower": float(np.percentile(cpms, 2.5)),
-                        "cpm_upper": float(np.percentile(cpms, 97.5)), "ap": average_precision(pr)})
+                        "cpm_upper": float(np.percentile(cpms, 97.5)), "ap": average_precision(pr),
+                        # the CPM had possible CMBs been scored as definite (equal to cpm without any)
+                        "cpm_all_cmbs": cpm(froc_curve(possible_as_definite(matched), len(all_lesions), n_subjects))})
             row.update({f"sens_at_{level:g}_fp": value for level, value in zip(FP_LEVELS, sensitivity_at(points))})
             froc_tables.append(points.assign(filter=name))
             bands.append(pd.DataFrame({"filter": name, "fp_per_subject": BAND_LEVELS,
@@ -118,7 +122,7 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
         row.update(agreement(subject_rows, n_boot, seed))
         row.update(centre_distance_f1(chosen, truths, threshold, rule.r_min_mm, valdo_distance_voxels))
         if name == "before":
-            lesions.to_csv(outputs["lesions"], sep="\t", index=False, float_format="%.4f")
+            all_lesions.to_csv(outputs["lesions"], sep="\t", index=False, float_format="%.4f")
         else:
             subject_rows.to_csv(outputs["subjects"], sep="\t", index=False, float_format="%.4f")
         summaries.append(row)

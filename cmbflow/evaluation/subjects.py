@@ -156,9 +156,10 @@ def centre_distance_f1(candidates: pd.DataFrame, truths: dict[str, SubjectTruth]
                        max_voxels: float) -> dict[str, float]:
     """Lesion F1 of the candidates scoring at least ``threshold`` under two centre-distance
     rules: ``f1_centre_mm`` (:class:`HitRule` ``distance``: within ``max(radius, r_min_mm)`` mm;
-    pooled over the subjects; a CMB hit twice counts once, the second hit is no false positive)
-    and ``valdo_f1`` (:func:`valdo_subject_f1`, averaged over the subjects with CMBs; NaN without
-    an instance mask, whose grid defines the voxels, or without any CMB)."""
+    pooled over the subjects; a CMB hit twice counts once, the second hit is no false positive;
+    possible CMBs are left out) and ``valdo_f1`` (:func:`valdo_subject_f1`, averaged over the
+    subjects with CMBs, every CMB counted as the challenge's code has no rating; NaN without an
+    instance mask, whose grid defines the voxels, or without any CMB)."""
     rule = HitRule(kind="distance", dilation_voxels=0, r_min_mm=r_min_mm)
     tp = fp = cmbs = 0
     voxel_defined = all(truth.affine is not None for truth in truths.values())
@@ -166,10 +167,9 @@ def centre_distance_f1(candidates: pd.DataFrame, truths: dict[str, SubjectTruth]
     for key, truth in truths.items():
         rows = candidates[(candidates["subject"].astype(str) == key) & (candidates["score"] >= threshold)]
         by_mm = match_candidates(rows, truth, rule)
-        hit = by_mm["lesion"] > 0
-        tp += int(by_mm.loc[hit, "lesion"].nunique())
-        fp += int((~hit).sum())
-        cmbs += len(truth.lesions)
+        tp += int((by_mm["outcome"] == "tp").sum())
+        fp += int((by_mm["outcome"] == "fp").sum())
+        cmbs += int((truth.lesions.get("rating", pd.Series("definite", index=truth.lesions.index)) != "possible").sum())
         if voxel_defined:
             per_subject.append(valdo_subject_f1(by_mm, truth, max_voxels))
     scored = [value for value in per_subject if np.isfinite(value)]

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-MODEL_COLUMNS = ["variant", "dataset", "filter", "subjects", "cmbs", "threshold", "threshold_source", "sensitivity", "fp_per_subject",
-                 "precision", "f1", "cpm", "cpm_lower", "cpm_upper", "ap",
+MODEL_COLUMNS = ["variant", "dataset", "filter", "subjects", "cmbs", "cmbs_possible", "threshold", "threshold_source", "sensitivity",
+                 "fp_per_subject", "precision", "f1", "cpm", "cpm_lower", "cpm_upper", "ap",
+                 "cpm_all_cmbs",  # possible CMBs (left out of every other column) scored as definite
                  # per subject (cmbflow.evaluation.subjects): has >= 1 CMB, census counts, MARS categories; VALDO-style F1s
                  "subject_auc", "subject_auc_lower", "subject_auc_upper", "subject_sensitivity", "subject_specificity",
                  "count_mae", "count_bias", "count_loa_lower", "count_loa_upper", "count_icc", "burden_kappa",

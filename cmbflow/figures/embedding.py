@@ -23,6 +23,7 @@ def feature_embedding(weights: str, card: str, subjects: dict[str, dict[str, str
     table = pd.read_csv(candidates, sep="\t", dtype={"subject": str, "candidate": str})
     matched = pd.read_csv(evaluation["matched"], sep="\t", dtype={"subject": str, "candidate": str})
     lesions = pd.read_csv(evaluation["lesions"], sep="\t", dtype={"subject": str})
+    lesions = lesions[lesions["rating"] != "possible"]  # possible CMBs are neither found nor missed
     threshold = float(pd.read_csv(evaluation["summary"], sep="\t")["threshold"].iloc[0])
     groups, group_vectors = collect_vectors(model, model_card, subjects, table, matched, lesions, threshold, seed=seed,
                                             cpu_bfloat16=cpu_bfloat16)

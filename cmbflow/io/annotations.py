@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 
 MARKER_COLUMNS = ("x", "y", "z")
 REGIONS = ("lobar", "deep", "infratentorial")  # the MARS regions a marker may name
+# A marker's optional ``rating``, as MARS ("definite" / "possible") and BOMBS ("certain" /
+# "uncertain") rate microbleeds: possible ones are left out of scoring (neither a miss nor, when
+# a candidate finds one, a false positive), as LUNA16 does with its excluded findings.
+DEFINITE_RATINGS = ("definite", "certain", "")
+POSSIBLE_RATINGS = ("possible", "uncertain")
 MARKER_EXTENSIONS = (".tsv", ".mrk.json", ".fcsv")  # our table; Slicer's markups JSON and fiducial CSV
 FCSV_FRAMES = {"ras": "RAS", "0": "RAS", "lps": "LPS", "1": "LPS"}  # the CoordinateSystem header of a .fcsv
 FULL_CONNECTIVITY = np.ones((3, 3, 3), bool)
@@ -148,4 +153,11 @@ def _check_markers(path: Path, table: pd.DataFrame) -> pd.DataFrame:
             raise InputError(f"{path}: region {odd} is not a MARS region; use {', '.join(REGIONS)} (or leave the cell empty "
                              "to have cmbflow place the CMB).")
         table["region"] = named
+    if "rating" in table.columns:
+        rated = table["rating"].fillna("").astype(str).str.strip().str.lower()
+        odd = sorted(set(rated[~rated.isin(DEFINITE_RATINGS + POSSIBLE_RATINGS)]))
+        if odd:
+            raise InputError(f"{path}: rating {odd} is not a CMB rating; use definite or possible (MARS; BOMBS: certain or "
+                             "uncertain). Possible CMBs are left out of scoring; an empty cell is definite.")
+        table["rating"] = np.where(rated.isin(POSSIBLE_RATINGS), "possible", "definite")
     return table

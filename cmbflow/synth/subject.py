@@ -29,6 +29,7 @@ from cmbflow.atlas import DEEP, REGION_NAMES
 from cmbflow.io.coords import direction_cosines, grid_world_coordinates, world_to_voxel
 from cmbflow.synth import physics
 from cmbflow.synth.randomize import Appearance
+from cmbflow.synth.rating import rate_cmbs
 from cmbflow.sites import SiteParams
 from cmbflow.synth.sources import Focus, Vein, random_calcification, random_cmb, random_walk
 from cmbflow.synth.tissue import AIR_CLASS, BONE_CLASS, CSF_CLASS, NUCLEI_CLASS, WHITE, TissueMaps
@@ -190,6 +191,9 @@ class Simulator:
         magnitude = np.abs(signal).astype(np.float32)
         phase = physics.homodyne_phase(signal, site.homodyne_window_fraction, workers=self.workers)
         swi = physics.swi_from(magnitude, phase, power=appearance.swi_power)
+        markers = self._markers_table(foci, geometry, cmb_labels)
+        ratings = rate_cmbs(swi, cmb_labels, brain_mask, geometry.voxel)  # on the SWI a reader sees, whatever is exported
+        markers["rating"] = [ratings.get(int(label), "definite") for label in markers["label"]]
         if site.magnitude_kind == "gre":
             swi = magnitude  # the site exports its GRE magnitude; preprocessing forms the SWI
         if site.phase_kind == "raw":
@@ -197,7 +201,7 @@ class Simulator:
         return SyntheticSubject(
             affine=geometry.affine, swi=swi, phase=(site.phase_sign * phase).astype(np.float32), magnitude=magnitude,
             cmb_labels=cmb_labels, brain_mask=brain_mask.astype(np.uint8), regions=regions.astype(np.uint8),
-            markers=self._markers_table(foci, geometry, cmb_labels), mimics=self._mimics_table(foci, veins, geometry),
+            markers=markers, mimics=self._mimics_table(foci, veins, geometry),
         )
 
     @staticmethod

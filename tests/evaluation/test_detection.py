@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cmbflow.evaluation.detection import HitRule, load_truth, match_candidates
+from cmbflow.evaluation.detection import HitRule, load_truth, match_candidates, possible_as_definite
 
 
 def _labels():
@@ -46,3 +46,17 @@ def test_truth_from_a_mask_has_world_centres_and_ball_radii(tmp_path):
     lesion = truth.lesions.iloc[0]
     assert (lesion["x"], lesion["y"], lesion["z"]) == pytest.approx((-7.0, 8.0, 6.0))
     assert lesion["radius_mm"] == pytest.approx((3 * 54 / (4 * np.pi)) ** (1 / 3))
+
+
+def test_a_possible_cmb_mapped_from_its_marker_and_its_hits_are_neither_true_nor_false(tmp_path):
+    path, markers = tmp_path / "mask.nii.gz", tmp_path / "markers.tsv"
+    nib.save(nib.Nifti1Image(_labels(), np.eye(4)), path)
+    # the marker lies one voxel off CMB 2's mask (next to it counts); a definite marker changes nothing
+    pd.DataFrame({"x": [5.0, 13.0], "y": [5.0, 14.0], "z": [5.0, 4.0], "rating": ["definite", "uncertain"]}).to_csv(markers, sep="\t", index=False)
+    truth = load_truth(str(path), str(markers))
+    assert truth.lesions.sort_values("lesion")["rating"].tolist() == ["definite", "possible"]
+    candidates = pd.DataFrame({"i": [15.0, 5.0, 14.0, 0.0], "j": [15.0, 5.0, 14.0, 0.0], "k": [5.0, 5.0, 4.0, 0.0],
+                               "score": [0.9, 0.8, 0.7, 0.6], "subject": "s"})
+    matched = match_candidates(candidates, truth, HitRule.defaults())
+    assert matched["outcome"].tolist() == ["possible", "tp", "possible", "fp"]
+    assert possible_as_definite(matched)["outcome"].tolist() == ["tp", "tp", "duplicate", "fp"]

@@ -75,3 +75,23 @@ def test_subject_agreement_and_centre_distance_f1_join_the_summary(dataset):
     assert after["f1_centre_mm"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1)) and after["valdo_f1"] == 1.0
     # before filtering, a's outside candidate (0.95) and the second one on its CMB 1 count too: 4 for 2
     assert summary.loc["before", "count_mae"] == 1.0
+
+
+def test_a_cmb_rated_possible_is_neither_missed_nor_found(dataset):
+    """Markers rate b's CMB possible: it leaves the CMB count, the FN and the census; its candidate
+    (0.3) is neither a true nor a false positive; cpm_all_cmbs still scores it as definite."""
+    folder, subjects = dataset
+    markers = folder / "b_markers.tsv"  # at b's CMB, voxel (10, 10, 5) of 2 mm
+    pd.DataFrame({"x": [20.0], "y": [20.0], "z": [10.0], "rating": ["Possible"]}).to_csv(markers, sep="\t", index=False)
+    subjects["b"]["markers"] = str(markers)
+    outputs = {name: str(folder / f"{name}.tsv") for name in paths.EVALUATION_TABLES}
+    summary = evaluate_detection(str(folder / "candidates.tsv"), subjects, HitRule.defaults(), 0.5, outputs, n_boot=20).set_index("filter")
+    before = summary.loc["before"]
+    assert before[["cmbs", "cmbs_possible", "tp", "fp", "fn"]].tolist() == [2, 1, 2, 2, 0]
+    assert before["cpm"] > before["cpm_all_cmbs"]  # two of two definite CMBs found above 2 FPs; b's only at 0.3
+    matched = pd.read_csv(outputs["matched"], sep="\t", dtype={"subject": str})
+    assert matched.loc[(matched["filter"] == "before") & (matched["subject"] == "b"), "outcome"].tolist() == ["fp", "possible"]
+    lesions = pd.read_csv(outputs["lesions"], sep="\t", dtype={"subject": str}).sort_values(["subject", "lesion"])
+    assert lesions["rating"].tolist() == ["definite", "definite", "possible"]
+    per_subject = pd.read_csv(outputs["subjects"], sep="\t", dtype={"subject": str}).set_index("subject")
+    assert per_subject.loc["b", "cmbs"] == 0

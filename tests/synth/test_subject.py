@@ -31,6 +31,7 @@ def test_markers_match_instance_mask_and_regions(subject):
         assert subject.cmb_labels[i, j, k] == label  # the marker lies on its own instance
         assert REGION_NAMES[int(subject.regions[i, j, k])] == region
         assert region in ("lobar", "deep", "infratentorial")
+    assert set(subject.markers["rating"]) <= {"definite", "possible"}  # rated on the simulated SWI (cmbflow.synth.rating)
 
 
 def test_cmbs_are_dark_on_swi(subject):
