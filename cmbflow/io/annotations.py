@@ -156,8 +156,8 @@ def _check_markers(path: Path, table: pd.DataFrame) -> pd.DataFrame:
     if "rating" in table.columns:
         rated = table["rating"].fillna("").astype(str).str.strip().str.lower()
         odd = sorted(set(rated[~rated.isin(DEFINITE_RATINGS + POSSIBLE_RATINGS)]))
-        if odd:
-            raise InputError(f"{path}: rating {odd} is not a CMB rating; use definite or possible (MARS; BOMBS: certain or "
-                             "uncertain). Possible CMBs are left out of scoring; an empty cell is definite.")
+        if odd:  # scored as definite: an unknown word never takes a CMB out of scoring
+            log.warning("%s: rating %s is not a CMB rating (definite or possible; BOMBS: certain or uncertain); those CMBs "
+                        "are scored as definite", path, odd)
         table["rating"] = np.where(rated.isin(POSSIBLE_RATINGS), "possible", "definite")
     return table

@@ -60,10 +60,11 @@ def test_an_empty_point_list_is_a_subject_without_cmbs_and_a_broken_file_is_an_e
         read_markers(_markups(tmp_path / "ijk.mrk.json", RAS, frame="IJK"))
 
 
-def test_ratings_read_as_mars_words_and_an_unknown_one_is_an_error(tmp_path):
+def test_ratings_read_as_mars_words_and_an_unknown_one_is_definite_with_a_warning(tmp_path, caplog):
     path = tmp_path / "markers.tsv"
     path.write_text("x\ty\tz\trating\n1\t2\t3\tDefinite\n4\t5\t6\tpossible\n7\t8\t9\tcertain\n1\t1\t1\tUncertain\n2\t2\t2\t\n")
     assert read_markers(path)["rating"].tolist() == ["definite", "possible", "definite", "possible", "definite"]
-    path.write_text("x\ty\tz\trating\n1\t2\t3\tmaybe\n")
-    with pytest.raises(InputError, match="rating \\['maybe'\\] is not a CMB rating"):
-        read_markers(path)
+    assert "not a CMB rating" not in caplog.text
+    path.write_text("x\ty\tz\trating\n1\t2\t3\tmaybe\n4\t5\t6\tpossible\n")
+    assert read_markers(path)["rating"].tolist() == ["definite", "possible"]
+    assert "rating ['maybe'] is not a CMB rating" in caplog.text and "scored as definite" in caplog.text
