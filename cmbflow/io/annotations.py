@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +121,14 @@ def read_markers(path: str | Path) -> pd.DataFrame:
         raise InputError(f"{path}: markers file is empty. Write at least the header line 'x\\ty\\tz' (a subject with no CMB is valid).") from None
     except Exception as error:
         raise InputError(f"{path}: cannot be read as a tab-separated table ({error}).") from error
+    if len(table.columns) == 1 and re.search(r"[,;\s]", str(table.columns[0]).strip()):
+        # one column whose header holds commas, semicolons or spaces: a spreadsheet's CSV saved under our name
+        try:
+            table = pd.read_csv(path, sep=r"\s*[,;]\s*|\s+", engine="python")
+        except Exception as error:
+            raise InputError(f"{path}: cannot be read as a table ({error}). Save it tab-separated with columns x y z.") from error
+        log.warning("%s: not tab-separated; read as separated by commas, semicolons or spaces (columns %s)", path,
+                    list(table.columns))
     # Column names are read case-blind and stripped (X, Y, Z from a spreadsheet); no two may then coincide.
     names = [str(c).strip().lower() for c in table.columns]
     if len(set(names)) == len(names):

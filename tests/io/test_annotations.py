@@ -68,3 +68,13 @@ def test_ratings_read_as_mars_words_and_an_unknown_one_is_definite_with_a_warnin
     path.write_text("x\ty\tz\trating\n1\t2\t3\tmaybe\n4\t5\t6\tpossible\n")
     assert read_markers(path)["rating"].tolist() == ["definite", "possible"]
     assert "rating ['maybe'] is not a CMB rating" in caplog.text and "scored as definite" in caplog.text
+
+
+@pytest.mark.parametrize("text", ["x,y,z,radius_mm\n1,2,3,1.5\n-4.5,2,3,2\n", "X; Y; Z; radius_mm\n1; 2; 3; 1.5\n-4.5; 2; 3; 2\n",
+                                  "x y z radius_mm\n1 2 3 1.5\n-4.5 2 3 2\n"])
+def test_a_spreadsheet_csv_under_the_tsv_name_is_read_with_a_warning(tmp_path, caplog, text):
+    path = tmp_path / "markers.tsv"
+    path.write_text(text)
+    table = read_markers(path)
+    assert table[["x", "y", "z", "radius_mm"]].to_numpy().tolist() == [[1, 2, 3, 1.5], [-4.5, 2, 3, 2]]
+    assert "not tab-separated" in caplog.text
