@@ -3,11 +3,13 @@
 Graphviz is not a dependency, so the graph is laid out here: rules in columns by their
 longest path from the inputs, in the order Snakemake lists them. Re-run after adding rules:
 
-    python tools/rulegraph.py
+    python tools/rulegraph.py                      # an empty directory: the rules before the split checkpoint
+    python tools/rulegraph.py --workdir RUN_DIR    # a finished default run: every rule the run has
 """
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -23,10 +25,12 @@ import networkx as nx  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
-def rule_graph() -> nx.DiGraph:
+def rule_graph(workdir: Path | None = None) -> nx.DiGraph:
+    """The rule graph of the default config in ``workdir`` (None: an empty one). Snakemake
+    knows the rules after the split checkpoint only once its tables exist: in a finished run."""
     with tempfile.TemporaryDirectory() as scratch:
-        dot = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", scratch, "--rulegraph"],
-                             capture_output=True, text=True, check=True).stdout
+        dot = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir or scratch),
+                              "--rulegraph"], capture_output=True, text=True, check=True).stdout
     graph = nx.DiGraph()
     labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]+)"', dot, re.M))
     graph.add_nodes_from(labels.values())
@@ -36,7 +40,9 @@ def rule_graph() -> nx.DiGraph:
 
 
 def main(out: Path = REPO / "docs" / "rulegraph.png") -> None:
-    graph = rule_graph()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workdir", type=Path, help="a finished run of the default config (every rule drawn)")
+    graph = rule_graph(parser.parse_args().workdir)
     for node in nx.topological_sort(graph):
         graph.nodes[node]["layer"] = max((graph.nodes[p]["layer"] + 1 for p in graph.predecessors(node)), default=0)
     position = nx.multipartite_layout(graph, subset_key="layer", align="vertical", scale=1.0)
