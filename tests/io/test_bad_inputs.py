@@ -168,7 +168,6 @@ REFUSED = [
      ["sub-01_desc-cmb_markers.csv", "in a form cmbflow does not read", "save it tab-separated as .tsv"]),
     ("markers not numbers", lambda f: _markers(f, "x\ty\tz\na\tb\tc\n"), [], ["sub-01_desc-cmb_markers.tsv", "finite numbers"]),
     ("markers 0 bytes", lambda f: _markers(f, ""), [], ["sub-01_desc-cmb_markers.tsv", "markers file is empty", "header line"]),
-    ("markers comma separated", lambda f: _markers(f, "x,y,z\n1,2,3\n"), [], ["sub-01_desc-cmb_markers.tsv", "lacks column(s)", "tab-separated"]),
     ("marker outside image", lambda f: _markers(f, "x\ty\tz\n500\t0\t0\n"), [], ["sub-01_desc-cmb_markers.tsv", "lies outside", "RAS+"]),
     ("marker negative radius", lambda f: _markers(f, "x\ty\tz\tradius_mm\n3\t-2\t-1\t-1.5\n"), [],
      ["sub-01_desc-cmb_markers.tsv", "radius_mm must be positive", "line(s) 2"]),
@@ -237,6 +236,9 @@ ACCEPTED = [
         "\t".join(f"{v:g}" for v in _world(ijk)) + "\n" for ijk in ((3, 5, 4), (6, 5, 4)))), [],
      lambda m: list(m["n_cmb"]) == ["2", "0"]),
     ("spatial units unknown", lambda f: _units(f["02"]["magnitude"], "unknown"), [], lambda m: len(m) == 2),
+    ("markers comma separated (a spreadsheet's CSV)", lambda f: _markers(f, "x,y,z\n" + "".join(
+        ",".join(f"{v:g}" for v in _world(ijk)) + "\n" for ijk in ((3, 5, 4), (6, 5, 4)))), [],
+     lambda m: list(m["n_cmb"]) == ["2", "0"]),
     ("header-only markers", lambda f: _markers(f, "x\ty\tz\n"), [], lambda m: list(m["n_cmb"]) == ["2", "0"]),
     ("unwrapped phase named", lambda f: _phase_scaled(f, lambda p: 0.3 * p + 1.1 * np.indices(SHAPE)[0]), ["--phase-units", "unwrapped"],
      lambda m: "unwrapped" in m["phase_units"][0]),
