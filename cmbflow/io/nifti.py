@@ -76,6 +76,26 @@ def load_volume(path: str | os.PathLike, dtype=np.float32) -> tuple[np.ndarray, 
     return data.astype(dtype, copy=False), image.affine
 
 
+def enclosed_nonfinite(data: np.ndarray) -> np.ndarray:
+    """NaN / Inf voxels of ``data`` that do not belong to a background: every such voxel unless
+    its connected region of NaN / Inf (faces touching) reaches the image's border, as the
+    background SPM and some exports write as NaN does. Holes inside the head are enclosed."""
+    from scipy import ndimage
+
+    bad = ~np.isfinite(data)
+    if not bad.any() or bad.all():
+        return bad
+    regions, _ = ndimage.label(bad)
+    border = np.zeros(data.shape, bool)
+    for axis in range(data.ndim):
+        index = [slice(None)] * data.ndim
+        for end in (0, -1):
+            index[axis] = end
+            border[tuple(index)] = True
+    background = np.unique(regions[border & bad])
+    return bad & ~np.isin(regions, background)
+
+
 def zero_nonfinite(data: np.ndarray) -> np.ndarray:
     """``data`` with NaN and Inf read as 0 (a copy only where there are any): the background
     that some tools write as NaN. Validation refuses them inside the head (cmbflow.io.validate)."""

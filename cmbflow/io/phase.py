@@ -182,19 +182,6 @@ def head_voxels(magnitude: np.ndarray) -> np.ndarray:
     return finite & (magnitude > level)
 
 
-def filled_head(magnitude: np.ndarray) -> np.ndarray:
-    """The head with its holes filled (boolean, the magnitude's grid): :func:`head_voxels`
-    closed and filled, so that NaN voxels, dark CMBs and sinuses inside it count as head.
-    Filled slice by slice (last axis) as well, since an open end slice leaves the 3-D hole open."""
-    from scipy import ndimage
-
-    head = ndimage.binary_closing(head_voxels(magnitude), iterations=2, border_value=0)
-    head = ndimage.binary_fill_holes(head)
-    for k in range(head.shape[2]):
-        head[..., k] = ndimage.binary_fill_holes(head[..., k])
-    return head
-
-
 def _kind_slices(head: np.ndarray) -> np.ndarray:
     """Up to :data:`KIND_SLICES` slice indices spread through the head (last axis)."""
     slices = np.flatnonzero(head.any(axis=(0, 1)))

@@ -13,9 +13,9 @@ import pandas as pd
 from cmbflow.io.annotations import instance_labels, read_markers
 from cmbflow.io.bids import TRAINING_ROLES, SubjectFiles, discover_subjects
 from cmbflow.io.coords import voxel_sizes, world_to_voxel
-from cmbflow.io.nifti import InputError, load_volume, zero_nonfinite
+from cmbflow.io.nifti import InputError, enclosed_nonfinite, load_volume, zero_nonfinite
 from cmbflow.io.phase import (DARK_AIR_SPREAD, FLIPPED_DARKENING_MIN, MAGNITUDE_LIKE_RHO, MIN_COHERENCE, PHASE_LIKE_AIR_SPREAD, SWI_DARKENING_MAX,
-                              air_spread, field_map_marks, filled_head, magnitude_rank_correlation, phase_coherence, phase_kind,
+                              air_spread, field_map_marks, magnitude_rank_correlation, phase_coherence, phase_kind,
                               phase_to_radians, swi_darkening)
 from cmbflow.settings import dataset_entry
 
@@ -43,20 +43,20 @@ def _field_map_sidecar(path: Path) -> str | None:
     return None
 
 
-def _finite(path: Path, data: np.ndarray, magnitude: np.ndarray | None = None) -> str | None:
-    """NaN / Inf voxels: refused inside the head of ``magnitude`` (on ``data``'s grid; None: anywhere),
-    where they would hide tissue; outside it (the background some tools write as NaN) they are read
-    as 0 (:func:`cmbflow.io.nifti.zero_nonfinite`), with a warning."""
-    bad = ~np.isfinite(data)
-    n_bad = int(bad.sum())
+def _finite(path: Path, data: np.ndarray, background_ok: bool = True) -> str | None:
+    """NaN / Inf voxels: refused where enclosed (a hole in the image, hiding tissue); a background
+    region of them that reaches the image's border (as SPM and some exports write it) is read as 0
+    (:func:`cmbflow.io.nifti.zero_nonfinite`), with a warning. ``background_ok`` False (a CMB
+    mask, the user's own drawing): refused anywhere."""
+    n_bad = int((~np.isfinite(data)).sum())
     if not n_bad:
         return None
-    head = None if magnitude is None else filled_head(magnitude)
-    inside = n_bad if head is None or not head.any() else int((bad & head).sum())  # no head: nothing is outside it
+    inside = int(enclosed_nonfinite(data).sum()) if background_ok else n_bad
     if inside:
-        where = "" if inside == n_bad else f" inside the head ({n_bad - inside} more outside it would be read as 0)"
+        where = "" if inside == n_bad else f", enclosed by the image ({n_bad - inside} more, a background reaching its border, would be read as 0)"
         return f"{path}: {inside} voxel(s) are NaN or Inf{where}. Replace them (e.g. with 0) before running cmbflow."
-    log.warning("%s: %d voxel(s) outside the head are NaN or Inf; they are read as 0 (the file is not changed)", path, n_bad)
+    log.warning("%s: %d voxel(s) of background, reaching the image's border, are NaN or Inf; they are read as 0 (the file is not "
+                "changed)", path, n_bad)
     return None
 
 
@@ -186,10 +186,10 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
         return row, [str(error)]
     row.update(shape="x".join(map(str, magnitude.shape)), voxel_mm="x".join(f"{v:.3g}" for v in voxel_sizes(affine)),
                orientation="".join(nib.aff2axcodes(affine)))
-    magnitude_nonfinite = _finite(files.magnitude, magnitude, magnitude)
+    magnitude_nonfinite = _finite(files.magnitude, magnitude)
     problems.append(magnitude_nonfinite)
     problems.append(_magnitude_problem(files.magnitude, magnitude, affine))
-    magnitude = zero_nonfinite(magnitude)  # what preprocessing reads; NaN inside the head is refused above
+    magnitude = zero_nonfinite(magnitude)  # what preprocessing reads; enclosed NaN is refused above
 
     if files.phase is None:
         row["phase_kind"], row["phase_filter"] = "none", "none"  # a dataset without phase: one-channel models only
@@ -203,7 +203,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
             phase, phase_affine = load_volume(files.phase)
             problems.append(_same_grid(files.magnitude, magnitude.shape, affine, files.phase, phase.shape, phase_affine, tolerance_mm, "phase"))
             same_shape = phase.shape == magnitude.shape
-            nonfinite = _finite(files.phase, phase, magnitude if same_shape else None)
+            nonfinite = _finite(files.phase, phase)
             problems.append(nonfinite)
             phase = zero_nonfinite(phase)
             swapped = _swapped(files, magnitude, phase) if same_shape else None
@@ -225,7 +225,7 @@ def check_subject(files: SubjectFiles, dataset: dict, tolerance_mm: float, annot
             mask, mask_affine = load_volume(files.mask)
             grid = _same_grid(files.magnitude, magnitude.shape, affine, files.mask, mask.shape, mask_affine, tolerance_mm, "CMB mask")
             problems.append(grid)
-            problems.append(_finite(files.mask, mask))
+            problems.append(_finite(files.mask, mask, background_ok=False))
             if grid is None and np.all(np.isfinite(mask)):
                 if np.any(mask < 0) or not np.allclose(mask, np.rint(mask)):
                     problems.append(f"{files.mask}: CMB mask must hold non-negative integers (instance labels or a 0/1 mask).")

@@ -204,7 +204,7 @@ REFUSED = [
      ["sub-02_desc-cmb_mask.nii.gz", "mask file(s) without a magnitude image"]),
     ("phase NaN", lambda f: _nifti(f["02"]["phase"], np.full(SHAPE, np.nan, np.float32)), [], ["sub-02_part-phase_swi.nii.gz", "NaN or Inf"]),
     ("magnitude NaN inside the head", lambda f: _nan_outside_head(f, hole=True), [],
-     ["sub-02_part-mag_swi.nii.gz", "1 voxel(s) are NaN or Inf inside the head", "Replace them"]),
+     ["sub-02_part-mag_swi.nii.gz", "1 voxel(s) are NaN or Inf, enclosed by the image", "Replace them"]),
     ("magnitude one value", lambda f: _nifti(f["02"]["magnitude"], np.full(SHAPE, 100, np.float32)), [],
      ["sub-02_part-mag_swi.nii.gz", "one value only", "Re-export the magnitude"]),
     ("phase one value", lambda f: _nifti(f["02"]["phase"], np.zeros(SHAPE, np.float32)), [],

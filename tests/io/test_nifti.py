@@ -8,8 +8,7 @@ from cmbflow.io.coords import voxel_to_world
 import gzip
 import logging
 
-from cmbflow.io.nifti import InputError, image_geometry, load_volume, save_volume, zero_nonfinite
-from cmbflow.io.phase import filled_head
+from cmbflow.io.nifti import InputError, enclosed_nonfinite, image_geometry, load_volume, save_volume, zero_nonfinite
 from cmbflow.preprocessing.antsimage import to_ants
 
 # Oblique about two axes (an asymmetric direction matrix, so a transposed one shows), LAS-stored,
@@ -65,12 +64,12 @@ def test_nonfinite_voxels_read_as_zero_and_a_finite_image_is_not_copied():
     assert zero_nonfinite(finite) is finite
 
 
-def test_the_filled_head_holds_its_dark_and_nan_holes_but_not_the_air():
-    magnitude = np.full((20, 20, 12), 2.0, np.float32)  # air
-    magnitude[4:16, 4:16, 2:10] = 100.0  # head
-    magnitude[9:11, 9:11, 5:7] = np.nan  # a hole inside
-    magnitude[8, 12, 3] = 1.0  # a dark CMB
-    magnitude[0, 0, 0] = np.nan  # the background
-    head = filled_head(magnitude)
-    assert head[9:11, 9:11, 5:7].all() and head[8, 12, 3] and head[4:16, 4:16, 2:10].all()
-    assert not head[0, 0, 0] and head.sum() == 12 * 12 * 8
+def test_nan_enclosed_by_the_image_is_told_from_a_background_reaching_its_border():
+    data = np.full((20, 20, 12), 100.0, np.float32)
+    data[:3], data[:, :, -2:] = np.nan, np.inf  # a background on two faces, joined
+    data[3:8, 0:2, 5] = np.nan  # a notch from the border: background too
+    data[9:11, 9:11, 5:7] = np.nan  # a hole inside
+    data[15, 15, 3] = np.inf
+    enclosed = enclosed_nonfinite(data)
+    assert enclosed.sum() == 9 and enclosed[9:11, 9:11, 5:7].all() and enclosed[15, 15, 3]
+    assert enclosed_nonfinite(np.full((4, 4, 4), np.nan, np.float32)).all()  # nothing finite: no background to be part of

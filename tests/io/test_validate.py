@@ -91,16 +91,16 @@ def test_trailing_singleton_axis_is_accepted(bids):
     run(root)
 
 
-def test_nan_and_inf_inside_the_head_are_refused_and_outside_it_read_as_zero(bids, caplog):
+def test_nan_and_inf_enclosed_are_refused_and_a_background_reaching_the_border_read_as_zero(bids, caplog):
     root, files = bids
     data = np.random.default_rng(2).uniform(100, 200, SHAPE).astype(np.float32)  # head up to the image's edge
-    data[0, 0, 0] = np.inf  # on the edge: outside the head
+    data[0, 0, 0] = np.inf  # on the border: background
     save_volume(files["02"]["magnitude"], data, AFFINE)
     run(root)
-    assert "1 voxel(s) outside the head are NaN or Inf; they are read as 0" in caplog.text
+    assert "1 voxel(s) of background, reaching the image's border, are NaN or Inf; they are read as 0" in caplog.text
     data[6, 7, 5], data[2, 3, 4] = np.nan, np.inf
     save_volume(files["02"]["magnitude"], data, AFFINE)
-    expect_problem(root, str(files["02"]["magnitude"]), "2 voxel(s) are NaN or Inf inside the head (1 more outside")
+    expect_problem(root, str(files["02"]["magnitude"]), "2 voxel(s) are NaN or Inf, enclosed by the image (1 more, a background")
 
 
 def test_empty_file(bids):
