@@ -171,7 +171,7 @@ def _filtered_phase(files: dict, dataset: dict, magnitude: np.ndarray, magnitude
     if not files.get("phase"):
         log.info("no phase (the dataset has none): SWI channel only")
         return None, "none", "none"
-    phase_raw = zero_nonfinite(load_volume(files["phase"])[0])  # NaN only outside the head (validation)
+    phase_raw = zero_nonfinite(load_volume(files["phase"])[0])  # NaN only as a background reaching the border (validation)
     phase, note = phase_to_radians(phase_raw, dataset["phase_units"], dataset.get("phase_code_range"),
                                    source=str(files["phase"]))
     del phase_raw
@@ -201,7 +201,7 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     started = time.perf_counter()
     dataset = dataset_entry(dataset)
     magnitude, affine = load_volume(files["magnitude"])
-    magnitude = zero_nonfinite(magnitude)  # NaN only outside the head (validation)
+    magnitude = zero_nonfinite(magnitude)  # NaN only as a background reaching the border (validation)
     phase_sign = int(dataset["phase_sign"])
     magnitude_kind = dataset["magnitude"]
     phase, phase_note, phase_filter = _filtered_phase(files, dataset, magnitude, magnitude_kind, affine)
