@@ -87,11 +87,11 @@ def load_truth(mask: str | None, markers: str | None = None) -> SubjectTruth:
 
 def _possible_labels(markers: pd.DataFrame, labels: np.ndarray, affine: np.ndarray) -> set[int]:
     """Mask labels of the markers rated possible: the label at (or next to) each marker's voxel."""
-    if "rating" not in markers or not (markers["rating"] == "possible").any():
+    possible = markers[markers["rating"] == "possible"] if "rating" in markers else markers.iloc[:0]
+    if possible.empty:
         return set()
     grown = dilated_lesions(labels, 1)
-    ijk = np.rint(world_to_voxel(affine, markers.loc[markers["rating"] == "possible", ["x", "y", "z"]].to_numpy(float)))
-    ijk = ijk.astype(int).reshape(-1, 3)
+    ijk = np.rint(world_to_voxel(affine, possible[["x", "y", "z"]].to_numpy(float))).astype(int).reshape(-1, 3)
     inside = np.all((ijk >= 0) & (ijk < np.array(labels.shape)), axis=1)
     return {int(label) for label in grown[tuple(ijk[inside].T)] if label > 0}
 
@@ -150,6 +150,12 @@ def match_candidates(candidates: pd.DataFrame, truth: SubjectTruth | np.ndarray,
         possible = truth.lesions.loc[truth.lesions["rating"] == "possible", "lesion"].to_numpy(int)
         table.loc[np.isin(lesion, possible) & (lesion > 0), "outcome"] = "possible"
     return table
+
+
+def definite_lesions(lesions: pd.DataFrame) -> pd.DataFrame:
+    """The CMBs that are scored: every row of ``lesions`` but those rated possible (a table
+    without ratings: all of them)."""
+    return lesions[lesions["rating"] != "possible"] if "rating" in lesions else lesions
 
 
 def possible_as_definite(matched: pd.DataFrame) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.evaluation.detection import HitRule
+from cmbflow.evaluation.detection import HitRule, definite_lesions
 from cmbflow.evaluation.run import load_dataset_truth, match_dataset
 from cmbflow.io.coords import world_to_voxel
 from cmbflow.localization.regions import CHOICES, MAPS, grow_regions, maps_of, regions_at
@@ -87,7 +87,7 @@ def _operating_point(candidates: pd.DataFrame, truths: dict, rule: HitRule) -> d
     matched, lesions = match_dataset(candidates, truths, rule)
     outcomes = matched["outcome"]
     return {"tp": int((outcomes == "tp").sum()), "fp": int((outcomes == "fp").sum()),
-            "cmbs": int((lesions["rating"] != "possible").sum())}
+            "cmbs": len(definite_lesions(lesions))}
 
 
 def filtering_table(runs: list[dict], subjects: dict[str, dict[str, dict]], rule: HitRule) -> pd.DataFrame:

@@ -16,6 +16,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from cmbflow.evaluation.detection import definite_lesions
 from cmbflow.evaluation.froc import SubjectResampler, _scored, cpm, curve_cpm, froc_curve, sensitivity_at, subject_draws
 
 COLUMNS = ["dataset", "filter", "variant_a", "variant_b", "subjects", "cmbs", "cpm_a", "cpm_b", "delta_cpm",
@@ -79,7 +80,7 @@ def paired_table(runs: dict[str, dict[str, dict[str, str]]], subjects: dict[str,
         frames = {variant: pd.read_csv(files["matched"], sep="\t", dtype={"subject": str})
                   for variant, files in by_variant.items()}
         lesions = pd.read_csv(next(iter(by_variant.values()))["lesions"], sep="\t", dtype={"subject": str})
-        counts = lesions[lesions["rating"] != "possible"].groupby("subject").size()  # possible CMBs are not scored
+        counts = definite_lesions(lesions).groupby("subject").size()  # possible CMBs are not scored
         per_subject = {str(key): int(counts.get(str(key), 0)) for key in subjects[dataset]}
         for filter_name in ("before", "after"):
             matched = {variant: frame[frame["filter"] == filter_name] for variant, frame in frames.items()}

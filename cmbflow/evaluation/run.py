@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from cmbflow.atlas import REGION_NAMES
-from cmbflow.evaluation.detection import HitRule, SubjectTruth, load_truth, match_candidates, possible_as_definite
+from cmbflow.evaluation.detection import (HitRule, SubjectTruth, definite_lesions, load_truth, match_candidates,
+                                         possible_as_definite)
 from cmbflow.evaluation.froc import (FP_LEVELS, average_precision, bootstrap_froc, cpm, froc_curve, metrics_at, pr_curve,
                                      sensitivity_at)
 from cmbflow.io.coords import world_to_voxel
@@ -96,7 +97,7 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
         chosen = candidates if name == "before" else candidates[candidates["kept"].astype(bool)]
         matched, all_lesions = match_dataset(chosen, truths, rule)
         matched_tables.append(matched.assign(filter=name))
-        lesions = all_lesions[all_lesions["rating"] != "possible"]  # possible CMBs: left out of scoring
+        lesions = definite_lesions(all_lesions)  # possible CMBs: left out of scoring
         n_lesions = len(lesions)
         row = {"filter": name, "subjects": n_subjects, "cmbs": n_lesions, "cmbs_possible": len(all_lesions) - n_lesions,
                "threshold": threshold,

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-from cmbflow.evaluation.detection import HitRule, SubjectTruth, match_candidates
+from cmbflow.evaluation.detection import HitRule, SubjectTruth, definite_lesions, match_candidates
 from cmbflow.io.coords import world_to_voxel
 
 BURDEN_EDGES = (0, 1, 2, 5, 11)  # lower bounds of the categories 0, 1, 2-4, 5-10, > 10 CMBs
@@ -169,7 +169,7 @@ def centre_distance_f1(candidates: pd.DataFrame, truths: dict[str, SubjectTruth]
         by_mm = match_candidates(rows, truth, rule)
         tp += int((by_mm["outcome"] == "tp").sum())
         fp += int((by_mm["outcome"] == "fp").sum())
-        cmbs += int((truth.lesions.get("rating", pd.Series("definite", index=truth.lesions.index)) != "possible").sum())
+        cmbs += len(definite_lesions(truth.lesions))
         if voxel_defined:
             per_subject.append(valdo_subject_f1(by_mm, truth, max_voxels))
     scored = [value for value in per_subject if np.isfinite(value)]

@@ -7,6 +7,7 @@ import logging
 
 import pandas as pd
 
+from cmbflow.evaluation.detection import definite_lesions
 from cmbflow.evaluation.embedding import collect_vectors, embed
 from cmbflow.figures.evaluation import plot_embedding
 from cmbflow.models.weights import load_model
@@ -23,7 +24,7 @@ def feature_embedding(weights: str, card: str, subjects: dict[str, dict[str, str
     table = pd.read_csv(candidates, sep="\t", dtype={"subject": str, "candidate": str})
     matched = pd.read_csv(evaluation["matched"], sep="\t", dtype={"subject": str, "candidate": str})
     lesions = pd.read_csv(evaluation["lesions"], sep="\t", dtype={"subject": str})
-    lesions = lesions[lesions["rating"] != "possible"]  # possible CMBs are neither found nor missed
+    lesions = definite_lesions(lesions)  # possible CMBs are neither found nor missed
     threshold = float(pd.read_csv(evaluation["summary"], sep="\t")["threshold"].iloc[0])
     groups, group_vectors = collect_vectors(model, model_card, subjects, table, matched, lesions, threshold, seed=seed,
                                             cpu_bfloat16=cpu_bfloat16)

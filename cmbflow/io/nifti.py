@@ -85,20 +85,12 @@ def enclosed_nonfinite(data: np.ndarray) -> np.ndarray:
     bad = ~np.isfinite(data)
     if not bad.any() or bad.all():
         return bad
-    regions, _ = ndimage.label(bad)
-    border = np.zeros(data.shape, bool)
-    for axis in range(data.ndim):
-        index = [slice(None)] * data.ndim
-        for end in (0, -1):
-            index[axis] = end
-            border[tuple(index)] = True
-    background = np.unique(regions[border & bad])
-    return bad & ~np.isin(regions, background)
+    return bad & ndimage.binary_fill_holes(~bad)  # the holes of the finite part: NaN regions cut off from the border
 
 
 def zero_nonfinite(data: np.ndarray) -> np.ndarray:
     """``data`` with NaN and Inf read as 0 (a copy only where there are any): the background
-    that some tools write as NaN. Validation refuses them inside the head (cmbflow.io.validate)."""
+    that some tools write as NaN. Validation refuses those enclosed by the image (:func:`enclosed_nonfinite`)."""
     finite = np.isfinite(data)
     return data if finite.all() else np.where(finite, data, 0).astype(data.dtype, copy=False)
 

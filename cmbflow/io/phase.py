@@ -223,7 +223,7 @@ def air_spread(values: np.ndarray) -> float:
     """Interquartile range of an image's eight corner blocks (an eighth of each axis, at least
     two voxels: air in any head scan) over its 1st-99th percentile range, values as stored.
     A magnitude reads near 0 (dark air), a phase near 0.5 (random phase in the air), a phase
-    masked to 0 outside the head 0."""
+    masked to 0 outside the head 0. Voxel values only; no voxel index or world position is returned."""
     n = [max(2, size // 8) for size in values.shape[:3]]
     ends = [(slice(0, k), slice(-k, None)) for k in n]
     corners = np.concatenate([values[x, y, z].ravel() for x in ends[0] for y in ends[1] for z in ends[2]]).astype(np.float64)
