@@ -127,8 +127,9 @@ def evaluate_detection(candidates_table: str, subjects: dict[str, dict], rule: H
         else:
             subject_rows.to_csv(outputs["subjects"], sep="\t", index=False, float_format="%.4f")
         summaries.append(row)
-        log.info("%s: %d CMBs, CPM %s, at %.3f: sensitivity %.3f, %.2f FPs per subject", name, n_lesions,
-                 f"{row['cpm']:.3f}" if "cpm" in row else "n/a", threshold, row["sensitivity"], row["fp_per_subject"])
+        log.info("%s: %d CMBs scored (%d rated possible, left out), CPM %s, at %.3f: sensitivity %.3f, %.2f FPs per subject",
+                 name, n_lesions, row["cmbs_possible"], f"{row['cpm']:.3f}" if "cpm" in row else "n/a", threshold,
+                 row["sensitivity"], row["fp_per_subject"])
     Path(outputs["summary"]).parent.mkdir(parents=True, exist_ok=True)
     summary = pd.DataFrame(summaries)
     for key, tables in (("froc", froc_tables), ("froc_band", bands), ("pr", pr_tables), ("regions", regions),
