@@ -123,6 +123,10 @@ def check_config(config: dict) -> None:
         if fraction + mimic > 1:
             raise ValueError(f"{key} ({fraction:g}) plus detector.training.mimic_fraction ({mimic:g}) is over 1: they are "
                              "shares of the training patches. Lower one of them.")
+    narrowest, widest = config["detector"]["training"]["masked_margin_mm"]
+    if narrowest > widest:
+        raise ValueError(f"detector.training.masked_margin_mm {[narrowest, widest]}: give the range of margins (mm) as "
+                         "[smallest, largest], e.g. [-2, 8].")
     point = config["detector"]["operating_point"]
     low, high = point["background_ranks"]
     most = config["detector"]["inference"]["max_candidates"]

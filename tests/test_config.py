@@ -114,6 +114,15 @@ def test_patch_shares_over_one_are_refused_naming_the_keys():
     check_config(config)
 
 
+def test_masked_margins_out_of_order_are_refused_naming_the_key():
+    config = validated({"datasets": {"d": {"synthetic_site": "internal", "role": "internal"}}, "synth": {"seed": 0, "sites": SITES},
+                        "detector": {"training": {"masked_margin_mm": [8, -2]}}})
+    with pytest.raises(ValueError, match=r"detector.training.masked_margin_mm \[8, -2\]: .*\[smallest, largest\]"):
+        check_config(config)
+    config["detector"]["training"]["masked_margin_mm"] = [-2, 8]
+    check_config(config)
+
+
 def test_background_ranks_beyond_the_candidates_a_subject_keeps_are_refused():
     config = validated({"datasets": {"d": {"synthetic_site": "internal", "role": "internal"}}, "synth": {"seed": 0, "sites": SITES},
                         "detector": {"inference": {"max_candidates": 50}}})

@@ -59,6 +59,8 @@ class TrainSettings(FromConfig):
     mimic_fraction: float
     mimic_closing_mm: float
     mimic_share: float
+    masked_background: float
+    masked_margin_mm: tuple[float, float]
     weight_con: float
     n_hard: int
     n_background: int
@@ -96,7 +98,8 @@ def patch_sampler(subjects: list[SubjectVolumes], settings: TrainSettings, seed:
     """The patch sampler of ``settings`` over ``subjects``."""
     return PatchSampler(subjects, settings.patch_size, settings.cmb_fraction, seed=seed, augment=augment,
                         mimic_fraction=settings.mimic_fraction, mimic_closing_mm=settings.mimic_closing_mm,
-                        mimic_share=settings.mimic_share)
+                        mimic_share=settings.mimic_share, masked_background=settings.masked_background,
+                        masked_margin_mm=settings.masked_margin_mm)
 
 
 def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):

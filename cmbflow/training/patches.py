@@ -7,7 +7,9 @@ lesions are not always central); with probability ``mimic_fraction``, one of the
 non-CMB spots of a subject's SWI (:func:`cmbflow.dark_spots.dark_spot_voxels`: veins,
 calcifications, air-tissue artefacts, the brain's dark edge: the mimics the detector must
 reject, which uniform patches rarely show), each connected structure as likely as another
-(a large artefact must not take the share of many small veins), shifted likewise; else a uniform voxel of the brain. CMB-free
+(a large artefact must not take the share of many small veins), shifted likewise; else a uniform voxel of the brain.
+With probability ``masked_background`` a patch's background is blanked as a skull-stripped or
+SPM-masked input's is (:meth:`PatchSampler._mask_background`). CMB-free
 subjects and patches are used as they come, never dropped. Lesion boxes are taken **after** augmentation
 from the transformed instance labels (their centres of mass), so flips and rotations move
 boxes and images together.
@@ -90,7 +92,8 @@ class PatchSampler:
     """Draws augmented patches ``(image (C, *size), label (*size))`` and their lesion boxes."""
 
     def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True,
-                 mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005):
+                 mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005,
+                 masked_background: float = 0.0, masked_margin_mm: tuple[float, float] = (-2.0, 8.0)):
         if not subjects:
             raise ValueError("no training subjects")
         if cmb_fraction + mimic_fraction > 1:
@@ -99,6 +102,10 @@ class PatchSampler:
         self.size = np.asarray(patch_size, int)
         self.cmb_fraction = cmb_fraction
         self.mimic_fraction = mimic_fraction
+        self.masked_background = masked_background
+        self.masked_margin_mm = tuple(float(v) for v in masked_margin_mm)
+        if self.masked_margin_mm[0] > self.masked_margin_mm[1]:
+            raise ValueError(f"masked_margin_mm {list(masked_margin_mm)}: the first (smallest margin) must not exceed the second")
         self.rng = np.random.default_rng(seed)
         channels = {s.image.shape[0] for s in subjects}
         if len(channels) != 1 or channels.pop() not in (1, len(INPUTS)):
@@ -111,6 +118,7 @@ class PatchSampler:
         self._brain_voxels = [np.flatnonzero(s.brain) for s in subjects]
         self._mimic_voxels = [self._mimics(s, mimic_closing_mm, mimic_share) for s in subjects] if mimic_fraction > 0 else []
         self._mimic_subjects = [n for n, structures in enumerate(self._mimic_voxels) if structures]
+        self._air = {s.key: float(s.image[0].min()) for s in subjects}  # where a raw 0 lands: _mask_background
 
     @staticmethod
     def _mimics(subject: SubjectVolumes, closing_mm: float, share: float) -> list[np.ndarray]:
@@ -137,12 +145,36 @@ class PatchSampler:
         brain = self._brain_voxels[n]
         return self.subjects[n], np.array(np.unravel_index(brain[self.rng.integers(len(brain))], self.subjects[n].brain.shape))
 
+    def _mask_background(self, image: np.ndarray, subject: SubjectVolumes, start: np.ndarray) -> None:
+        """Blank ``image`` (a patch at voxel ``start``, in place) beyond the brain mask grown by a
+        margin drawn from ``masked_margin_mm`` (negative: shrunk), as in a skull-stripped (BET,
+        SynthStrip: the brain's edge, some cortex lost) or SPM-masked (brain and a rim) input.
+
+        Such an input's background is 0 and reaches the model as preprocessing scales a 0: the
+        SWI at the subject's darkest value (air: the magnitude is never below 0, so its minimum
+        is where raw 0 lands) and the phase at 0. Training sees heads only otherwise, and a
+        masked unseen site lost up to 0.09 CPM to new false positives at the brain's edge
+        (``benchmarks/coverage_benchmark.py``; docs/results.md, "Masked backgrounds")."""
+        margin_mm = self.rng.uniform(*self.masked_margin_mm)
+        reach = np.ceil(max(abs(margin_mm), 1.0) / np.asarray(subject.spacing)).astype(int) + 1
+        brain = crop_patch(subject.brain[None], start - reach, self.size + 2 * reach)[0]
+        if margin_mm >= 0:
+            kept = ndimage.distance_transform_edt(~brain, sampling=subject.spacing) <= margin_mm
+        else:
+            kept = ndimage.distance_transform_edt(brain, sampling=subject.spacing) > -margin_mm
+        kept = kept[tuple(slice(r, r + n) for r, n in zip(reach, self.size))]
+        air = (self._air[subject.key], *[0.0] * (image.shape[0] - 1))
+        for channel, level in enumerate(air):
+            image[channel][~kept] = level
+
     def sample(self) -> dict:
         """One patch: ``image`` (C, *size) float tensor, ``label`` (*size) int tensor,
         ``boxes`` (G, 6) voxel boxes of the patch, ``key`` of its subject."""
         subject, centre = self._centre()
         start = centre - self.size // 2
         image = crop_patch(subject.image, start, self.size)
+        if self.masked_background > 0 and self.rng.random() < self.masked_background:
+            self._mask_background(image, subject, start)
         label = crop_patch(subject.labels[None], start, self.size)
         item = {"image": torch.from_numpy(image), "label": torch.from_numpy(label.astype(np.float32))}
         if self.transform is not None:

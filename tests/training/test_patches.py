@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import ndimage
 
 from cmbflow.io.model_input import PhaseScaling
 from cmbflow.io.nifti import save_volume
@@ -62,6 +63,37 @@ def test_mimic_patches_centre_near_a_dark_spot_that_is_not_a_cmb():
         assert sampler.sample()["image"][0].min() == -1.0  # every patch shows the vein
     with pytest.raises(ValueError, match="at most 1"):
         PatchSampler([subject], (16, 16, 8), cmb_fraction=0.9, seed=0, mimic_fraction=0.2)
+
+
+@pytest.mark.parametrize("margin_mm", [3.0, -2.0])
+def test_masked_background_blanks_beyond_the_grown_or_shrunk_brain_as_a_zero_input_arrives(margin_mm):
+    subject = _subject(lesion=None)
+    subject.image[0] += np.linspace(0, 0.3, SHAPE[0])[:, None, None]
+    subject.image[0][0, 0, 0] = -0.2  # the darkest voxel: air, where a raw 0 lands after scaling
+    subject.image[1] = 0.4
+    sampler = PatchSampler([subject], SHAPE, cmb_fraction=0.0, seed=0, augment=False, masked_background=1.0,
+                           masked_margin_mm=(margin_mm, margin_mm))
+    image = subject.image.copy()
+    sampler._mask_background(image, subject, np.zeros(3, int))
+    outside = ndimage.distance_transform_edt(~subject.brain, sampling=SPACING)
+    inside = ndimage.distance_transform_edt(subject.brain, sampling=SPACING)
+    kept = outside <= margin_mm if margin_mm >= 0 else inside > -margin_mm
+    assert 0 < kept.sum() < kept.size and (kept.sum() > subject.brain.sum()) == (margin_mm > 0)
+    np.testing.assert_array_equal(image[:, kept], subject.image[:, kept])
+    assert np.all(image[0][~kept] == -0.2) and np.all(image[1][~kept] == 0.0)
+
+
+def test_masked_background_is_drawn_at_its_share_and_within_its_margins():
+    subject = _subject(lesion=None)
+    subject.brain[:] = False
+    subject.brain[15:25, 15:25, 8:12] = True  # a small brain: the patch always reaches beyond 8 mm of it
+    subject.image[0][0, 0, 0] = -0.2
+    air = [(PatchSampler([subject], (32, 32, 16), cmb_fraction=0.0, seed=seed, augment=False, masked_background=share)
+            .sample()["image"][0] == -0.2).float().mean().item() for share in (0.0, 1.0) for seed in range(6)]
+    assert all(fraction < 0.001 for fraction in air[:6])  # never blanked at share 0 (the one dark voxel at most)
+    assert all(0.2 < fraction < 1 for fraction in air[6:])  # always at share 1, the brain and its rim kept
+    with pytest.raises(ValueError, match="masked_margin_mm"):
+        PatchSampler([subject], (16, 16, 8), 0.0, 0, masked_margin_mm=(8.0, -2.0))
 
 
 def test_crop_pads_with_zeros_outside_the_volume():
