@@ -1,0 +1,85 @@
+"""Seed spread: how much of a detector's score is the draw of its training run?
+
+Retrains one detector variant of a finished default run with other training seeds
+(``detector.training.seed``: the network's initial weights, the patch stream and which training
+subjects are held back for validation and the operating point), on that run's preprocessed cohort
+and split, and scores every seed on the run's annotated datasets. Nothing else is recomputed: each
+seed works in a copy of the run's ``results/`` under ``--workdir`` (the run itself is only read).
+``--config`` adds config files to every seed (a training option against the default, at several
+seeds). Seeds train side by side, one core each (``--jobs``); docs/results.md, "Seed spread":
+
+    python benchmarks/seed_benchmark.py --run /tmp/dag --workdir /tmp/seeds --seeds 1 2 3 --jobs 2 [--config extra.yaml]
+
+Writes ``<workdir>/seeds.tsv`` (one row per seed and dataset, after filtering, the run's own seed
+included) and prints it with the mean and standard deviation over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = ["cpm", "sensitivity", "fp_per_subject", "count_mae"]  # models_by_site.tsv, after filtering
+# Model-independent outputs a seed reuses; everything downstream of the detector is remade.
+REUSED = ("inputs", "synth", "preproc", "atlas", "models/localizer", "regions")
+
+
+def retrain(run: Path, folder: Path, seed: int, configs: list[Path], variant: str) -> pd.DataFrame:
+    """Retrain ``variant`` with ``seed`` in ``folder`` (a copy of the run's model-independent
+    results) and return its ``models_by_site.tsv`` rows after filtering. A folder that holds
+    them already is read, not retrained (remove it to train again)."""
+    if (folder / "results/evaluation/models_by_site.tsv").exists():
+        return scored(folder, variant).assign(seed=seed)
+    for part in REUSED:
+        source = run / "results" / part
+        if source.exists() and not (folder / "results" / part).exists():
+            shutil.copytree(source, folder / "results" / part)  # copies keep the mtimes: nothing upstream reruns
+    overlay = folder / "seed.yaml"
+    overlay.write_text(yaml.safe_dump({"detector": {"training": {"seed": seed}}}))
+    command = [sys.executable, "-m", "snakemake", "results/evaluation/models_by_site.tsv", "-s", str(REPO / "Snakefile"),
+               "-d", str(folder), "--configfile", str(REPO / "config.yaml"), *map(str, configs), str(overlay),
+               "--cores", "1", "--rerun-triggers", "mtime", "input", "--forcerun", "train_detector", "--quiet", "rules"]
+    with open(folder / "snakemake.log", "w") as log:
+        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+    return scored(folder, variant).assign(seed=seed)
+
+
+def scored(folder: Path, variant: str) -> pd.DataFrame:
+    """A run's rows of ``variant`` after filtering from its ``models_by_site.tsv``."""
+    table = pd.read_csv(folder / "results/evaluation/models_by_site.tsv", sep="\t")
+    return table[(table["variant"] == variant) & (table["filter"] == "after")]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True, help="folder of a finished default run (holds results/)")
+    parser.add_argument("--workdir", type=Path, required=True, help="where the seeds' runs are written")
+    parser.add_argument("--seeds", type=int, nargs="+", required=True, help="training seeds to add")
+    parser.add_argument("--config", type=Path, nargs="*", default=[], help="config files added to every seed")
+    parser.add_argument("--variant", default="rpn_ffm_hspl")
+    parser.add_argument("--jobs", type=int, default=2, help="seeds trained side by side (one core each)")
+    args = parser.parse_args()
+    run, work = args.run.resolve(), args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    configs = [path.resolve() for path in args.config]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        tables = list(pool.map(lambda seed: retrain(run, work / f"seed-{seed}", seed, configs, args.variant), args.seeds))
+    if not configs:  # the run's own seed is a draw like the others
+        own = yaml.safe_load((REPO / "config.yaml").read_text())["detector"]["training"]["seed"]
+        tables.insert(0, scored(run, args.variant).assign(seed=own))
+    table = pd.concat(tables, ignore_index=True)[["seed", "dataset", *COLUMNS]]
+    table.to_csv(work / "seeds.tsv", sep="\t", index=False)
+    print(table.to_string(index=False))
+    print(table.groupby("dataset")[COLUMNS].agg(["mean", "std"]).round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
