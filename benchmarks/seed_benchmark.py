@@ -11,7 +11,9 @@ seeds). Seeds train side by side, one core each (``--jobs``); docs/results.md, "
     python benchmarks/seed_benchmark.py --run /tmp/dag --workdir /tmp/seeds --seeds 1 2 3 --jobs 2 [--config extra.yaml]
 
 Writes ``<workdir>/seeds.tsv`` (one row per seed and dataset, after filtering, the run's own seed
-included) and prints it with the mean and standard deviation over seeds.
+included) and prints it with the mean and standard deviation over seeds. On the synthetic sites it
+also counts the false positives scoring at least 0.25 (``fp_025``) and those of them within 3 mm of
+a vein of the generator's truth (``fp_025_vein``: ``desc-mimics_markers.tsv``), over all subjects.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["cpm", "sensitivity", "fp_per_subject", "count_mae"]  # models_by_site.tsv, after filtering
+FP_SCORE, VEIN_MM = 0.25, 3.0  # false positives counted from this score; a vein's marker within this distance
 # Model-independent outputs a seed reuses; everything downstream of the detector is remade.
 REUSED = ("inputs", "synth", "preproc", "atlas", "models/localizer", "regions")
 
@@ -53,9 +57,31 @@ def retrain(run: Path, folder: Path, seed: int, configs: list[Path], variant: st
 
 
 def scored(folder: Path, variant: str) -> pd.DataFrame:
-    """A run's rows of ``variant`` after filtering from its ``models_by_site.tsv``."""
+    """A run's rows of ``variant`` after filtering from its ``models_by_site.tsv``, with the
+    false-positive counts of :func:`vein_false_positives`."""
     table = pd.read_csv(folder / "results/evaluation/models_by_site.tsv", sep="\t")
-    return table[(table["variant"] == variant) & (table["filter"] == "after")]
+    table = table[(table["variant"] == variant) & (table["filter"] == "after")]
+    counts = [vein_false_positives(folder, variant, dataset) for dataset in table["dataset"]]
+    return table.assign(fp_025=[c[0] for c in counts], fp_025_vein=[c[1] for c in counts])
+
+
+def vein_false_positives(folder: Path, variant: str, dataset: str) -> tuple[int, int]:
+    """Kept false positives of ``variant`` on a synthetic ``dataset`` scoring at least ``FP_SCORE``,
+    and how many of them lie within ``VEIN_MM`` (world mm) of a vein marker of the generator's truth
+    (both -1 where the dataset has no such truth)."""
+    matched = pd.read_csv(folder / f"results/evaluation/{variant}/{dataset}/matched.tsv", sep="\t", dtype={"subject": str})
+    fps = matched[(matched["filter"] == "after") & matched["kept"] & (matched["outcome"] == "fp") & (matched["score"] >= FP_SCORE)]
+    truth = folder / f"results/synth/site-{dataset.removeprefix('synth_')}/derivatives/synth_truth"
+    if not truth.exists():
+        return -1, -1
+    near = 0
+    for subject, group in fps.groupby("subject"):
+        markers = pd.read_csv(truth / f"sub-{subject}/anat/sub-{subject}_desc-mimics_markers.tsv", sep="\t")
+        veins = markers.loc[markers["kind"].str.endswith("vein"), ["x", "y", "z"]].to_numpy(float)
+        if len(veins):
+            distance = np.linalg.norm(group[["x", "y", "z"]].to_numpy(float)[:, None] - veins[None], axis=2).min(axis=1)
+            near += int((distance <= VEIN_MM).sum())
+    return len(fps), near
 
 
 def main() -> None:
@@ -75,7 +101,7 @@ def main() -> None:
     if not configs:  # the run's own seed is a draw like the others
         own = yaml.safe_load((REPO / "config.yaml").read_text())["detector"]["training"]["seed"]
         tables.insert(0, scored(run, args.variant).assign(seed=own))
-    table = pd.concat(tables, ignore_index=True)[["seed", "dataset", *COLUMNS]]
+    table = pd.concat(tables, ignore_index=True)[["seed", "dataset", *COLUMNS, "fp_025", "fp_025_vein"]]
     table.to_csv(work / "seeds.tsv", sep="\t", index=False)
     print(table.to_string(index=False))
     print(table.groupby("dataset")[COLUMNS].agg(["mean", "std"]).round(3).to_string())
