@@ -59,7 +59,6 @@ class TrainSettings(FromConfig):
     mimic_fraction: float
     mimic_closing_mm: float
     mimic_share: float
-    mimic_interior_mm: float
     masked_background: float
     masked_margin_mm: tuple[float, float]
     weight_con: float
@@ -100,7 +99,7 @@ def patch_sampler(subjects: list[SubjectVolumes], settings: TrainSettings, seed:
     return PatchSampler(subjects, settings.patch_size, settings.cmb_fraction, seed=seed, augment=augment,
                         mimic_fraction=settings.mimic_fraction, mimic_closing_mm=settings.mimic_closing_mm,
                         mimic_share=settings.mimic_share, masked_background=settings.masked_background,
-                        masked_margin_mm=settings.masked_margin_mm, mimic_interior_mm=settings.mimic_interior_mm)
+                        masked_margin_mm=settings.masked_margin_mm)
 
 
 def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):

@@ -8,9 +8,6 @@ non-CMB spots of a subject's SWI (:func:`cmbflow.dark_spots.dark_spot_voxels`: v
 calcifications, air-tissue artefacts, the brain's dark edge: the mimics the detector must
 reject, which uniform patches rarely show), each connected structure as likely as another
 (a large artefact must not take the share of many small veins), shifted likewise; else a uniform voxel of the brain.
-With ``mimic_interior_mm`` the spots deeper inside the brain than that are ranked apart from those
-of the rim: the brain's dark edge otherwise takes most of the darkest share and the veins inside
-(the internal site's false positives) are rarely shown.
 With probability ``masked_background`` a patch's background is blanked as a skull-stripped or
 SPM-masked input's is (:meth:`PatchSampler._mask_background`). CMB-free
 subjects and patches are used as they come, never dropped. Lesion boxes are taken **after** augmentation
@@ -96,8 +93,7 @@ class PatchSampler:
 
     def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True,
                  mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005,
-                 masked_background: float = 0.0, masked_margin_mm: tuple[float, float] = (-2.0, 8.0),
-                 mimic_interior_mm: float = 0.0):
+                 masked_background: float = 0.0, masked_margin_mm: tuple[float, float] = (-2.0, 8.0)):
         if not subjects:
             raise ValueError("no training subjects")
         if cmb_fraction + mimic_fraction > 1:
@@ -120,24 +116,16 @@ class PatchSampler:
         # Voxel lists found once (a whole-volume search per patch was ~10 % of an iteration).
         self._lesion_voxels = {(n, label): np.argwhere(subjects[n].labels == label) for n, label in self.lesions}
         self._brain_voxels = [np.flatnonzero(s.brain) for s in subjects]
-        self._mimic_voxels = ([self._mimics(s, mimic_closing_mm, mimic_share, mimic_interior_mm) for s in subjects]
-                              if mimic_fraction > 0 else [])
+        self._mimic_voxels = [self._mimics(s, mimic_closing_mm, mimic_share) for s in subjects] if mimic_fraction > 0 else []
         self._mimic_subjects = [n for n, structures in enumerate(self._mimic_voxels) if structures]
         self._air = {s.key: float(s.image[0].min()) for s in subjects}  # where a raw 0 lands: _mask_background
 
     @staticmethod
-    def _mimics(subject: SubjectVolumes, closing_mm: float, share: float, interior_mm: float = 0.0) -> list[np.ndarray]:
+    def _mimics(subject: SubjectVolumes, closing_mm: float, share: float) -> list[np.ndarray]:
         """Darkest spots of the brain away from the subject's CMBs (two voxels' clearance),
-        as connected structures: the darkest ``share`` of the brain's voxels, or with
-        ``interior_mm`` > 0 that share of the voxels deeper than ``interior_mm`` and that share
-        of the rim's, each ranked among its own."""
+        as connected structures."""
         clear = subject.brain & ~ndimage.binary_dilation(subject.labels > 0, iterations=2)
-        parts = [clear]
-        if interior_mm > 0:
-            interior = ndimage.distance_transform_edt(subject.brain, sampling=subject.spacing) > interior_mm
-            parts = [clear & interior, clear & ~interior]
-        voxels = [dark_spot_voxels(subject.image[0], part, subject.spacing, closing_mm, share) for part in parts]
-        return dark_spot_structures(np.concatenate(voxels), clear.shape)
+        return dark_spot_structures(dark_spot_voxels(subject.image[0], clear, subject.spacing, closing_mm, share), clear.shape)
 
     def _jitter(self) -> np.ndarray:
         return self.rng.integers(-self.size // 4, self.size // 4 + 1)

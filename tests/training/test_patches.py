@@ -65,23 +65,6 @@ def test_mimic_patches_centre_near_a_dark_spot_that_is_not_a_cmb():
         PatchSampler([subject], (16, 16, 8), cmb_fraction=0.9, seed=0, mimic_fraction=0.2)
 
 
-def test_interior_mimics_are_ranked_apart_from_the_dark_rim_of_the_brain():
-    subject = _subject(lesion=None)
-    subject.image[0][5, 5:35, 3:17] = -1.0  # the brain's dark edge: a darker band than any vein
-    subject.image[0][18:21, 18:24, 9:11] = 0.0  # a faint vein deep inside
-    vein = np.zeros(SHAPE, bool)
-    vein[18:21, 18:24, 9:11] = True
-
-    def spots(interior_mm):
-        return np.concatenate(PatchSampler([subject], (16, 16, 8), cmb_fraction=0.0, seed=0, augment=False, mimic_fraction=1.0,
-                                           mimic_share=0.002, mimic_interior_mm=interior_mm)._mimic_voxels[0])
-
-    ranked_together, ranked_apart = spots(0.0), spots(4.0)
-    assert not vein[tuple(ranked_together.T)].any() and np.all(ranked_together[:, 0] == 5)  # the rim takes every spot
-    assert vein[tuple(ranked_apart.T)].sum() > 0 and np.all(vein[tuple(ranked_apart.T)] | (ranked_apart[:, 0] == 5))
-    assert len(ranked_apart) > len(ranked_together)  # the rim keeps its share besides
-
-
 @pytest.mark.parametrize("margin_mm", [3.0, -2.0])
 def test_masked_background_blanks_beyond_the_grown_or_shrunk_brain_as_a_zero_input_arrives(margin_mm):
     subject = _subject(lesion=None)
