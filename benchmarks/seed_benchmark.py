@@ -69,11 +69,11 @@ def vein_false_positives(folder: Path, variant: str, dataset: str) -> tuple[int,
     """Kept false positives of ``variant`` on a synthetic ``dataset`` scoring at least ``FP_SCORE``,
     and how many of them lie within ``VEIN_MM`` (world mm) of a vein marker of the generator's truth
     (both -1 where the dataset has no such truth)."""
-    matched = pd.read_csv(folder / f"results/evaluation/{variant}/{dataset}/matched.tsv", sep="\t", dtype={"subject": str})
-    fps = matched[(matched["filter"] == "after") & matched["kept"] & (matched["outcome"] == "fp") & (matched["score"] >= FP_SCORE)]
     truth = folder / f"results/synth/site-{dataset.removeprefix('synth_')}/derivatives/synth_truth"
     if not truth.exists():
         return -1, -1
+    matched = pd.read_csv(folder / f"results/evaluation/{variant}/{dataset}/matched.tsv", sep="\t", dtype={"subject": str})
+    fps = matched[(matched["filter"] == "after") & matched["kept"] & (matched["outcome"] == "fp") & (matched["score"] >= FP_SCORE)]
     near = 0
     for subject, group in fps.groupby("subject"):
         markers = pd.read_csv(truth / f"sub-{subject}/anat/sub-{subject}_desc-mimics_markers.tsv", sep="\t")
