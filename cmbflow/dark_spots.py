@@ -5,9 +5,7 @@ dark structures a few millimetres wide. A grey-level closing with a box wider th
 fills them with the tissue around; the difference (a black top-hat) marks them. Two stages
 use this: the localization network reads the closed SWI (a CMB must not read as "outside"),
 and detector training centres a share of its patches on the darkest non-CMB spots (the
-mimics it must learn to reject, which random patches rarely show). Those spots are ranked
-either by the top-hat's depth (the darkest) or by their blobness (ITK's Hessian objectness for
-dark spheres, times the contrast: the most CMB-like in shape). All arrays are on one
+mimics it must learn to reject, which random patches rarely show). All arrays are on one
 voxel grid; sizes are in mm, with the grid's ``spacing``.
 """
 
@@ -41,32 +39,6 @@ def dark_spot_voxels(swi: np.ndarray, within: np.ndarray, spacing, size_mm: floa
         return np.zeros((0, 3), int)
     depth = (close_dark_spots(swi, spacing, size_mm) - swi)[within]
     chosen = np.argpartition(depth, n_within - count)[n_within - count:]
-    return np.argwhere(within)[chosen]
-
-
-BLOB_SIGMAS_MM = (0.7, 2.0)  # Hessian scales: CMBs of 2-10 mm and veins of 0.6-3 mm (sigma ~ radius / sqrt(3)) ...
-BLOB_SIGMA_STEPS = 3  # ... in this many steps: 3.3 s for a 180 x 191 x 82 grid on one core
-
-
-def blob_spot_voxels(swi: np.ndarray, within: np.ndarray, spacing, share: float) -> np.ndarray:
-    """Voxel indices ``(N, 3)`` of the most blob-like dark spots: the ``share`` of the ``within``
-    voxels (bool mask) with the highest Hessian objectness for dark spheres (ANTs'
-    ``hessian_objectness``, ITK's multi-scale filter, in mm with ``spacing``; scaled by the
-    Hessian's norm, so that a contrast-free noise blob does not rank). Unlike the
-    top-hat's darkest spots (:func:`dark_spot_voxels`), which are mostly the brain's dark edge,
-    these are what looks like a CMB: vein cross-sections in thick slices, calcifications, small
-    artefacts. Empty when ``within`` is empty or ``share`` is 0."""
-    n_within = int(within.sum())
-    count = int(round(share * n_within))
-    if count == 0:
-        return np.zeros((0, 3), int)
-    import ants  # here: ANTs takes seconds to import, and only this ranking needs it
-
-    image = ants.from_numpy(np.ascontiguousarray(swi, dtype=np.float32), spacing=tuple(float(v) for v in spacing))
-    blobness = ants.hessian_objectness(image, object_dimension=0, is_bright_object=False, sigma_min=BLOB_SIGMAS_MM[0],
-                                       sigma_max=BLOB_SIGMAS_MM[1], number_of_sigma_steps=BLOB_SIGMA_STEPS,
-                                       use_sigma_logarithmic_spacing=False).numpy()[within]
-    chosen = np.argpartition(blobness, n_within - count)[n_within - count:]
     return np.argwhere(within)[chosen]
 
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from cmbflow.dark_spots import blob_spot_voxels, close_dark_spots, dark_spot_structures, dark_spot_voxels
+from cmbflow.dark_spots import close_dark_spots, dark_spot_structures, dark_spot_voxels
 
 
 def test_closing_fills_a_cmb_sized_dark_spot_but_keeps_the_background_outside_the_head():
@@ -30,17 +30,3 @@ def test_dark_spots_group_into_their_connected_structures():
     structures = dark_spot_structures(voxels, (10, 10, 10))
     assert sorted(sorted(map(tuple, s)) for s in structures) == [[(1, 1, 1), (2, 2, 2)], [(5, 5, 5), (6, 5, 5)], [(9, 0, 0)]]
     assert dark_spot_structures(np.zeros((0, 3), int), (4, 4, 4)) == []
-
-
-def test_blobness_ranks_a_round_spot_above_a_darker_vein_and_a_wide_slab():
-    swi = np.full((40, 40, 24), 0.5, np.float32)
-    swi[8:11, :, 5:7] = -0.6  # a vein 3 mm wide across the volume, darker than ...
-    zz, yy, xx = np.mgrid[:40, :40, :24]
-    ball = (zz - 28) ** 2 + (yy - 20) ** 2 + ((xx - 14) * 2.0) ** 2 <= 2.5 ** 2  # ... a 5 mm round spot (2 mm slices)
-    swi[ball] = -0.5
-    swi[:, :, 19:] = -0.6  # a dark slab 10 mm thick
-    within, share = np.ones(swi.shape, bool), int(ball.sum()) / swi.size
-    voxels = blob_spot_voxels(swi, within, (1.0, 1.0, 2.0), share)
-    assert len(voxels) == ball.sum() and ball[tuple(voxels.T)].all()
-    assert not ball[tuple(dark_spot_voxels(swi, within, (1.0, 1.0, 2.0), 7.0, share).T)].any()  # the top-hat: the vein
-    assert len(blob_spot_voxels(swi, np.zeros(swi.shape, bool), (1.0, 1.0, 2.0), 0.01)) == 0

@@ -33,9 +33,8 @@ TUNED_KEYS = ("iterations", "learning_rate", "cmb_fraction", "seed")  # what fin
 def fine_tune_settings(parent_card: dict, options: dict, source: str = "the parent's model card") -> TrainSettings:
     """The parent's training settings with the fine-tuning schedule of ``options`` (no validation:
     the few tuning subjects are all used). ``source``: the card's path, for errors."""
-    # A parent recorded before mimic patches existed was trained without them; before their
-    # ranking was a setting, they were the top-hat's.
-    parent = TrainSettings.from_record({"mimic_fraction": 0.0, "mimic_measure": "tophat", **parent_card["training"], "inputs": model_inputs(parent_card)},
+    # A parent recorded before mimic patches existed was trained without them.
+    parent = TrainSettings.from_record({"mimic_fraction": 0.0, **parent_card["training"], "inputs": model_inputs(parent_card)},
                                        source)
     return dataclasses.replace(parent, **{key: options[key] for key in TUNED_KEYS if key in options})
 

@@ -57,7 +57,6 @@ class TrainSettings(FromConfig):
     weight_decay: float
     cmb_fraction: float
     mimic_fraction: float
-    mimic_measure: str  # tophat | blobness (cmbflow.training.patches.MIMIC_MEASURES)
     mimic_closing_mm: float
     mimic_share: float
     masked_background: float
@@ -100,7 +99,7 @@ def patch_sampler(subjects: list[SubjectVolumes], settings: TrainSettings, seed:
     return PatchSampler(subjects, settings.patch_size, settings.cmb_fraction, seed=seed, augment=augment,
                         mimic_fraction=settings.mimic_fraction, mimic_closing_mm=settings.mimic_closing_mm,
                         mimic_share=settings.mimic_share, masked_background=settings.masked_background,
-                        masked_margin_mm=settings.masked_margin_mm, mimic_measure=settings.mimic_measure)
+                        masked_margin_mm=settings.masked_margin_mm)
 
 
 def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):

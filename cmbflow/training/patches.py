@@ -4,10 +4,9 @@ A subject is its model-ready images (``image (C, D, H, W)``: SWI[, phase], as th
 labels ``(D, H, W)`` and one lesion table (instance label -> diameter in mm). A patch centre
 is, with probability ``cmb_fraction``, a random CMB (shifted by up to a quarter patch, so
 lesions are not always central); with probability ``mimic_fraction``, one of the darkest
-(``mimic_measure: tophat``, :func:`cmbflow.dark_spots.dark_spot_voxels`) or most blob-like
-(``blobness``, :func:`cmbflow.dark_spots.blob_spot_voxels`) non-CMB spots of a subject's SWI
-(veins, calcifications, air-tissue artefacts, the brain's dark edge: the mimics the detector
-must reject, which uniform patches rarely show), each connected structure as likely as another
+non-CMB spots of a subject's SWI (:func:`cmbflow.dark_spots.dark_spot_voxels`: veins,
+calcifications, air-tissue artefacts, the brain's dark edge: the mimics the detector must
+reject, which uniform patches rarely show), each connected structure as likely as another
 (a large artefact must not take the share of many small veins), shifted likewise; else a uniform voxel of the brain.
 With probability ``masked_background`` a patch's background is blanked as a skull-stripped or
 SPM-masked input's is (:meth:`PatchSampler._mask_background`). CMB-free
@@ -28,12 +27,11 @@ from monai import transforms as mt
 from monai.utils import convert_to_tensor
 from scipy import ndimage
 
-from cmbflow.dark_spots import blob_spot_voxels, dark_spot_structures, dark_spot_voxels
+from cmbflow.dark_spots import dark_spot_structures, dark_spot_voxels
 from cmbflow.io.model_input import INPUTS, PhaseScaling, load_model_input
 from cmbflow.models.anchors import boxes_from_centres
 
 DEFAULT_DIAMETER_MM = 4.0  # a lesion annotated without a size
-MIMIC_MEASURES = ("tophat", "blobness")  # how mimic spots are ranked (PatchSampler._mimics)
 
 
 @dataclass
@@ -95,14 +93,11 @@ class PatchSampler:
 
     def __init__(self, subjects: list[SubjectVolumes], patch_size, cmb_fraction: float, seed: int, augment: bool = True,
                  mimic_fraction: float = 0.0, mimic_closing_mm: float = 7.0, mimic_share: float = 0.005,
-                 masked_background: float = 0.0, masked_margin_mm: tuple[float, float] = (-2.0, 8.0),
-                 mimic_measure: str = "tophat"):
+                 masked_background: float = 0.0, masked_margin_mm: tuple[float, float] = (-2.0, 8.0)):
         if not subjects:
             raise ValueError("no training subjects")
         if cmb_fraction + mimic_fraction > 1:
             raise ValueError(f"cmb_fraction + mimic_fraction is {cmb_fraction + mimic_fraction:g}; at most 1")
-        if mimic_measure not in MIMIC_MEASURES:
-            raise ValueError(f"mimic_measure {mimic_measure!r}: one of {', '.join(MIMIC_MEASURES)}")
         self.subjects = subjects
         self.size = np.asarray(patch_size, int)
         self.cmb_fraction = cmb_fraction
@@ -121,21 +116,16 @@ class PatchSampler:
         # Voxel lists found once (a whole-volume search per patch was ~10 % of an iteration).
         self._lesion_voxels = {(n, label): np.argwhere(subjects[n].labels == label) for n, label in self.lesions}
         self._brain_voxels = [np.flatnonzero(s.brain) for s in subjects]
-        self._mimic_voxels = ([self._mimics(s, mimic_measure, mimic_closing_mm, mimic_share) for s in subjects]
-                              if mimic_fraction > 0 else [])
+        self._mimic_voxels = [self._mimics(s, mimic_closing_mm, mimic_share) for s in subjects] if mimic_fraction > 0 else []
         self._mimic_subjects = [n for n, structures in enumerate(self._mimic_voxels) if structures]
         self._air = {s.key: float(s.image[0].min()) for s in subjects}  # where a raw 0 lands: _mask_background
 
     @staticmethod
-    def _mimics(subject: SubjectVolumes, measure: str, closing_mm: float, share: float) -> list[np.ndarray]:
-        """Darkest (``tophat``) or most blob-like (``blobness``) spots of the brain away from the
-        subject's CMBs (two voxels' clearance), as connected structures."""
+    def _mimics(subject: SubjectVolumes, closing_mm: float, share: float) -> list[np.ndarray]:
+        """Darkest spots of the brain away from the subject's CMBs (two voxels' clearance),
+        as connected structures."""
         clear = subject.brain & ~ndimage.binary_dilation(subject.labels > 0, iterations=2)
-        if measure == "blobness":
-            voxels = blob_spot_voxels(subject.image[0], clear, subject.spacing, share)
-        else:
-            voxels = dark_spot_voxels(subject.image[0], clear, subject.spacing, closing_mm, share)
-        return dark_spot_structures(voxels, clear.shape)
+        return dark_spot_structures(dark_spot_voxels(subject.image[0], clear, subject.spacing, closing_mm, share), clear.shape)
 
     def _jitter(self) -> np.ndarray:
         return self.rng.integers(-self.size // 4, self.size // 4 + 1)

@@ -65,22 +65,6 @@ def test_mimic_patches_centre_near_a_dark_spot_that_is_not_a_cmb():
         PatchSampler([subject], (16, 16, 8), cmb_fraction=0.9, seed=0, mimic_fraction=0.2)
 
 
-def test_blobness_mimics_are_the_round_dark_spot_not_the_darker_vein_nor_the_cmb():
-    subject = _subject()
-    subject.image[0][8:11, :, 8:10] = -1.5  # a vein across the brain, darker than the CMB at (20, 12, 10) and ...
-    zz, yy, xx = np.mgrid[:40, :40, :20]
-    spot = (zz - 28) ** 2 + (yy - 26) ** 2 + ((xx - 10) * 2.0) ** 2 <= 2.5 ** 2  # ... than a round 5 mm calcification
-    subject.image[0][spot] = -1.0
-    share = int(spot.sum()) / subject.brain.sum()
-    blobs = PatchSampler([subject], (16, 16, 8), 0.0, seed=0, augment=False, mimic_fraction=1.0, mimic_share=share,
-                         mimic_measure="blobness")
-    darkest = PatchSampler([subject], (16, 16, 8), 0.0, seed=0, augment=False, mimic_fraction=1.0, mimic_share=share)
-    assert spot[tuple(np.concatenate(blobs._mimic_voxels[0]).T)].all()
-    assert not spot[tuple(np.concatenate(darkest._mimic_voxels[0]).T)].any()
-    with pytest.raises(ValueError, match="mimic_measure 'hessian'"):
-        PatchSampler([subject], (16, 16, 8), 0.0, seed=0, mimic_fraction=0.2, mimic_measure="hessian")
-
-
 @pytest.mark.parametrize("margin_mm", [3.0, -2.0])
 def test_masked_background_blanks_beyond_the_grown_or_shrunk_brain_as_a_zero_input_arrives(margin_mm):
     subject = _subject(lesion=None)
