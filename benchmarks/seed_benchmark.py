@@ -10,6 +10,12 @@ seeds). Seeds train side by side, one core each (``--jobs``); docs/results.md, "
 
     python benchmarks/seed_benchmark.py --run /tmp/dag --workdir /tmp/seeds --seeds 1 2 3 --jobs 2 [--config extra.yaml]
 
+An inference option is checked on models already trained, without training: ``--models-from`` names
+a former ``--workdir`` whose ``seed-N`` folders hold them (seed 0, the default: the run's own), and
+the operating point is chosen again with the option (docs/results.md, "Test-time flips at five seeds"):
+
+    python benchmarks/seed_benchmark.py --run /tmp/dag --workdir /tmp/tta --seeds 0 1 2 3 4 --models-from /tmp/seeds --config tta.yaml
+
 Writes ``<workdir>/seeds.tsv`` (one row per seed and dataset, after filtering, the run's own seed
 included) and prints it with the mean and standard deviation over seeds. On the synthetic sites it
 also counts the false positives scoring at least 0.25 (``fp_025``) and those of them within 3 mm of
@@ -36,21 +42,28 @@ FP_SCORE, VEIN_MM = 0.25, 3.0  # false positives counted from this score; a vein
 REUSED = ("inputs", "synth", "preproc", "atlas", "models/localizer", "regions")
 
 
-def retrain(run: Path, folder: Path, seed: int, configs: list[Path], variant: str) -> pd.DataFrame:
+def retrain(run: Path, folder: Path, seed: int, configs: list[Path], variant: str, models_from: Path | None = None,
+            own_seed: int = 0) -> pd.DataFrame:
     """Retrain ``variant`` with ``seed`` in ``folder`` (a copy of the run's model-independent
-    results) and return its ``models_by_site.tsv`` rows after filtering. A folder that holds
-    them already is read, not retrained (remove it to train again)."""
+    results) and return its ``models_by_site.tsv`` rows after filtering. With ``models_from``
+    (a former workdir), its ``seed-<seed>`` model is copied instead (the run's own for
+    ``own_seed``) and only the operating point and what follows are remade. A folder that holds
+    the rows already is read, not remade (remove it to run again)."""
     if (folder / "results/evaluation/models_by_site.tsv").exists():
         return scored(folder, variant).assign(seed=seed)
-    for part in REUSED:
-        source = run / "results" / part
+    parts = {part: run / "results" / part for part in REUSED}
+    if models_from is not None:
+        trained = run if seed == own_seed else models_from / f"seed-{seed}"
+        parts[f"models/{variant}"] = trained / "results/models" / variant
+    for part, source in parts.items():
         if source.exists() and not (folder / "results" / part).exists():
             shutil.copytree(source, folder / "results" / part)  # copies keep the mtimes: nothing upstream reruns
     overlay = folder / "seed.yaml"
     overlay.write_text(yaml.safe_dump({"detector": {"training": {"seed": seed}}}))
+    remade = "choose_operating_point" if models_from is not None else "train_detector"
     command = [sys.executable, "-m", "snakemake", "results/evaluation/models_by_site.tsv", "-s", str(REPO / "Snakefile"),
                "-d", str(folder), "--configfile", str(REPO / "config.yaml"), *map(str, configs), str(overlay),
-               "--cores", "1", "--rerun-triggers", "mtime", "input", "--forcerun", "train_detector", "--quiet", "rules"]
+               "--cores", "1", "--rerun-triggers", "mtime", "input", "--forcerun", remade, "--quiet", "rules"]
     with open(folder / "snakemake.log", "w") as log:
         subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
     return scored(folder, variant).assign(seed=seed)
@@ -92,14 +105,17 @@ def main() -> None:
     parser.add_argument("--config", type=Path, nargs="*", default=[], help="config files added to every seed")
     parser.add_argument("--variant", default="rpn_ffm_hspl")
     parser.add_argument("--jobs", type=int, default=2, help="seeds trained side by side (one core each)")
+    parser.add_argument("--models-from", type=Path, help="a former --workdir: score its seeds' trained models, no training")
     args = parser.parse_args()
     run, work = args.run.resolve(), args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     configs = [path.resolve() for path in args.config]
+    own = yaml.safe_load((REPO / "config.yaml").read_text())["detector"]["training"]["seed"]
+    models_from = args.models_from.resolve() if args.models_from else None
     with ThreadPoolExecutor(args.jobs) as pool:
-        tables = list(pool.map(lambda seed: retrain(run, work / f"seed-{seed}", seed, configs, args.variant), args.seeds))
+        tables = list(pool.map(lambda seed: retrain(run, work / f"seed-{seed}", seed, configs, args.variant, models_from, own),
+                               args.seeds))
     if not configs:  # the run's own seed is a draw like the others
-        own = yaml.safe_load((REPO / "config.yaml").read_text())["detector"]["training"]["seed"]
         tables.insert(0, scored(run, args.variant).assign(seed=own))
     table = pd.concat(tables, ignore_index=True)[["seed", "dataset", *COLUMNS, "fp_025", "fp_025_vein"]]
     table.to_csv(work / "seeds.tsv", sep="\t", index=False)
