@@ -42,7 +42,7 @@ FP_SCORE, VEIN_MM = 0.25, 3.0  # false positives counted from this score; a vein
 REUSED = ("inputs", "synth", "preproc", "atlas", "models/localizer", "regions")
 
 
-def retrain(run: Path, folder: Path, seed: int, configs: list[Path], variant: str, models_from: Path | None = None,
+def run_seed(run: Path, folder: Path, seed: int, configs: list[Path], variant: str, models_from: Path | None = None,
             own_seed: int = 0) -> pd.DataFrame:
     """Retrain ``variant`` with ``seed`` in ``folder`` (a copy of the run's model-independent
     results) and return its ``models_by_site.tsv`` rows after filtering. With ``models_from``
@@ -113,7 +113,7 @@ def main() -> None:
     own = yaml.safe_load((REPO / "config.yaml").read_text())["detector"]["training"]["seed"]
     models_from = args.models_from.resolve() if args.models_from else None
     with ThreadPoolExecutor(args.jobs) as pool:
-        tables = list(pool.map(lambda seed: retrain(run, work / f"seed-{seed}", seed, configs, args.variant, models_from, own),
+        tables = list(pool.map(lambda seed: run_seed(run, work / f"seed-{seed}", seed, configs, args.variant, models_from, own),
                                args.seeds))
     if not configs:  # the run's own seed is a draw like the others
         tables.insert(0, scored(run, args.variant).assign(seed=own))
