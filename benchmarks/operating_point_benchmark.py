@@ -1,0 +1,132 @@
+"""Which subjects should the operating point be chosen on? Census error under other rules.
+
+For finished runs (a default run, or the ``seed-N`` folders of ``benchmarks/seed_benchmark.py``), it
+finds the candidates of the detector's validation subjects (every site's) and of the home site's
+training subjects with the run's inference settings, matches them as ``choose_operating_point`` does,
+chooses a threshold by each rule of :data:`RULES`, moves it to each external site by the run's own
+label-free adaptation shift, and scores the census of the test subjects' kept candidates (after
+anatomical filtering, possible CMBs left out) at it. Nothing of the runs is changed.
+
+    python benchmarks/operating_point_benchmark.py --runs /tmp/seeds/seed-0 /tmp/seeds/seed-1 --out rules.tsv
+
+docs/results.md, "Training length", has its first measurement (four seeds, 2026-12-05).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+from scipy.special import expit, logit
+
+from cmbflow import paths
+from cmbflow.evaluation.detection import HitRule, match_candidates
+from cmbflow.evaluation.froc import choose_operating_point
+from cmbflow.evaluation.operating_point import inside_brain
+from cmbflow.inference.detect import InferenceSettings, find_candidates
+from cmbflow.io.model_input import PhaseScaling, model_inputs
+from cmbflow.models.weights import build_detector
+from cmbflow.training.patches import load_subject
+
+REPO = Path(__file__).resolve().parents[1]
+HOME = "synth_internal"
+# rule -> (which subjects, criterion options): "home" the home site's validation subjects (today's
+# rule), "validation" every validation subject, "home_all" the home site's validation and training ones
+RULES = {"1 FP / subject, home validation (now)": ("home", {"criterion": "fp_rate", "fp_per_subject": 1.0}),
+         "1 FP / subject, all validation": ("validation", {"criterion": "fp_rate", "fp_per_subject": 1.0}),
+         "0.5 FP / subject, home validation": ("home", {"criterion": "fp_rate", "fp_per_subject": 0.5}),
+         "highest F1, home validation + training": ("home_all", {"criterion": "f1"})}
+
+
+def candidate_tables(run: Path, variant: str, inference: dict) -> pd.DataFrame:
+    """Matched candidates (``score``, ``outcome``) of the run's validation and home training
+    subjects on the model-ready grid, with ``subject`` (``dataset/key``), ``n_lesions``, ``role``."""
+    model_dir = run / "results/models" / variant
+    card = json.loads((model_dir / "model_card.json").read_text())
+    validation = list(card["data_split"]["validation"])
+    training = [name for name in card["data_split"]["train"] if name.split("/")[0] == HOME]
+    model = build_detector(card["network"])
+    model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True)["detector"])
+    settings = InferenceSettings.from_config(inference)
+    scaling = PhaseScaling.from_record(card.get("normalization"), str(model_dir))
+    tables = []
+    for name in validation + training:
+        dataset, key = name.split("/")
+        files = {part: str(run / path) for part, path in paths.preproc_subject_files(dataset, key).items()}
+        subject = load_subject(name, files, scaling, model_inputs(card))
+        table, _, _ = find_candidates(model, subject.image, subject.brain, card["anchors_mm"], subject.spacing, settings)
+        table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
+        table = table[inside_brain(table, subject.brain)]
+        n_lesions = len(np.unique(subject.labels[subject.labels > 0]))
+        tables.append(match_candidates(table, subject.labels, HitRule.defaults(kind="mask")).assign(
+            subject=name, n_lesions=n_lesions, role="validation" if name in validation else "train"))
+    return pd.concat(tables, ignore_index=True)
+
+
+def census_error(run: Path, variant: str, dataset: str, threshold: float) -> tuple[float, float]:
+    """Mean absolute census error and false positives per test subject of ``dataset`` at ``threshold``."""
+    folder = run / "results/evaluation" / variant / dataset
+    matched = pd.read_csv(folder / "matched.tsv", sep="\t", dtype={"subject": str})
+    lesions = pd.read_csv(folder / "lesions.tsv", sep="\t", dtype={"subject": str})
+    subjects = pd.read_csv(folder / "subjects.tsv", sep="\t", dtype={"subject": str})["subject"]
+    kept = matched[(matched["filter"] == "after") & matched["kept"] & (matched["outcome"] != "possible")]
+    errors, false = [], []
+    for key in subjects:
+        truth = int(((lesions["subject"] == key) & (lesions["rating"] == "definite")).sum())
+        found = kept[(kept["subject"] == key) & (kept["score"] >= threshold)]
+        errors.append(abs(len(found) - truth))
+        false.append(int((found["outcome"] == "fp").sum()))
+    return float(np.mean(errors)), float(np.mean(false))
+
+
+def score_rules(run: Path, variant: str, candidates: pd.DataFrame, datasets: list[str]) -> list[dict]:
+    """One row per rule: its threshold and, per dataset, the census error at it (adapted per site)."""
+    roles = candidates.groupby("subject")["role"].first()
+    groups = {"validation": [n for n in roles.index if roles[n] == "validation"],
+              "home_all": [n for n in roles.index if n.split("/")[0] == HOME]}
+    # without a home validation subject the run itself chose on every validation subject
+    groups["home"] = [n for n in groups["validation"] if n.split("/")[0] == HOME] or groups["validation"]
+    rows = []
+    for rule, (group, options) in RULES.items():
+        chosen = candidates[candidates["subject"].isin(groups[group])]
+        n_lesions = int(chosen.groupby("subject")["n_lesions"].first().sum())
+        threshold = choose_operating_point(chosen, n_lesions, len(groups[group]), **options)["threshold"]
+        row = {"run": str(run), "rule": rule, "subjects": len(groups[group]), "threshold": round(threshold, 3)}
+        for dataset in datasets:
+            adapted = run / "results/adaptation" / variant / dataset / "operating_point.json"
+            shift = json.loads(adapted.read_text())["adaptation"]["logit_shift"] if adapted.exists() else 0.0
+            error, false = census_error(run, variant, dataset, float(expit(logit(threshold) + shift)))
+            row[f"{dataset}_count_mae"], row[f"{dataset}_fp_per_subject"] = round(error, 2), round(false, 2)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, nargs="+", required=True, help="finished runs (folders holding results/)")
+    parser.add_argument("--variant", default="rpn_ffm_hspl")
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml", help="config whose detector.inference is used")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="also write the table here (TSV)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    inference = yaml.safe_load(args.config.read_text())["detector"]["inference"]
+    rows = []
+    for run in args.runs:
+        run = run.resolve()
+        datasets = sorted(path.name for path in (run / "results/evaluation" / args.variant).iterdir() if path.is_dir())
+        candidates = candidate_tables(run, args.variant, inference)
+        rows.extend(score_rules(run, args.variant, candidates, datasets))
+    table = pd.DataFrame(rows)
+    if args.out:
+        table.to_csv(args.out, sep="\t", index=False)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
