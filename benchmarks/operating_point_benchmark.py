@@ -22,12 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-from scipy.special import expit, logit
 
 from cmbflow import paths
 from cmbflow.evaluation.detection import HitRule, match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
-from cmbflow.evaluation.operating_point import inside_brain
+from cmbflow.evaluation.operating_point import adapt_threshold, background_score, inside_brain
 from cmbflow.inference.detect import InferenceSettings, find_candidates
 from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.weights import build_detector
@@ -68,8 +67,9 @@ def candidate_tables(run: Path, variant: str, inference: dict) -> pd.DataFrame:
     return pd.concat(tables, ignore_index=True)
 
 
-def census_error(run: Path, variant: str, dataset: str, threshold: float) -> tuple[float, float]:
-    """Mean absolute census error and false positives per test subject of ``dataset`` at ``threshold``."""
+def census_error(run: Path, variant: str, dataset: str, threshold: float) -> tuple[float, float, float]:
+    """Mean absolute census error, false positives per test subject and sensitivity (definite CMBs
+    hit) on ``dataset`` at ``threshold``."""
     folder = run / "results/evaluation" / variant / dataset
     matched = pd.read_csv(folder / "matched.tsv", sep="\t", dtype={"subject": str})
     lesions = pd.read_csv(folder / "lesions.tsv", sep="\t", dtype={"subject": str})
@@ -81,11 +81,14 @@ def census_error(run: Path, variant: str, dataset: str, threshold: float) -> tup
         found = kept[(kept["subject"] == key) & (kept["score"] >= threshold)]
         errors.append(abs(len(found) - truth))
         false.append(int((found["outcome"] == "fp").sum()))
-    return float(np.mean(errors)), float(np.mean(false))
+    hits = kept[(kept["outcome"] == "tp") & (kept["score"] >= threshold)][["subject", "lesion"]].drop_duplicates()
+    return float(np.mean(errors)), float(np.mean(false)), len(hits) / max(int((lesions["rating"] == "definite").sum()), 1)
 
 
-def score_rules(run: Path, variant: str, candidates: pd.DataFrame, datasets: list[str]) -> list[dict]:
-    """One row per rule: its threshold and, per dataset, the census error at it (adapted per site)."""
+def score_rules(run: Path, variant: str, candidates: pd.DataFrame, datasets: list[str], floor: float) -> list[dict]:
+    """One row per rule: its threshold and, per dataset, the census error at it, adapted to each
+    external site as ``adapt_operating_point`` would (``floor``: the search's score threshold)."""
+    ranks = tuple(json.loads((run / "results/models" / variant / "operating_point.json").read_text())["background_ranks"])
     roles = candidates.groupby("subject")["role"].first()
     groups = {"validation": [n for n in roles.index if roles[n] == "validation"],
               "home_all": [n for n in roles.index if n.split("/")[0] == HOME]}
@@ -96,12 +99,19 @@ def score_rules(run: Path, variant: str, candidates: pd.DataFrame, datasets: lis
         chosen = candidates[candidates["subject"].isin(groups[group])]
         n_lesions = int(chosen.groupby("subject")["n_lesions"].first().sum())
         threshold = choose_operating_point(chosen, n_lesions, len(groups[group]), **options)["threshold"]
+        # the site adaptation compares a site's background with that of the subjects the point was chosen on
+        home_level = background_score([table["score"].to_numpy(float) for _, table in chosen.groupby("subject")],
+                                      ranks, floor)
         row = {"run": str(run), "rule": rule, "subjects": len(groups[group]), "threshold": round(threshold, 3)}
         for dataset in datasets:
             adapted = run / "results/adaptation" / variant / dataset / "operating_point.json"
-            shift = json.loads(adapted.read_text())["adaptation"]["logit_shift"] if adapted.exists() else 0.0
-            error, false = census_error(run, variant, dataset, float(expit(logit(threshold) + shift)))
-            row[f"{dataset}_count_mae"], row[f"{dataset}_fp_per_subject"] = round(error, 2), round(false, 2)
+            site_threshold = threshold
+            if adapted.exists():
+                record = json.loads(adapted.read_text())["adaptation"]
+                site_threshold, _ = adapt_threshold(threshold, home_level, record["background_score"], record["max_logit_shift"])
+            error, false, sensitivity = census_error(run, variant, dataset, site_threshold)
+            row.update({f"{dataset}_count_mae": round(error, 2), f"{dataset}_fp_per_subject": round(false, 2),
+                        f"{dataset}_sensitivity": round(sensitivity, 3)})
         rows.append(row)
     return rows
 
@@ -121,7 +131,7 @@ def main() -> None:
         run = run.resolve()
         datasets = sorted(path.name for path in (run / "results/evaluation" / args.variant).iterdir() if path.is_dir())
         candidates = candidate_tables(run, args.variant, inference)
-        rows.extend(score_rules(run, args.variant, candidates, datasets))
+        rows.extend(score_rules(run, args.variant, candidates, datasets, float(inference["score_threshold"])))
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, sep="\t", index=False)

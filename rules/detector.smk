@@ -67,7 +67,8 @@ if OWN_POINTS:
                                       else "validation subjects of training (model card data_split.validation)"),
             inference=config["detector"]["inference"],  # a change re-runs this rule, not training
             criterion=POINT_CRITERION,
-            home_datasets=INTERNAL_DATASETS,  # the point is chosen on the home site's validation subjects
+            # config detector.operating_point.subjects: every validation subject, or the home site's alone
+            home_datasets=INTERNAL_DATASETS if config["detector"]["operating_point"]["subjects"] == "home" else None,
         wildcard_constraints:
             variant="|".join(OWN_POINTS),
         log:

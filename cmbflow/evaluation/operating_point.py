@@ -16,7 +16,7 @@ lower (or higher) as a whole: for the lesions and for the dark spots that are no
 At the home threshold the census then missed 1.2-1.7 CMBs a subject on the unseen site with no
 false positive at all (docs/results.md). The candidates ranked deep in each subject's list
 (40th to 80th by default) are nearly all background, so their score level, measured the same way
-on the home validation subjects and on the site's own subjects, says how far the site's scores
+on the validation subjects and on the site's own subjects, says how far the site's scores
 moved. The threshold moves by the same amount in logit (:func:`adapt_threshold`). It reads no
 annotation: it uses the site's candidates only, so it works on unlabelled data, and a scored
 subject's labels never reach it.
@@ -106,7 +106,7 @@ def background_score(scores_by_subject: list[np.ndarray], ranks=BACKGROUND_RANKS
 
 def adapt_threshold(threshold: float, home_level: float, site_level: float, max_logit_shift: float) -> tuple[float, float]:
     """``(threshold, shift)``: ``threshold`` moved in logit by ``logit(site_level) -
-    logit(home_level)`` (the site's background against the home validation subjects'), the shift
+    logit(home_level)`` (the site's background against the validation subjects'), the shift
     clipped to ``max_logit_shift`` either way (a site with almost no candidates would otherwise
     send the threshold to the search's floor)."""
     site, home, point = np.clip([site_level, home_level, threshold], 1e-6, 1 - 1e-6)  # finite logits
@@ -120,7 +120,7 @@ def write_adapted_operating_point(point_file: str | Path, detections: str | Path
     write it to ``output``: its background score (:func:`background_score`) from ``detections``
     (the detector's candidate table on the dataset: ``subject``, ``x y z`` world mm RAS+, ``score``) inside each subject's
     brain (``brainmasks``: key -> model-ready brain mask; the search reaches beyond it, and the home
-    level was measured inside), against the ``background_score`` of the home validation subjects
+    level was measured inside), against the ``background_score`` of the validation subjects
     in ``point_file``. ``options``: config ``detector.operating_point``; ``inference``: the
     ``detector.inference`` the candidates were found with. Returns what was written."""
     point = json.loads(Path(point_file).read_text())
@@ -187,11 +187,13 @@ def write_operating_point(weights: str | Path, card: str | Path, subject_files: 
     ``source``. ``subject_files``: ``<dataset>/<key>`` -> preprocessed files, a superset of
     ``names``. Returns what was written.
 
-    ``home_datasets``: the home sites (config role ``internal``). Training-only draws (role
-    ``train``, the randomized cohort's 7 T, air-artefact and SNR-8 scanners) train the network
-    for sites it never saw, but a threshold set at 1 FP per subject on them sat above what any
-    scored site needed: in run 4 of docs/results.md the census missed 1.3–2.5 CMBs a subject
-    on the external and unseen sites at it, 1.0–2.0 at the home validation subjects' threshold."""
+    ``home_datasets``: the home sites (config role ``internal``), given where config
+    ``detector.operating_point.subjects`` is ``home``; None (the default): every validation subject,
+    those of training-only draws (role ``train``) too. Run 4 of docs/results.md chose the home
+    site's alone (the randomized scanners' threshold sat above what the external sites needed,
+    before the site adaptation); but a seeded fifth of the training subjects leaves the home site
+    1-3 of them, and at eight trainings the census error was 1.1-1.7 a subject on their threshold
+    against 0.7-0.8 on all five (docs/results.md, "Training length")."""
     content = json.loads(Path(card).read_text())  # the weights are read once, below
     if names is None:
         names = list(content["data_split"]["validation"])

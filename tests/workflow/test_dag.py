@@ -279,6 +279,15 @@ def test_changing_an_inference_option_reruns_inference_but_not_training(tiny_run
     assert "choose_operating_point" in result.stdout  # the operating point is chosen with the inference settings in use
 
 
+def test_the_operating_point_subjects_option_reaches_its_rule(tiny_run):
+    """detector.operating_point.subjects (every validation subject, or the home site's alone) is a
+    parameter of choose_operating_point: changing it remakes the point, never the training."""
+    workdir, _, _, config = tiny_run
+    result = snakemake(workdir, config, "-n", override={"detector": {"operating_point": {"subjects": "home"}}})
+    assert result.returncode == 0, result.stdout
+    assert "choose_operating_point" in result.stdout and "train_detector" not in result.stdout
+
+
 
 def test_use_gpu_asks_for_a_gpu_for_every_job_that_runs_a_network_and_for_no_other(tiny_run):
     """config use_gpu: training, the operating point, inference and region segmentation ask the
