@@ -24,10 +24,9 @@ import torch
 import yaml
 
 from cmbflow import paths
-from cmbflow.evaluation.detection import HitRule, match_candidates
 from cmbflow.evaluation.froc import choose_operating_point
-from cmbflow.evaluation.operating_point import adapt_threshold, background_score, inside_brain
-from cmbflow.inference.detect import InferenceSettings, find_candidates
+from cmbflow.evaluation.operating_point import adapt_threshold, background_score, matched_candidates
+from cmbflow.inference.detect import InferenceSettings
 from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.weights import build_detector
 from cmbflow.training.patches import load_subject
@@ -58,12 +57,9 @@ def candidate_tables(run: Path, variant: str, inference: dict) -> pd.DataFrame:
         dataset, key = name.split("/")
         files = {part: str(run / path) for part, path in paths.preproc_subject_files(dataset, key).items()}
         subject = load_subject(name, files, scaling, model_inputs(card))
-        table, _, _ = find_candidates(model, subject.image, subject.brain, card["anchors_mm"], subject.spacing, settings)
-        table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
-        table = table[inside_brain(table, subject.brain)]
         n_lesions = len(np.unique(subject.labels[subject.labels > 0]))
-        tables.append(match_candidates(table, subject.labels, HitRule.defaults(kind="mask")).assign(
-            subject=name, n_lesions=n_lesions, role="validation" if name in validation else "train"))
+        tables.append(matched_candidates(model, subject, card["anchors_mm"], settings).assign(
+            n_lesions=n_lesions, role="validation" if name in validation else "train"))
     return pd.concat(tables, ignore_index=True)
 
 

@@ -63,14 +63,8 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
     settings = settings or InferenceSettings.defaults()
     criterion = dict(criterion or {})
     ranks = tuple(criterion.get("background_ranks", BACKGROUND_RANKS))
-    matched, n_lesions = [], 0
-    for subject in subjects:
-        table, _, _ = find_candidates(model, subject.image, subject.brain, anchors_mm, subject.spacing, settings, device)
-        table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
-        table = table[inside_brain(table, subject.brain)]
-        # the validation subjects' instance masks on the model-ready grid: the schema's mask rule
-        matched.append(match_candidates(table, subject.labels, HitRule.defaults(kind="mask")).assign(subject=subject.key))
-        n_lesions += len(np.unique(subject.labels[subject.labels > 0]))
+    matched = [matched_candidates(model, subject, anchors_mm, settings, device) for subject in subjects]
+    n_lesions = sum(len(np.unique(subject.labels[subject.labels > 0])) for subject in subjects)
     candidates = pd.concat(matched, ignore_index=True) if matched else pd.DataFrame(columns=["score", "outcome"])
     point = choose_operating_point(candidates, n_lesions, len(subjects), fallback,
                                    **{key: criterion[key] for key in ("criterion", "fp_per_subject") if key in criterion})
@@ -83,6 +77,17 @@ def validation_operating_point(state: dict[str, torch.Tensor], network: dict, an
              "background score %s", point["threshold"], point["criterion"], point["sensitivity"], point["fp_per_subject"],
              len(subjects), n_lesions, f"{point['background_score']:.3f}" if subjects else "none")
     return {**point, "subjects": [subject.key for subject in subjects]}
+
+
+def matched_candidates(model, subject, anchors_mm, settings: InferenceSettings,
+                       device: torch.device | None = None) -> pd.DataFrame:
+    """The candidates of ``model`` on one annotated ``subject`` (:class:`cmbflow.training.patches.SubjectVolumes`)
+    inside its brain (voxel ``i j k`` of the model-ready grid), matched to its CMB instance mask
+    by the schema's mask rule (``score``, ``outcome``, ...), with ``subject`` (its key)."""
+    table, _, _ = find_candidates(model, subject.image, subject.brain, anchors_mm, subject.spacing, settings, device)
+    table = table.rename(columns={"grid_i": "i", "grid_j": "j", "grid_k": "k"})
+    table = table[inside_brain(table, subject.brain)]
+    return match_candidates(table, subject.labels, HitRule.defaults(kind="mask")).assign(subject=subject.key)
 
 
 # Candidates ranked 40th to 80th of a subject (best first) measure its background: a subject with
