@@ -17,7 +17,7 @@ neither true nor false positive (LUNA16's excluded findings, the WMH challenge's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -52,6 +52,14 @@ class SubjectTruth:
     labels: np.ndarray | None
     affine: np.ndarray | None
     lesions: pd.DataFrame
+    _dilated: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def dilated(self, dilation_voxels: int) -> np.ndarray:
+        """``labels`` grown by :func:`dilated_lesions`, computed once per width (every filter
+        and localization scored against the subject reads it)."""
+        if dilation_voxels not in self._dilated:
+            self._dilated[dilation_voxels] = dilated_lesions(np.asarray(self.labels), dilation_voxels)
+        return self._dilated[dilation_voxels]
 
 
 def _ball_radius_mm(n_voxels: np.ndarray, voxel_volume: float) -> np.ndarray:
@@ -104,8 +112,7 @@ def dilated_lesions(labels: np.ndarray, dilation_voxels: int = 1) -> np.ndarray:
     return ndimage.grey_dilation(labels, size=(2 * dilation_voxels + 1,) * 3)
 
 
-def _hits_by_mask(table: pd.DataFrame, labels: np.ndarray, dilation_voxels: int) -> np.ndarray:
-    grown = dilated_lesions(np.asarray(labels), dilation_voxels)
+def _hits_by_mask(table: pd.DataFrame, grown: np.ndarray) -> np.ndarray:
     voxels = np.rint(table[["i", "j", "k"]].to_numpy(float)).astype(int).reshape(-1, 3)
     inside = np.all((voxels >= 0) & (voxels < np.array(grown.shape)), axis=1)
     lesion = np.zeros(len(table), int)
@@ -138,7 +145,7 @@ def match_candidates(candidates: pd.DataFrame, truth: SubjectTruth | np.ndarray,
     if rule.kind == "mask":
         if truth.labels is None:
             raise ValueError("the mask hit rule needs CMB masks; set evaluation.hit_rule.kind: distance for markers only")
-        lesion = _hits_by_mask(table, truth.labels, rule.dilation_voxels)
+        lesion = _hits_by_mask(table, truth.dilated(rule.dilation_voxels))
     elif rule.kind == "distance":
         lesion = _hits_by_distance(table, truth.lesions, rule.r_min_mm)
     else:

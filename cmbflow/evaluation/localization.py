@@ -49,7 +49,7 @@ def _subject_scores(maps: dict[str, str], truth_regions: str, markers: str, marg
     scores = {}
     for name, path in maps.items():
         image = nib.load(path)
-        codes = np.asarray(image.dataobj).astype(np.int64)
+        codes = np.asarray(image.dataobj).astype(np.uint8)  # MARS codes 0-3
         grown = grow_regions(codes, image.header.get_zooms()[:3], margin_mm)
         scores[name] = {"predicted": regions_at(world_to_voxel(image.affine, points), grown), "true": true_codes,
                         "overlaps": class_overlaps(resample_to_grid(codes, image.affine, grid, "label"), truth)}

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from cmbflow.evaluation.detection import HitRule, SubjectTruth, definite_lesions, match_candidates
@@ -106,6 +107,20 @@ def _auc(has_cmb: np.ndarray, score: np.ndarray) -> float:
     return float(roc_auc_score(has_cmb, score)) if 0 < has_cmb.sum() < len(has_cmb) else float("nan")
 
 
+def _bootstrap_aucs(has_cmb: np.ndarray, score: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The subject AUC of each bootstrap replicate (rows of ``draws``: subject indices), NaN
+    where a replicate lacks subjects with or without CMBs. The Mann-Whitney form of
+    :func:`_auc` (ties count a half), over all replicates at once: a thousand calls of
+    scikit-learn's validated ``roc_auc_score`` took seconds of every evaluation."""
+    positive = has_cmb[draws]
+    ranks = rankdata(score[draws], axis=1)
+    n_positive = positive.sum(axis=1)
+    n_negative = positive.shape[1] - n_positive
+    with np.errstate(invalid="ignore", divide="ignore"):
+        aucs = ((ranks * positive).sum(axis=1) - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative)
+    return np.where((n_positive > 0) & (n_negative > 0), aucs, np.nan)
+
+
 def agreement(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """Subject-level metrics of a :func:`subject_table` (see the module docstring)."""
     has_cmb = (table["cmbs"] > 0).to_numpy()
@@ -113,8 +128,8 @@ def agreement(table: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[st
     score = table["best_score"].to_numpy(float)
     difference = table["difference"].to_numpy(float)
     rng = np.random.default_rng(seed)
-    draws = [rng.integers(0, len(table), len(table)) for _ in range(n_boot)] if len(table) else []
-    aucs = np.array([_auc(has_cmb[d], score[d]) for d in draws], float)
+    draws = np.array([rng.integers(0, len(table), len(table)) for _ in range(n_boot)] if len(table) else [], int)
+    aucs = _bootstrap_aucs(has_cmb, score, draws) if len(table) else np.array([])
     aucs = aucs[np.isfinite(aucs)]
     spread = float(np.std(difference, ddof=1)) if len(table) > 1 else float("nan")
     bias = float(difference.mean()) if len(table) else float("nan")

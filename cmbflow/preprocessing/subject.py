@@ -23,7 +23,7 @@ from cmbflow.preprocessing import quality
 from cmbflow.preprocessing.antsimage import from_ants, to_ants
 from cmbflow.preprocessing.grid import Grid, cropped_grid
 from cmbflow.preprocessing.intensity import foreground_mask, n4_correct, n4_shrink, normalize_phase, robust_scale
-from cmbflow.preprocessing.registration import RegistrationSettings, register_template, warp_to_grid
+from cmbflow.preprocessing.registration import RegistrationSettings, atlas_label_image, register_template, warp_atlas
 from cmbflow.preprocessing.resample import resample_lesions, resample_to_grid
 from cmbflow.settings import dataset_entry, schema_defaults, settings_from_config
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 # the source image; i j k voxel of the model-ready grid; region annotated, atlas_region warped atlas.
 SWI_POWER = 4  # the negative-phase mask's power of clinical SWI (Haacke et al. 2004)
 MARKER_TABLE_COLUMNS = ["id", "label", "x", "y", "z", "i", "j", "k", "radius_mm", "region", "atlas_region"]
+BRAIN_CODE = len(REGION_NAMES)  # the atlas label image codes region + BRAIN_CODE x brain (one warp for both)
 
 
 @dataclass(frozen=True)
@@ -221,21 +222,19 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     log.info("N4 bias correction done (%.1f s)", time.perf_counter() - started)
 
     template_image = to_ants(*load_volume(template.image))
-    template_regions = to_ants(*load_volume(template.regions))
-    template_brain = to_ants(*load_volume(template.brainmask))
+    template_labels = atlas_label_image(to_ants(*load_volume(template.regions)), to_ants(*load_volume(template.brainmask)),
+                                        BRAIN_CODE)
     registration = register_template(corrected, template_image, settings.registration,
                                      outputs["xfm_to_native"], outputs["xfm_to_template"])
     registered_s = time.perf_counter() - started
     log.info("registration %s done (%.1f s)", "->".join(registration.stages), registered_s)
 
     # Atlas and brain mask straight from the template onto each grid: one interpolation each.
-    native_regions = warp_to_grid(template_regions, subject_image, registration.forward, "genericLabel").astype(np.uint8)
-    native_brain = (warp_to_grid(template_brain, subject_image, registration.forward, "genericLabel") > 0).astype(np.uint8)
+    native_regions, native_brain = warp_atlas(template_labels, subject_image, registration.forward, BRAIN_CODE)
     grid = cropped_grid(native_brain | foreground.numpy().astype(np.uint8), affine, settings.target_spacing_mm,
                         settings.crop_margin_mm)
     reference = to_ants(np.zeros(grid.shape, np.float32), grid.affine)
-    regions = warp_to_grid(template_regions, reference, registration.forward, "genericLabel").astype(np.uint8)
-    brain = (warp_to_grid(template_brain, reference, registration.forward, "genericLabel") > 0).astype(np.uint8)
+    regions, brain = warp_atlas(template_labels, reference, registration.forward, BRAIN_CODE)
 
     corrected_array, _ = from_ants(corrected)
     swi, percentiles = robust_scale(resample_to_grid(corrected_array, affine, grid, "linear"), brain, settings.swi_percentiles)

@@ -101,3 +101,18 @@ def test_valdo_rule_matches_as_the_challenge_code_and_averages_over_subjects_wit
     assert wider["valdo_f1"] == pytest.approx((2 * 2 / (2 * 2 + 1 + 0) + 0.0) / 2)
     # mm rule (3 mm radius), pooled: a's CMB 1 hit twice counts once, no FP; the candidate 5 mm off CMB 2 and c's are FPs
     assert f1["f1_centre_mm"] == pytest.approx(2 * 1 / (2 * 1 + 2 + 3 - 1))
+
+
+def test_the_bootstrap_subject_aucs_are_scikit_learns_with_ties_and_one_sided_draws():
+    from sklearn.metrics import roc_auc_score
+
+    from cmbflow.evaluation.subjects import _bootstrap_aucs
+
+    rng = np.random.default_rng(0)
+    has_cmb = np.array([True, False, True, True, False, False, True])
+    score = np.array([0.9, 0.1, 0.5, 0.5, 0.5, 0.0, 0.2])  # ties across the classes
+    draws = np.array([rng.integers(0, len(score), len(score)) for _ in range(300)] + [[0, 2, 3, 3, 0, 6, 2]])
+    aucs = _bootstrap_aucs(has_cmb, score, draws)
+    expected = [roc_auc_score(has_cmb[d], score[d]) if 0 < has_cmb[d].sum() < len(d) else np.nan for d in draws]
+    assert np.allclose(aucs, expected, equal_nan=True)
+    assert np.isnan(aucs[-1]) and np.isfinite(aucs).sum() > 250  # a draw of CMB subjects only has no AUC

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage
 
 from cmbflow.io.coords import world_to_voxel
 from cmbflow.io.nifti import load_volume
@@ -50,6 +51,22 @@ def test_regions_grow_into_the_outside_by_the_margin_in_mm_with_the_nearest_labe
     grown = grow_regions(region_map, spacing=(2.0, 1.0, 1.0), margin_mm=2.0)  # one voxel along i
     assert grown[:, 2, 2].tolist() == [1, 1, 1, 1, 1, 0, 0, 3, 3, 3, 3, 3]
     assert np.array_equal(grow_regions(region_map, (2.0, 1.0, 1.0), 0.0), region_map)
+
+
+@pytest.mark.parametrize("spacing, margin_mm", [((1.0, 1.0, 2.0), 1.0), ((0.5, 0.5, 1.0), 1.0), ((0.7, 0.7, 2.5), 4.0)])
+def test_grown_regions_reach_exactly_the_margin_and_take_a_nearest_region(spacing, margin_mm):
+    """Against scipy's distance transform per region: the same voxels grow, each to a region
+    at the least distance (the last case is wide enough to take the distance transform itself)."""
+    rng = np.random.default_rng(3)
+    region_map = ndimage.zoom(rng.integers(0, 4, (6, 6, 4)), (5, 5, 4), order=0).astype(np.uint8)  # blocks of all four codes
+    grown = grow_regions(region_map, spacing, margin_mm)
+    distance = {code: ndimage.distance_transform_edt(region_map != code, sampling=spacing) for code in (1, 2, 3)}
+    nearest = np.min(np.stack(list(distance.values())), axis=0)
+    assert np.array_equal(grown > 0, nearest <= margin_mm + 1e-9)
+    assert np.array_equal(grown[region_map > 0], region_map[region_map > 0])
+    for code in (1, 2, 3):
+        assert np.allclose(distance[code][grown == code], nearest[grown == code])
+    assert grown.dtype == region_map.dtype
 
 
 def test_either_removes_a_candidate_only_where_both_maps_say_outside_and_prefers_the_network_region():
