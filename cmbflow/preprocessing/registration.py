@@ -31,6 +31,7 @@ import ants
 import numpy as np
 import pandas as pd
 
+from cmbflow.atlas import REGION_NAMES
 from cmbflow.io.coords import lps_to_ras, ras_to_lps
 from cmbflow.settings import FromConfig
 
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 STAGES = ("rigid", "affine", "syn")
 _ANTS_TYPES = {"rigid": "Rigid", "affine": "Affine", "syn": "SyNOnly"}
 METRICS = ("mattes", "meansquares", "CC")  # names ANTs understands for every stage
+BRAIN_CODE = len(REGION_NAMES)  # the atlas label image codes region + BRAIN_CODE x brain (one warp for both)
 
 
 @dataclass(frozen=True)
@@ -122,17 +124,16 @@ def warp_to_grid(template_image: ants.ANTsImage, reference: ants.ANTsImage, tran
     return ants.apply_transforms(reference, template_image, [str(transform)], interpolator=interpolator).numpy()
 
 
-def atlas_label_image(regions: ants.ANTsImage, brain: ants.ANTsImage, brain_code: int) -> ants.ANTsImage:
-    """The template's region codes (``0 .. brain_code - 1``) and brain mask as one label image on the
-    regions' grid: ``region + brain_code x brain`` (the mask brought onto that grid first where it
-    lies on another). :func:`warp_atlas` resamples both at the cost of one."""
+def atlas_label_image(regions: ants.ANTsImage, brain: ants.ANTsImage) -> ants.ANTsImage:
+    """The template's MARS region codes and brain mask as one label image on the regions' grid:
+    ``region + BRAIN_CODE x brain`` (the mask brought onto that grid first where it lies on
+    another). :func:`warp_atlas` resamples both at the cost of one."""
     if not ants.image_physical_space_consistency(regions, brain):
         brain = ants.resample_image_to_target(brain, regions, interp_type="nearestNeighbor")
-    return regions.new_image_like(np.rint(regions.numpy()) + brain_code * (brain.numpy() > 0))
+    return regions.new_image_like(np.rint(regions.numpy()) + BRAIN_CODE * (brain.numpy() > 0))
 
 
-def warp_atlas(labels: ants.ANTsImage, reference: ants.ANTsImage, transform: str | Path,
-               brain_code: int) -> tuple[np.ndarray, np.ndarray]:
+def warp_atlas(labels: ants.ANTsImage, reference: ants.ANTsImage, transform: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(regions, brain mask)`` (uint8, on the grid of ``reference``) from an
     :func:`atlas_label_image` resampled through ``transform`` (the forward composite) with
     ``genericLabel``. Resampling reads the displacement field at every voxel, the cost of a warp
@@ -140,7 +141,7 @@ def warp_atlas(labels: ants.ANTsImage, reference: ants.ANTsImage, transform: str
     from one label vote per voxel (warped apart, each had its own vote; the maps differ from those
     at about 0.04 % of the voxels)."""
     codes = np.rint(warp_to_grid(labels, reference, transform, "genericLabel")).astype(np.uint8)
-    return codes % brain_code, (codes >= brain_code).astype(np.uint8)
+    return codes % BRAIN_CODE, (codes >= BRAIN_CODE).astype(np.uint8)
 
 
 def map_points(xyz_ras: np.ndarray, transform: str | Path) -> np.ndarray:

@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 # the source image; i j k voxel of the model-ready grid; region annotated, atlas_region warped atlas.
 SWI_POWER = 4  # the negative-phase mask's power of clinical SWI (Haacke et al. 2004)
 MARKER_TABLE_COLUMNS = ["id", "label", "x", "y", "z", "i", "j", "k", "radius_mm", "region", "atlas_region"]
-BRAIN_CODE = len(REGION_NAMES)  # the atlas label image codes region + BRAIN_CODE x brain (one warp for both)
 
 
 @dataclass(frozen=True)
@@ -222,19 +221,18 @@ def preprocess_subject(key: str, files: dict, dataset: dict, template: TemplateF
     log.info("N4 bias correction done (%.1f s)", time.perf_counter() - started)
 
     template_image = to_ants(*load_volume(template.image))
-    template_labels = atlas_label_image(to_ants(*load_volume(template.regions)), to_ants(*load_volume(template.brainmask)),
-                                        BRAIN_CODE)
+    template_labels = atlas_label_image(to_ants(*load_volume(template.regions)), to_ants(*load_volume(template.brainmask)))
     registration = register_template(corrected, template_image, settings.registration,
                                      outputs["xfm_to_native"], outputs["xfm_to_template"])
     registered_s = time.perf_counter() - started
     log.info("registration %s done (%.1f s)", "->".join(registration.stages), registered_s)
 
-    # Atlas and brain mask straight from the template onto each grid: one interpolation each.
-    native_regions, native_brain = warp_atlas(template_labels, subject_image, registration.forward, BRAIN_CODE)
+    # Atlas and brain mask straight from the template onto each grid: one interpolation for both.
+    native_regions, native_brain = warp_atlas(template_labels, subject_image, registration.forward)
     grid = cropped_grid(native_brain | foreground.numpy().astype(np.uint8), affine, settings.target_spacing_mm,
                         settings.crop_margin_mm)
     reference = to_ants(np.zeros(grid.shape, np.float32), grid.affine)
-    regions, brain = warp_atlas(template_labels, reference, registration.forward, BRAIN_CODE)
+    regions, brain = warp_atlas(template_labels, reference, registration.forward)
 
     corrected_array, _ = from_ants(corrected)
     swi, percentiles = robust_scale(resample_to_grid(corrected_array, affine, grid, "linear"), brain, settings.swi_percentiles)
