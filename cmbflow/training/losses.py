@@ -63,16 +63,17 @@ def detection_loss(logits: torch.Tensor, deltas: torch.Tensor, features: torch.T
     # the whole batch per image, that of unbind stacks the images' gradients once
     per_image = zip(targets, logits.unbind(0), deltas.unbind(0), features.unbind(0))
     for target, image_logits, image_deltas, image_features in per_image:
-        flat_logits, flat_deltas = flatten_outputs(image_logits.float(), image_deltas.float())
+        # deltas and features are read at a few anchors only: those are cast to float32, not the whole maps
+        flat_logits, flat_deltas = flatten_outputs(image_logits.float(), image_deltas)
         used = target.labels >= 0
         positive = target.labels == POSITIVE
         n_positive = max(int(positive.sum()), 1)
         cls_terms.append(_FOCAL(flat_logits[used][None], target.labels[used].float()[None]).sum() / n_positive)
         if positive.any():
-            reg_terms.append(F.smooth_l1_loss(flat_deltas[positive], target.codes[positive], beta=1 / 9, reduction="sum") / n_positive)
+            reg_terms.append(F.smooth_l1_loss(flat_deltas[positive].float(), target.codes[positive], beta=1 / 9, reduction="sum") / n_positive)
         if prototypes is not None and weight_con > 0:
             locations, classes = sample_locations(target.labels, torch.sigmoid(flat_logits), n_anchors, n_hard, n_background, generator)
-            sampled = image_features.float().flatten(1)[:, locations].T  # (M, F)
+            sampled = image_features.flatten(1)[:, locations].float().T  # (M, F)
             con_terms.append(prototypes(sampled, classes))
     cls = torch.stack(cls_terms).mean()
     reg = torch.stack(reg_terms).mean() if reg_terms else cls * 0.0

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from monai.data.box_utils import box_iou
 
+from cmbflow.models.anchors import anchors_at, anchors_overlapping
 from cmbflow.models.postprocess import box_coder
 
 POSITIVE, NEGATIVE, IGNORED = 1, 0, -1
@@ -26,22 +27,23 @@ class RpnTargets:
     matched: torch.Tensor  # (N,) index of the matched lesion, -1 where none
 
 
-def assign_targets(anchors: torch.Tensor, lesions: torch.Tensor, positive_iou: float = 0.35,
+def assign_targets(shape: tuple[int, int, int], extents: torch.Tensor, lesions: torch.Tensor, positive_iou: float = 0.35,
                    negative_iou: float = 0.15) -> RpnTargets:
-    """Targets for ``anchors (N, 6)`` given ``lesions (G, 6)`` (G may be 0).
+    """Targets for the anchors of :func:`cmbflow.models.anchors.make_anchors` ``(shape,
+    extents)`` given ``lesions (G, 6)`` (G may be 0).
 
     IoUs are computed only for anchors that overlap some lesion box (a few thousand of a
-    patch's ~170,000); every other anchor has IoU 0 and is negative. The same targets as the
-    full ``(N, G)`` IoU matrix, a tenth of a training step less."""
-    n = anchors.shape[0]
+    patch's ~170,000, found without building the others: :func:`anchors_overlapping`); every
+    other anchor has IoU 0 and is negative. The same targets as the full ``(N, G)`` IoU matrix."""
+    n = int(extents.shape[0]) * int(torch.tensor(shape).prod())
     labels = torch.zeros(n, dtype=torch.long)
     codes = torch.zeros(n, 6)
     matched = torch.full((n,), -1, dtype=torch.long)
     if lesions.shape[0] == 0:
         return RpnTargets(labels, codes, matched)
-    overlaps = ((anchors[:, None, :3] < lesions[None, :, 3:]) & (anchors[:, None, 3:] > lesions[None, :, :3])).all(dim=2)
-    near = torch.nonzero(overlaps.any(dim=1)).flatten()  # every lesion overlaps its own voxel's anchors
-    iou = box_iou(anchors[near], lesions)  # (M, G)
+    near = anchors_overlapping(lesions, shape, extents)  # every lesion overlaps its own voxel's anchors
+    anchors = anchors_at(near, shape, extents)
+    iou = box_iou(anchors, lesions)  # (M, G)
     best_iou, best_lesion = iou.max(dim=1)
     near_labels = torch.full((near.numel(),), IGNORED, dtype=torch.long)
     near_labels[best_iou < negative_iou] = NEGATIVE
@@ -50,7 +52,7 @@ def assign_targets(anchors: torch.Tensor, lesions: torch.Tensor, positive_iou: f
     near_labels[best_anchor] = POSITIVE
     best_lesion[best_anchor] = torch.arange(lesions.shape[0])
     labels[near] = near_labels
-    positive = near[near_labels == POSITIVE]
-    matched[positive] = best_lesion[near_labels == POSITIVE]
-    codes[positive] = box_coder().encode_single(lesions[matched[positive]], anchors[positive]).float()
+    positive = near_labels == POSITIVE
+    matched[near[positive]] = best_lesion[positive]
+    codes[near[positive]] = box_coder().encode_single(lesions[best_lesion[positive]], anchors[positive]).float()
     return RpnTargets(labels, codes, matched)

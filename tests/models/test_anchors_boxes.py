@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from cmbflow.models.anchors import anchor_extents, anchors_at, box_centres, box_diameters_mm, boxes_from_centres, make_anchors
+from cmbflow.models.anchors import (anchor_extents, anchors_at, anchors_overlapping, box_centres, box_diameters_mm, boxes_from_centres,
+                                    make_anchors)
 from cmbflow.models.postprocess import box_coder, flatten_outputs, select_candidates
 
 SPACING = (1.0, 1.0, 2.0)
@@ -54,3 +55,21 @@ def test_anchors_at_builds_the_same_boxes_as_the_full_set():
     every = make_anchors(shape, extents)
     picked = torch.tensor([0, 1, 17, 59, every.shape[0] - 1])
     torch.testing.assert_close(anchors_at(picked, shape, extents), every[picked])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_anchors_overlapping_finds_the_anchors_a_test_of_every_anchor_finds(seed):
+    """Boxes of 0.5-12 voxels, some reaching over the border or lying wholly outside the grid,
+    a few on exact half-voxel edges (where a rounding slip would add or drop an anchor)."""
+    generator = torch.Generator().manual_seed(seed)
+    shape, extents = (12, 10, 6), anchor_extents([2.0, 4.5, 8.0], SPACING)
+    n = int(torch.randint(1, 6, (1,), generator=generator))
+    centres = torch.rand(n, 3, generator=generator) * 16 - 2
+    if seed % 2:
+        centres = torch.round(centres * 2) / 2
+    boxes = boxes_from_centres(centres, 0.5 + 11.5 * torch.rand(n, generator=generator), SPACING)
+    every = make_anchors(shape, extents)
+    expected = torch.nonzero(((every[:, None, :3] < boxes[None, :, 3:]) & (every[:, None, 3:] > boxes[None, :, :3]))
+                             .all(dim=2).any(dim=1)).flatten()
+    assert torch.equal(anchors_overlapping(boxes, shape, extents), expected)
+    assert anchors_overlapping(torch.zeros(0, 6), shape, extents).numel() == 0

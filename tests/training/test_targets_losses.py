@@ -12,14 +12,17 @@ SPACING = (1.0, 1.0, 2.0)
 SHAPE = (16, 16, 8)
 
 
+EXTENTS = anchor_extents([2.5, 5.0, 9.0], SPACING)
+
+
 def _anchors():
-    return make_anchors(SHAPE, anchor_extents([2.5, 5.0, 9.0], SPACING))
+    return make_anchors(SHAPE, EXTENTS)
 
 
 def test_a_lesion_gets_its_matching_anchor_and_far_anchors_are_negative():
     anchors = _anchors()
     lesion = boxes_from_centres(torch.tensor([[5.0, 6.0, 3.0]]), torch.tensor([5.0]), SPACING)
-    targets = assign_targets(anchors, lesion)
+    targets = assign_targets(SHAPE, EXTENTS, lesion)
     positive = torch.nonzero(targets.labels == POSITIVE).flatten()
     assert positive.numel() >= 1
     assert [5.0, 6.0, 3.0] in box_centres(anchors[positive]).tolist()
@@ -33,7 +36,7 @@ def test_a_lesion_gets_its_matching_anchor_and_far_anchors_are_negative():
 
 def test_a_tiny_off_grid_lesion_still_gets_one_positive_anchor():
     lesion = boxes_from_centres(torch.tensor([[7.4, 7.6, 2.5]]), torch.tensor([1.2]), SPACING)
-    targets = assign_targets(_anchors(), lesion)
+    targets = assign_targets(SHAPE, EXTENTS, lesion)
     assert int((targets.labels == POSITIVE).sum()) >= 1
 
 
@@ -58,7 +61,7 @@ def test_sparse_targets_equal_those_of_the_whole_iou_matrix(seed):
     centres = torch.rand(n, 3, generator=generator) * (torch.tensor(SHAPE) - 1)  # off-grid, some at the border
     lesions = boxes_from_centres(centres, 1.5 + 8.5 * torch.rand(n, generator=generator), SPACING)
     anchors = _anchors()
-    targets = assign_targets(anchors, lesions)
+    targets = assign_targets(SHAPE, EXTENTS, lesions)
     labels, matched, codes = _targets_from_the_whole_iou_matrix(anchors, lesions)
     assert torch.equal(targets.labels, labels) and torch.equal(targets.matched, matched)
     positive = labels == POSITIVE
@@ -67,7 +70,7 @@ def test_sparse_targets_equal_those_of_the_whole_iou_matrix(seed):
 
 
 def test_without_lesions_every_anchor_is_negative():
-    targets = assign_targets(_anchors(), torch.zeros(0, 6))
+    targets = assign_targets(SHAPE, EXTENTS, torch.zeros(0, 6))
     assert (targets.labels == NEGATIVE).all() and (targets.matched == -1).all()
 
 
@@ -87,7 +90,7 @@ def test_a_few_steps_on_one_patch_lower_the_loss(weight_con):
     image = torch.randn(1, 2, *SHAPE) * 0.1
     image[0, 0, 4:7, 5:8, 2:4] = -2.0  # a dark blob
     lesion = boxes_from_centres(torch.tensor([[5.0, 6.0, 2.5]]), torch.tensor([4.0]), SPACING)
-    targets = [assign_targets(_anchors(), lesion)]
+    targets = [assign_targets(SHAPE, EXTENTS, lesion)]
     optimizer = torch.optim.Adam([*model.parameters(), *prototypes.parameters()], lr=3e-3)
     losses = []
     for _ in range(30):
@@ -105,7 +108,7 @@ def test_classification_loss_is_the_focal_sum_over_anchors_per_positive():
     """Not MONAI's "sum" reduction, which averages over the last axis (here: the anchors)."""
     anchors = _anchors()
     lesion = boxes_from_centres(torch.tensor([[5.0, 6.0, 3.0]]), torch.tensor([5.0]), SPACING)
-    targets = assign_targets(anchors, lesion)
+    targets = assign_targets(SHAPE, EXTENTS, lesion)
     logits = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
     parts = detection_loss(logits[None], torch.zeros(1, 3, 6, *SHAPE), torch.zeros(1, 4, *SHAPE), [targets])
     flat = logits.permute(1, 2, 3, 0).reshape(-1)
