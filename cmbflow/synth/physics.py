@@ -12,6 +12,8 @@ vessel parallel to B0) and the SWI negative-phase mask darkens it.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import fft as sp_fft
 
@@ -39,6 +41,15 @@ def dipole_kernel(shape, spacing, b0_axes) -> np.ndarray:
     return kernel
 
 
+@lru_cache(maxsize=4)
+def _shared_dipole_kernel(shape: tuple[int, ...], spacing: tuple[float, ...], b0_axes: tuple[float, ...]) -> np.ndarray:
+    """:func:`dipole_kernel`, read-only and kept: a subject's tissue and lesion fields share one
+    grid, and its kernel takes 0.7 s to build at 1 mm."""
+    kernel = dipole_kernel(shape, spacing, b0_axes)
+    kernel.flags.writeable = False
+    return kernel
+
+
 def field_from_susceptibility(chi: np.ndarray, spacing, b0_axes, pad_fraction: float = 0.25, workers: int = -1) -> np.ndarray:
     """Relative field shift (ppm) of a susceptibility map (ppm) by k-space dipole convolution.
 
@@ -49,7 +60,7 @@ def field_from_susceptibility(chi: np.ndarray, spacing, b0_axes, pad_fraction: f
     padded = np.zeros(pads, np.float32)
     padded[: chi.shape[0], : chi.shape[1], : chi.shape[2]] = chi
     spectrum = sp_fft.rfftn(padded, workers=workers)
-    spectrum *= dipole_kernel(pads, spacing, b0_axes)
+    spectrum *= _shared_dipole_kernel(tuple(pads), tuple(spacing), tuple(b0_axes))  # the values as given (their dtypes too)
     field = sp_fft.irfftn(spectrum, s=pads, workers=workers)
     return field[: chi.shape[0], : chi.shape[1], : chi.shape[2]].astype(np.float32)
 
