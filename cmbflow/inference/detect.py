@@ -94,10 +94,16 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
         if axis is not None:  # back to the original orientation; the box centre code along the axis changes sign
             logits, deltas = (torch.flip(t, dims=(t.ndim - 3 + axis,)) for t in (logits, deltas))
             deltas[:, axis] = -deltas[:, axis]
-        total = [logits, deltas] if total is None else [a + b for a, b in zip(total, (logits, deltas))]
-    # Mean over passes: logits (a mean in logit space) and box codes alike (one pass: as they are,
-    # not another copy of the 21 full-size channels).
-    return VolumeOutputs(*(t / len(passes) if len(passes) > 1 else t for t in total))
+        if total is None:
+            total = [logits, deltas]
+        else:  # in place: the same sums, no other copy of the 21 full-size channels
+            for summed, more in zip(total, (logits, deltas)):
+                summed.add_(more)
+    # Mean over passes: logits (a mean in logit space) and box codes alike (one pass: as they are).
+    if len(passes) > 1:
+        for summed in total:
+            summed.div_(len(passes))
+    return VolumeOutputs(*total)
 
 
 @dataclass
