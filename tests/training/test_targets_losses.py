@@ -10,8 +10,6 @@ from cmbflow.training.targets import IGNORED, NEGATIVE, POSITIVE, assign_targets
 
 SPACING = (1.0, 1.0, 2.0)
 SHAPE = (16, 16, 8)
-
-
 EXTENTS = anchor_extents([2.5, 5.0, 9.0], SPACING)
 
 
