@@ -91,19 +91,30 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
             predictor, volume, settings.roi_size, settings.overlap, model.divisor, device, settings.sw_batch_size,
             settings.cpu_bfloat16))
         deltas = deltas.reshape(n_anchors, 6, *shape)
-        if axis is not None:  # back to the original orientation; the box centre code along the axis changes sign
-            logits, deltas = (torch.flip(t, dims=(t.ndim - 3 + axis,)) for t in (logits, deltas))
-            deltas[:, axis] = -deltas[:, axis]
-        if total is None:
+        if total is None:  # the volume as it is: the first pass
             total = [logits, deltas]
-        else:  # in place: the same sums, no other copy of the 21 full-size channels
-            for summed, more in zip(total, (logits, deltas)):
-                summed.add_(more)
+        else:
+            _add_flipped_back(total, logits, deltas, axis)
     # Mean over passes: logits (a mean in logit space) and box codes alike (one pass: as they are).
     if len(passes) > 1:
         for summed in total:
             summed.div_(len(passes))
     return VolumeOutputs(*total)
+
+
+def _add_flipped_back(total: list[torch.Tensor], logits: torch.Tensor, deltas: torch.Tensor, axis: int) -> None:
+    """Add the outputs of a pass over the volume flipped along spatial ``axis`` to ``total``
+    (``[logits (K, D, H, W), deltas (K, 6, D, H, W)]``, float32, in place), back in the original
+    orientation; the box centre code along the axis changes sign, so it is subtracted. Through
+    numpy's reversed views: the same sums as flipping copies first (``a - b`` is ``a + (-b)``
+    exactly), without a copy of the 21 full-size channels (~1 s of the full-size benchmark's 12)."""
+    def back(array: np.ndarray) -> np.ndarray:
+        return array[(Ellipsis, *(slice(None, None, -1) if n == axis else slice(None) for n in range(3)))]
+
+    np.add(total[0].numpy(), back(logits.numpy()), out=total[0].numpy())
+    summed, more = total[1].numpy(), back(deltas.numpy())
+    for code in range(6):
+        (np.subtract if code == axis else np.add)(summed[:, code], more[:, code], out=summed[:, code])
 
 
 @dataclass

@@ -91,6 +91,27 @@ def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():
         predict_volume(model, image, InferenceSettings.defaults(roi_size=(20, 16, -1)), torch.device("cpu"))
 
 
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_a_flipped_pass_is_averaged_back_in_the_original_orientation(axis):
+    """tta_flips: the mean of the pass over the volume and the pass over its mirror image, the
+    latter flipped back, with its box centre code along the flipped axis negated (the others kept)."""
+    torch.manual_seed(0)
+    model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
+    torch.nn.init.normal_(model.regression.weight)  # non-zero box codes (initialised to zero)
+    image = np.random.default_rng(1).normal(size=(2, 24, 20, 8)).astype(np.float32)
+    def run(volume, flips):
+        settings = InferenceSettings.defaults(roi_size=(-1, -1, -1), cpu_bfloat16=False, tta_flips=flips)
+        return predict_volume(model, volume, settings, torch.device("cpu"))
+
+    plain, mirrored = run(image, ()), run(np.ascontiguousarray(np.flip(image, 1 + axis)), ())
+    both = run(image, (axis,))
+    back_deltas = torch.flip(mirrored.deltas, dims=(2 + axis,))
+    back_deltas[:, axis] = -back_deltas[:, axis]
+    torch.testing.assert_close(both.logits, (plain.logits + torch.flip(mirrored.logits, dims=(1 + axis,))) / 2)
+    torch.testing.assert_close(both.deltas, (plain.deltas + back_deltas) / 2)
+    assert not torch.allclose(both.logits, plain.logits)  # the mirror's pass changed something
+
+
 def test_the_network_runs_on_the_searched_box_only_and_candidates_keep_whole_grid_voxels():
     """The box is the brain's bounding box grown by brain_margin_mm (voxels per axis, clipped
     to the grid); candidates come back in voxels of the whole grid, inside the searched region,
