@@ -135,12 +135,15 @@ def anchor_shapes(anchors_mm, spacing) -> list[list[int]]:
 
 
 def build_retinanet(in_channels: int, anchors_mm, spacing, roi_size=None, overlap: float = 0.25,
-                    depth: int = 50) -> ATSSRetinaNetDetector:
+                    depth: int = 50, hard_negative_pool: float = 20) -> ATSSRetinaNetDetector:
     """The baseline detector: ``in_channels`` inputs (SWI[, phase]), one class (CMB), one anchor
     per entry of ``anchors_mm`` (cubes, mm) at every pyramid level, on a grid of ``spacing`` mm.
     ATSS matching and hard-negative sampling as in MONAI's detection tutorial; ``roi_size``
     (voxels) sets the sliding-window inferer when given (the bundle's overlap 0.25). ``depth``:
-    the ResNet's (10, 18, 34, 50; the bundle's is 50)."""
+    the ResNet's (10, 18, 34, 50; the bundle's is 50). ``hard_negative_pool``: the hard-negative
+    sampler's ``pool_size`` (training only): each patch's negatives are drawn at random from its
+    ``pool x n`` highest-scoring unmatched anchors (MONAI's tutorial: 20; the workflow passes config
+    ``detector.retinanet.hard_negative_pool``)."""
     if depth not in (10, 18, 34, 50):
         raise ValueError(f"ResNet depth must be 10, 18, 34 or 50, not {depth}")
     backbone = getattr(resnet, f"resnet{depth}")(spatial_dims=3, n_input_channels=in_channels, conv1_t_stride=[2, 2, 1],
@@ -151,7 +154,7 @@ def build_retinanet(in_channels: int, anchors_mm, spacing, roi_size=None, overla
                                              base_anchor_shapes=anchor_shapes(anchors_mm, spacing))
     detector = ATSSRetinaNetDetector(network, anchors, spatial_dims=3, num_classes=1)
     detector.set_atss_matcher(num_candidates=4, center_in_gt=False)
-    detector.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=20, min_neg=16)
+    detector.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=hard_negative_pool, min_neg=16)
     detector.set_target_keys(box_key="box", label_key="label")
     detector.set_box_selector_parameters(**BOX_SELECTOR)
     if roi_size is not None:

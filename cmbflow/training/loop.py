@@ -43,6 +43,7 @@ class TrainSettings(FromConfig):
 
     architecture: str  # cmbflow: ours (CMBDetector); retinanet: MONAI's RetinaNet, the baseline (cmbflow.models.retinanet)
     retinanet_depth: int  # the baseline's ResNet depth (config detector.retinanet.depth)
+    retinanet_hard_negative_pool: float  # its hard-negative sampler's pool (config detector.retinanet.hard_negative_pool)
     fuse_levels: bool
     hspl: bool
     inputs: tuple[str, ...]  # image channels read, in order; ("swi",): datasets without phase
@@ -81,7 +82,7 @@ class TrainSettings(FromConfig):
 def flat_options(detector: dict, variant: str) -> dict:
     """Config ``detector`` flattened for :class:`TrainSettings`: anchors, the baseline's depth,
     network and training keys, then the switches of ``variant`` over the schema's variant defaults."""
-    return {"anchors_mm": detector["anchors_mm"], "retinanet_depth": detector["retinanet"]["depth"], **detector["network"],
+    return {"anchors_mm": detector["anchors_mm"], **{f"retinanet_{k}": v for k, v in detector["retinanet"].items()}, **detector["network"],
             **detector["training"], **schema_defaults("detector.variants.*"), **detector["variants"][variant]}
 
 
@@ -89,7 +90,8 @@ def build_model(settings: TrainSettings, spacing) -> torch.nn.Module:
     """The detector of a variant, untrained, for a grid of ``spacing`` mm (the baseline's anchor
     shapes are voxels)."""
     if settings.architecture == "retinanet":
-        return build_retinanet(len(settings.inputs), settings.anchors_mm, spacing, depth=settings.retinanet_depth)
+        return build_retinanet(len(settings.inputs), settings.anchors_mm, spacing, depth=settings.retinanet_depth,
+                               hard_negative_pool=settings.retinanet_hard_negative_pool)
     return CMBDetector(in_channels=len(settings.inputs), channels=settings.channels, strides=settings.strides, n_anchors=len(settings.anchors_mm),
                        feature_dim=settings.feature_dim, fuse_levels=settings.fuse_levels)
 

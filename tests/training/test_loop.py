@@ -161,6 +161,26 @@ def test_the_retinanet_baseline_trains_in_the_one_loop_and_validates_without_tou
     assert detector.training and not torch.equal(norm.running_mean, before)
 
 
+def test_the_baseline_draws_its_negatives_from_the_configured_pool():
+    """detector.retinanet.hard_negative_pool reaches MONAI's sampler: with a pool of 1 a patch's
+    negatives are its highest-scoring unmatched anchors, with a pool as large as the patch's
+    anchors they are drawn from all of them."""
+    scores = torch.arange(1000, dtype=torch.float32)  # anchor n scores n
+    matched = torch.zeros(1000, dtype=torch.long)  # all unmatched (MONAI's sampler: 0 = negative)
+    matched[500] = 1  # one positive: min_neg (16) negatives drawn
+    for pool, lowest_allowed in ((1, 1000 - 17), (1000, 0)):
+        settings = TrainSettings.defaults(**TINY, architecture="retinanet", retinanet_depth=10, hspl=False, fuse_levels=False,
+                                          retinanet_hard_negative_pool=pool)
+        sampler = loop.build_model(settings, (1.0, 1.0, 2.0)).fg_bg_sampler
+        assert sampler.pool_size == pool
+        torch.manual_seed(0)
+        _, negatives = sampler([matched], scores)
+        chosen = torch.nonzero(negatives[0]).flatten()
+        assert len(chosen) == 16 and chosen.min() >= lowest_allowed
+        if pool == 1000:
+            assert chosen.min() < 500  # not only the top of the ranking
+
+
 def test_retinanet_refuses_the_switches_of_our_network():
     settings = TrainSettings.defaults(**TINY, architecture="retinanet", retinanet_depth=10, hspl=True, fuse_levels=False)
     with pytest.raises(ValueError, match="retinanet architecture has no Feature Fusion Module or prototypes"):
