@@ -104,7 +104,6 @@ def test_a_few_steps_on_one_patch_lower_the_loss(weight_con):
 
 def test_classification_loss_is_the_focal_sum_over_anchors_per_positive():
     """Not MONAI's "sum" reduction, which averages over the last axis (here: the anchors)."""
-    anchors = _anchors()
     lesion = boxes_from_centres(torch.tensor([[5.0, 6.0, 3.0]]), torch.tensor([5.0]), SPACING)
     targets = assign_targets(SHAPE, EXTENTS, lesion)
     logits = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
