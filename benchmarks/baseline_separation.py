@@ -59,8 +59,8 @@ def main() -> None:
     parser.add_argument("--card", default="results/models/rpn_ffm_hspl/model_card.json",
                         help="a model card of the run, relative to it: the split and resolved config")
     parser.add_argument("--iterations", type=int, default=1000)
-    parser.add_argument("--hard-negative-pool", type=float, help="detector.retinanet.hard_negative_pool (default: the schema's)")
-    parser.add_argument("--depth", type=int, help="detector.retinanet.depth (default: the schema's)")
+    parser.add_argument("--hard-negative-pool", type=float, help="detector.retinanet.hard_negative_pool (default: the run's, else the schema's)")
+    parser.add_argument("--depth", type=int, help="detector.retinanet.depth (default: the run's, else the schema's)")
     parser.add_argument("--learning-rate", type=float, help="detector.training.learning_rate (default: the run's)")
     parser.add_argument("--patches", type=int, default=40, help="validation patches cut (those with a CMB are scored)")
     parser.add_argument("--threads", type=int, default=1)

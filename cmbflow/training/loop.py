@@ -80,8 +80,8 @@ class TrainSettings(FromConfig):
 
 
 def flat_options(detector: dict, variant: str) -> dict:
-    """Config ``detector`` flattened for :class:`TrainSettings`: anchors, the baseline's depth,
-    network and training keys, then the switches of ``variant`` over the schema's variant defaults."""
+    """Config ``detector`` flattened for :class:`TrainSettings`: anchors, the baseline's keys
+    (``retinanet_<key>``), network and training keys, then the switches of ``variant`` over the schema's variant defaults."""
     return {"anchors_mm": detector["anchors_mm"], **{f"retinanet_{k}": v for k, v in detector["retinanet"].items()}, **detector["network"],
             **detector["training"], **schema_defaults("detector.variants.*"), **detector["variants"][variant]}
 

@@ -99,6 +99,7 @@ def test_a_flipped_pass_is_averaged_back_in_the_original_orientation(axis):
     model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
     torch.nn.init.normal_(model.regression.weight)  # non-zero box codes (initialised to zero)
     image = np.random.default_rng(1).normal(size=(2, 24, 20, 8)).astype(np.float32)
+
     def run(volume, flips):
         settings = InferenceSettings.defaults(roi_size=(-1, -1, -1), cpu_bfloat16=False, tta_flips=flips)
         return predict_volume(model, volume, settings, torch.device("cpu"))
