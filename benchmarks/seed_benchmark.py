@@ -115,7 +115,7 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         tables = list(pool.map(lambda seed: run_seed(run, work / f"seed-{seed}", seed, configs, args.variant, models_from, own),
                                args.seeds))
-    if not configs:  # the run's own seed is a draw like the others
+    if not configs and own not in args.seeds:  # the run's own seed is a draw like the others (once: a listed one was remade)
         tables.insert(0, scored(run, args.variant).assign(seed=own))
     table = pd.concat(tables, ignore_index=True)[["seed", "dataset", *COLUMNS, "fp_025", "fp_025_vein"]]
     table.to_csv(work / "seeds.tsv", sep="\t", index=False)

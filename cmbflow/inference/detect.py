@@ -78,43 +78,28 @@ def predict_volume(model: CMBDetector, image: np.ndarray, settings: InferenceSet
     model = folded_for_inference(model).to(device, memory_format=torch.channels_last_3d)
     n_anchors = model.n_anchors
 
-    def predictor(window: torch.Tensor):
+    def predictor(window: torch.Tensor, flipped_axis: int | None = None):
         out = model(window.contiguous(memory_format=torch.channels_last_3d))
-        return out.logits, out.deltas.flatten(1, 2)
+        deltas = out.deltas
+        if flipped_axis is not None:  # back in the volume's orientation, the box centre's code along the axis changes sign
+            deltas[:, :, flipped_axis].neg_()  # exact: a + (-b) is a - b
+        return out.logits, deltas.flatten(1, 2)
 
     shape = image.shape[1:]
-    passes = [None, *settings.tta_flips]  # None: the volume as it is
-    total = None
-    for axis in passes:
-        volume = image if axis is None else np.ascontiguousarray(np.flip(image, axis=1 + axis))
-        logits, deltas = (out.float() for out in sliding_window(
-            predictor, volume, settings.roi_size, settings.overlap, model.divisor, device, settings.sw_batch_size,
-            settings.cpu_bfloat16))
-        deltas = deltas.reshape(n_anchors, 6, *shape)
-        if total is None:  # the volume as it is: the first pass
-            total = [logits, deltas]
-        else:
-            _add_flipped_back(total, logits, deltas, axis)
+    window_settings = (settings.roi_size, settings.overlap, model.divisor, device, settings.sw_batch_size, settings.cpu_bfloat16)
+    logits, deltas = sliding_window(predictor, image, *window_settings)
+    for axis in settings.tta_flips:
+        # the pass over the mirrored volume, each window's outputs added straight into the first
+        # pass's (D, H, W, C) buffers through their mirrored numpy views: the same float32 sums as
+        # adding a second volume of outputs, without it (~1 GB at full size)
+        totals = tuple(np.flip(out.permute(1, 2, 3, 0).numpy(), axis) for out in (logits, deltas))
+        sliding_window(lambda window, axis=axis: predictor(window, axis), np.flip(image, axis=1 + axis), *window_settings,
+                       add_into=totals)
     # Mean over passes: logits (a mean in logit space) and box codes alike (one pass: as they are).
-    if len(passes) > 1:
-        for summed in total:
-            summed.div_(len(passes))
-    return VolumeOutputs(*total)
-
-
-def _add_flipped_back(total: list[torch.Tensor], logits: torch.Tensor, deltas: torch.Tensor, axis: int) -> None:
-    """Add the outputs of a pass over the volume flipped along spatial ``axis`` to ``total``
-    (``[logits (K, D, H, W), deltas (K, 6, D, H, W)]``, float32, in place), back in the original
-    orientation; the box centre code along the axis changes sign, so it is subtracted. Through
-    numpy's reversed views: the same sums as flipping copies first (``a - b`` is ``a + (-b)``
-    exactly), without a copy of the 21 full-size channels (~1 s of the full-size benchmark's 12)."""
-    def back(array: np.ndarray) -> np.ndarray:
-        return array[(Ellipsis, *(slice(None, None, -1) if n == axis else slice(None) for n in range(3)))]
-
-    np.add(total[0].numpy(), back(logits.numpy()), out=total[0].numpy())
-    summed, more = total[1].numpy(), back(deltas.numpy())
-    for code in range(6):
-        (np.subtract if code == axis else np.add)(summed[:, code], more[:, code], out=summed[:, code])
+    if settings.tta_flips:
+        for summed in (logits, deltas):
+            summed.div_(1 + len(settings.tta_flips))
+    return VolumeOutputs(logits, deltas.reshape(n_anchors, 6, *shape))
 
 
 @dataclass

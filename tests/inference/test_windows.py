@@ -52,3 +52,24 @@ def test_sliding_window_takes_each_voxel_from_the_window_it_lies_deepest_in():
         # in-plane, away from the volume's border, every voxel lies >= 2 voxels inside its window (half the
         # overlap: 0.25 x 16 = 4 shared along y); Gaussian blending also mixed in windows' outermost voxels
         assert float(depth[0, 4:-4, 4:-4, 5:7].amin()) >= 2
+
+
+def test_windows_read_any_view_and_add_into_a_mirrored_buffer_bit_for_bit():
+    """A flipped, Fortran-ordered view gives the outputs of its contiguous copy; ``add_into`` a
+    mirrored view of the first outputs gives the float32 sums of adding the two output volumes."""
+    rng = np.random.default_rng(1)
+    image = np.asfortranarray(rng.normal(size=(2, 70, 45, 12)).astype(np.float32))  # nibabel's order
+    conv = torch.nn.Conv3d(2, 3, 3, padding=1).eval()
+
+    def predictor(window):
+        return (conv(window).to(torch.bfloat16),)  # a bfloat16 network output, as under autocast
+
+    args = ((32, 16, -1), 0.25, (8, 8, 4), torch.device("cpu"))
+    mirrored = np.flip(image, axis=1)
+    (from_view,) = sliding_window(predictor, mirrored, *args)
+    (from_copy,) = sliding_window(predictor, np.ascontiguousarray(mirrored), *args)
+    assert torch.equal(from_view, from_copy)
+    (first,) = sliding_window(predictor, image, *args)
+    expected = first + torch.flip(from_copy, dims=(1,))
+    assert sliding_window(predictor, mirrored, *args, add_into=(np.flip(first.permute(1, 2, 3, 0).numpy(), 0),)) is None
+    assert torch.equal(first, expected)
