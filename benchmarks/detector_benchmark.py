@@ -87,12 +87,13 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
                    subject: tuple) -> dict:
     import torch
 
+    from cmbflow.device import prepare_cpu
     from cmbflow.inference.detect import InferenceSettings, detect_subject
     from cmbflow.models.card import INPUT_CHANNELS
     from cmbflow.models.weights import load_model
     from cmbflow.models.detector import CMBDetector
 
-    torch.set_num_threads(threads)
+    prepare_cpu(threads)  # as the DAG's jobs: threads, freed memory kept
     detector = config["detector"]
     files, original, spacing = subject  # simulated by the parent process: its memory is not this case's
     with tempfile.TemporaryDirectory() as folder:
@@ -130,11 +131,12 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
                   subject: tuple | None = None) -> dict:
     import torch
 
+    from cmbflow.device import prepare_cpu
     from cmbflow.training.loop import train_detector
     from cmbflow.training.patches import load_subject
     from cmbflow.training.variant import input_phase_scaling, variant_settings
 
-    torch.set_num_threads(threads)
+    prepare_cpu(threads)  # as the DAG's jobs: threads, freed memory kept
     detector = config["detector"]
     if name.startswith("retinanet"):  # the baseline, trained as the variant {architecture: retinanet} would be
         detector = {**detector, "variants": {"retinanet": {"architecture": "retinanet"}}}
@@ -167,10 +169,10 @@ def retinanet_case(name: str, site_values: dict, config: dict, threads: int, dev
     and box selector, in the precision our inference uses. Not warmed up: one call is minutes."""
     import torch
 
-    from cmbflow.device import autocast
+    from cmbflow.device import autocast, prepare_cpu
     from cmbflow.models.retinanet import SIZE_DIVISIBLE, build_retinanet
 
-    torch.set_num_threads(threads)
+    prepare_cpu(threads)  # as the DAG's jobs: threads, freed memory kept
     detector_config = config["detector"]
     files, _, spacing = subject  # simulated by the parent process
     image = np.stack([np.asarray(nib.load(files[kind]).dataobj, np.float32) for kind in ("swi", "phase")])

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from cmbflow.device import prepare_cpu
 from cmbflow.figures.curves import plot_training_curves
 from cmbflow.logs import setup_logging
 from cmbflow.training.fine_tune import fine_tune_detector
@@ -12,7 +12,7 @@ from cmbflow.training.fine_tune import fine_tune_detector
 # the checkout's git commit goes into the model card; not a rule param, so that moving the checkout retrains nothing
 WORKFLOW_DIR = str(Path(snakemake.scriptdir).parent)
 setup_logging(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+prepare_cpu(snakemake.threads)
 fine_tune_detector(snakemake.wildcards.name, snakemake.input.parent_weights, snakemake.input.parent_card,
                    snakemake.params.settings, snakemake.params.subjects,
                    {k: snakemake.output[k] for k in ("weights", "card", "curves", "curves_png")},

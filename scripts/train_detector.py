@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pandas as pd
-import torch
 
+from cmbflow.device import prepare_cpu
 from cmbflow.figures.curves import plot_training_curves
 from cmbflow.logs import setup_logging
 from cmbflow.training.variant import train_variant
@@ -12,7 +12,7 @@ from cmbflow.training.variant import train_variant
 # the checkout's git commit goes into the model card; not a rule param, so that moving the checkout retrains nothing
 WORKFLOW_DIR = str(Path(snakemake.scriptdir).parent)
 setup_logging(snakemake.log[0])
-torch.set_num_threads(snakemake.threads)
+prepare_cpu(snakemake.threads)
 train_variant(snakemake.wildcards.variant, snakemake.params.config, snakemake.params.subjects, snakemake.params.spacing,
               dict(snakemake.output.items()), snakemake.params.checkpoint, snakemake.params.held_out,
               workflow_dir=WORKFLOW_DIR, show_progress=snakemake.config["progress_bars"])
