@@ -62,7 +62,7 @@ def sliding_window(predictor: Callable, image: np.ndarray, max_roi, overlap: flo
     (a view of a channels-last buffer: memory in ``D, H, W, C_out`` order).
 
     The image is read as if zero-padded at the far end of each axis to a multiple of ``divisor``
-    (so voxel indices stay put; outputs are cropped back); windows are :func:`window_tiles` of at
+    (so voxel indices stay put; outputs cover the volume itself); windows are :func:`window_tiles` of at
     most ``max_roi`` (``-1``: the whole axis), ``sw_batch_size`` per forward pass, each voxel's
     output from the window that owns it; mixed precision on CUDA, and on the CPU with
     ``cpu_bfloat16`` (:func:`cmbflow.device.autocast`). ``image`` may be any numpy view (a
@@ -92,35 +92,33 @@ def sliding_window(predictor: Callable, image: np.ndarray, max_roi, overlap: flo
                 source = tuple(slice(start, min(start + axis.window, length)) for (start, _), axis, length in zip(window, tiles, shape))
                 target[(n, slice(None), *(slice(0, part.stop - part.start) for part in source))] = image[(slice(None), *source)]
             results = predictor(inputs.to(device))
-            if add_into is not None:
-                _add_owned(add_into, results, batch, shape)
-                continue
             if outputs is None:  # sized from the first outputs: each network has its own channels
                 # channels last, as the networks write them: each window's copy reads and writes in
                 # the same order (a channels-first buffer took 10 % of a detection job)
-                outputs = [torch.empty((*padded, result.shape[1]), dtype=torch.float32) for result in results]
+                outputs = add_into or [torch.empty((*shape, result.shape[1]), dtype=torch.float32) for result in results]
             for n, window in enumerate(batch):
-                inside = tuple(slice(low - start, high - start) for start, (low, high) in window)
-                where = tuple(slice(low, high) for _, (low, high) in window)
+                owned = _owned_voxels(window, shape)
+                if owned is None:
+                    continue  # the window owns padding only
+                where, inside = owned
                 for out, result in zip(outputs, results):
-                    # to float32 CPU in one copy
-                    out[(*where, slice(None))].copy_(result[n].permute(1, 2, 3, 0)[(*inside, slice(None))])
+                    part = result[n].permute(1, 2, 3, 0)[(*inside, slice(None))]
+                    if add_into is None:
+                        out[where].copy_(part)  # to float32 CPU in one copy
+                    else:  # float32 sums, as a separate add of two output volumes would give, bit for bit
+                        np.add(out[where], part.float().cpu().numpy(), out=out[where])
     if add_into is not None:
         return None
-    crop = (slice(None), *(slice(0, n) for n in shape))
-    return tuple(out.permute(3, 0, 1, 2)[crop] for out in outputs)
+    return tuple(out.permute(3, 0, 1, 2) for out in outputs)
 
 
-def _add_owned(totals: tuple[np.ndarray, ...], results: tuple[torch.Tensor, ...], batch: list, shape) -> None:
-    """Add each window's owned voxels of ``results`` (``(B, C_out, *roi)``) to ``totals``
-    (``(D, H, W, C_out)`` float32 arrays of the unpadded ``shape``), in float32: the sums a
-    separate add of two output volumes would give, bit for bit."""
-    for n, window in enumerate(batch):
-        ends = [min(high, length) for (_, (_, high)), length in zip(window, shape)]
-        if any(low >= end for (_, (low, _)), end in zip(window, ends)):
-            continue  # the window owns padding only
-        where = tuple(slice(low, end) for (_, (low, _)), end in zip(window, ends))
-        inside = tuple(slice(low - start, end - start) for (start, (low, _)), end in zip(window, ends))
-        for total, result in zip(totals, results):
-            owned = total[where]
-            np.add(owned, result[n].permute(1, 2, 3, 0)[(*inside, slice(None))].float().cpu().numpy(), out=owned)
+def _owned_voxels(window, shape) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """``(where, inside)``: the voxels of the unpadded volume of ``shape`` that ``window`` (one
+    ``(start, (low, high))`` per axis) owns, and the same voxels within the window; None where
+    it owns padding only."""
+    ends = [min(high, length) for (_, (_, high)), length in zip(window, shape)]
+    if any(low >= end for (_, (low, _)), end in zip(window, ends)):
+        return None
+    where = tuple(slice(low, end) for (_, (low, _)), end in zip(window, ends))
+    inside = tuple(slice(low - start, end - start) for (start, (low, _)), end in zip(window, ends))
+    return where, inside
