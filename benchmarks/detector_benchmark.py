@@ -16,7 +16,9 @@ Cases (each in a fresh process, so its peak resident memory is its own):
 
 ``--json OUT`` also writes one object: ``<case>_s`` (inference seconds), ``<case>_patches_per_s``
 (training), ``<case>_peak_gb`` for each case run on the CPU, ``cuda_<...>`` for the CUDA runs,
-and ``cases``: every record (``retinanet_full_size_s``: the baseline).
+``cases``: every record (``retinanet_full_size_s``: the baseline; ``precision``: what the network
+ran in), and ``machine``: the CPU, whether it computes bfloat16 natively (else the bfloat16 cases
+run in float32), torch, the GPU.
 
 Inference is timed as the DAG runs it (``detect_subject``: read the model-ready files, sliding
 window over the searched box, decoding + NMS, positions on the original image, and the probability
@@ -36,6 +38,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import platform
 import resource
 import tempfile
 import time
@@ -83,6 +87,31 @@ def _peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 
 
+def _precision(device_name: str, cpu_bfloat16: bool) -> str:
+    """The precision a case's network ran in (:func:`cmbflow.device.autocast`): on a CPU without
+    native bfloat16 the configured bfloat16 runs in float32, so the two cases time the same thing."""
+    from cmbflow.device import cpu_has_bf16
+
+    if device_name == "cuda":
+        return "float16"
+    return "bfloat16" if cpu_bfloat16 and cpu_has_bf16() else "float32"
+
+
+def machine() -> dict:
+    """What ran the benchmark: timings of different CPUs are not comparable, and whether the CPU
+    computes bfloat16 natively (AVX512-BF16, AMX) decides the precision of the default cases."""
+    import torch
+
+    from cmbflow.device import cpu_has_bf16
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.exists() else []
+    return {"cpu": names[0] if names else platform.processor(), "logical_cpus": os.cpu_count(),
+            "cpu_bfloat16_native": cpu_has_bf16(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
+
+
 def inference_case(name: str, site_values: dict, config: dict, threads: int, device_name: str, model_dir: str,
                    subject: tuple) -> dict:
     import torch
@@ -120,6 +149,7 @@ def inference_case(name: str, site_values: dict, config: dict, threads: int, dev
         seconds = time.perf_counter() - start
     result = {"case": name, "device": device_name, "threads": threads, "weights": str(weights) if weights.exists() else "untrained",
               "grid": shape, "spacing_mm": spacing,
+              "precision": _precision(device_name, settings.cpu_bfloat16),
               "probability_map": maps, "seconds": round(seconds, 2), "candidates": len(table),
               "peak_rss_gb": round(_peak_gb(), 2)}
     if device_name == "cuda":
@@ -156,7 +186,8 @@ def training_case(name: str, site_values: dict, config: dict, threads: int, devi
             train_detector(subjects, [], run, Path(folder) / f"ckpt{iterations}.pt", device=torch.device(device_name))
             times[iterations] = time.perf_counter() - start
     patches = 20 * settings.batch_size
-    return {"case": name, "device": device_name, "threads": threads, "patch_size": settings.patch_size,
+    return {"case": name, "device": device_name, "threads": threads, "precision": _precision(device_name, settings.cpu_bfloat16),
+            "patch_size": settings.patch_size,
             "batch_size": settings.batch_size, "patches_per_s": round(patches / (times[23] - times[3]), 2),
             "seconds_per_iteration": round((times[23] - times[3]) / 20, 3), "peak_rss_gb": round(_peak_gb(), 2)}
 
@@ -188,7 +219,8 @@ def retinanet_case(name: str, site_values: dict, config: dict, threads: int, dev
         found = detector(images, use_inferer=True)[0]
     seconds = time.perf_counter() - start
     return {"case": name, "device": device_name, "threads": threads, "weights": "untrained (MONAI RetinaNet, ResNet-50 FPN)",
-            "grid": tuple(int(n) for n in shape), "spacing_mm": spacing, "roi_size": roi, "seconds": round(seconds, 2),
+            "grid": tuple(int(n) for n in shape), "spacing_mm": spacing, "roi_size": roi,
+            "precision": _precision(device_name, detector_config["inference"]["cpu_bfloat16"]), "seconds": round(seconds, 2),
             "candidates": len(found["box"]), "peak_rss_gb": round(_peak_gb(), 2)}
 
 
@@ -210,7 +242,7 @@ def with_overrides(config: dict, section: str, overrides: dict) -> dict:
 
 def summary(records: list[dict]) -> dict:
     """The ``--json`` object (module docstring)."""
-    out = {}
+    out = {"machine": machine()}
     for record in records:
         if "side_by_side" in record:
             continue

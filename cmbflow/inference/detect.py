@@ -255,7 +255,8 @@ def detect_subject(model: CMBDetector, card: dict, subject: str, files: dict[str
     """Candidates of one subject (:data:`CANDIDATE_COLUMNS`; ``x, y, z`` world mm RAS+ and
     ``i, j, k`` voxel of the ``original`` image). With ``probability_map`` a path, also
     writes the CMB probability on the original grid."""
-    data = load_model_input(files, PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}"), model_inputs(card))
+    scaling = PhaseScaling.from_record(card.get("normalization"), f"model card of {card.get('name')}")
+    data = load_model_input(files, scaling, model_inputs(card), threads=torch.get_num_threads())  # the job's threads (prepare_cpu)
     check_spacing(card, data.spacing, files["swi"])
     table, outputs, box = find_candidates(model, data.image, data.brain, card["anchors_mm"], data.spacing, settings, device)
     shape, affine = image_geometry(original)
