@@ -8,14 +8,13 @@ same phase scaling (:class:`PhaseScaling`, recorded in the model card).
 
 from __future__ import annotations
 
-import gzip
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from cmbflow.io.nifti import read_nifti_array
 
 PHASE_METHODS = ("pi", "brain_mad")
 
@@ -90,22 +89,11 @@ def model_inputs(card: dict) -> list[str]:
     return list(INPUTS)[:int(card.get("network", {}).get("in_channels", len(INPUTS)))]
 
 
-def read_array(path: str, dtype=None) -> np.ndarray:
-    """The voxel array of the image at ``path`` (as ``dtype`` when given). A gzipped NIfTI is
-    decompressed in one zlib call, which runs outside the GIL, so files read side by side
-    decompress in parallel; nibabel's streamed reader holds the GIL between its small chunks
-    (two full-size channels on 2 threads: 0.80 s streamed, 0.52 s in one call each)."""
-    image = nib.load(path)  # the header alone
-    if str(path).endswith(".gz") and hasattr(type(image), "from_bytes"):
-        image = type(image).from_bytes(gzip.decompress(Path(path).read_bytes()))
-    return np.asarray(image.dataobj, dtype)
-
-
 def load_model_input(files: dict[str, str], phase_scaling: PhaseScaling, inputs=INPUTS, threads: int = 1) -> ModelInput:
     """Read ``brainmask`` and the ``inputs`` (``swi``[, ``phase``]) of the files of
     :func:`cmbflow.paths.preproc_subject_files`, the phase scaled by ``phase_scaling`` and
     ``inputs`` as the model's card says (:func:`cmbflow.models.card.model_inputs`). With
-    ``threads`` > 1 the files are read side by side (:func:`read_array`: a full-size subject's
+    ``threads`` > 1 the files are read side by side (:func:`cmbflow.io.nifti.read_nifti_array`: a full-size subject's
     two 66 MB channels take ~0.9 s of gzip on one core)."""
     if list(inputs) not in ([INPUTS[0]], list(INPUTS)):
         raise ValueError(f"model inputs {list(inputs)}: cmbflow detectors read [swi] or [swi, phase]")
@@ -115,8 +103,8 @@ def load_model_input(files: dict[str, str], phase_scaling: PhaseScaling, inputs=
                          f"{', '.join(missing)} (a dataset without phase); use a one-channel model (inputs: [swi]) on it")
     swi = nib.load(files["swi"])
     with ThreadPoolExecutor(max(1, min(threads, 1 + len(inputs)))) as pool:
-        mask = pool.submit(read_array, files["brainmask"])  # small: first
-        reads = {name: pool.submit(read_array, files[name], np.float32) for name in inputs}
+        mask = pool.submit(read_nifti_array, files["brainmask"])  # small: first
+        reads = {name: pool.submit(read_nifti_array, files[name], np.float32) for name in inputs}
         brain = mask.result() > 0
         channels = [reads["swi"].result()]
         if "phase" in inputs:

@@ -1,6 +1,7 @@
 """Images in other formats read into the same voxel array and world mm RAS+ affine."""
 
 import ants
+import nibabel as nib
 import numpy as np
 import pytest
 
@@ -8,7 +9,8 @@ from cmbflow.io.coords import voxel_to_world
 import gzip
 import logging
 
-from cmbflow.io.nifti import InputError, enclosed_nonfinite, image_geometry, load_volume, save_volume, zero_nonfinite
+from cmbflow.io.nifti import (InputError, enclosed_nonfinite, image_geometry, load_volume, read_nifti_array, save_volume,
+                               zero_nonfinite)
 from cmbflow.preprocessing.antsimage import to_ants
 
 # Oblique about two axes (an asymmetric direction matrix, so a transposed one shows), LAS-stored,
@@ -73,3 +75,17 @@ def test_nan_enclosed_by_the_image_is_told_from_a_background_reaching_its_border
     enclosed = enclosed_nonfinite(data)
     assert enclosed.sum() == 9 and enclosed[9:11, 9:11, 5:7].all() and enclosed[15, 15, 3]
     assert enclosed_nonfinite(np.full((4, 4, 4), np.nan, np.float32)).all()  # nothing finite: no background to be part of
+
+
+def test_read_nifti_array_gives_nibabel_s_values_for_compressed_scaled_and_plain_files(tmp_path):
+    values = np.random.default_rng(3).normal(0, 100, (20, 18, 6)).astype(np.float32)
+    scaled = nib.Nifti1Image(values, np.eye(4))
+    scaled.set_data_dtype(np.int16)  # stored as integers with a slope and intercept, as scanners write
+    for name, image in (("plain.nii.gz", nib.Nifti1Image(values, np.eye(4))), ("plain.nii", nib.Nifti1Image(values, np.eye(4))),
+                        ("scaled.nii.gz", scaled), ("nifti2.nii.gz", nib.Nifti2Image(values, np.eye(4)))):
+        path = str(tmp_path / name)
+        nib.save(image, path)
+        expected = np.asarray(nib.load(path).dataobj, np.float32)
+        np.testing.assert_array_equal(read_nifti_array(path, np.float32), expected)
+        assert read_nifti_array(path).dtype == np.asarray(nib.load(path).dataobj).dtype
+    assert not np.array_equal(read_nifti_array(str(tmp_path / "scaled.nii.gz")), values)  # rounded by its int16 storage
