@@ -93,8 +93,8 @@ def load_model_input(files: dict[str, str], phase_scaling: PhaseScaling, inputs=
     """Read ``brainmask`` and the ``inputs`` (``swi``[, ``phase``]) of the files of
     :func:`cmbflow.paths.preproc_subject_files`, the phase scaled by ``phase_scaling`` and
     ``inputs`` as the model's card says (:func:`cmbflow.models.card.model_inputs`). With
-    ``threads`` > 1 the files are read side by side (:func:`cmbflow.io.nifti.read_nifti_array`: a full-size subject's
-    two 66 MB channels take ~0.9 s of gzip on one core)."""
+    ``threads`` > 1 the files are read side by side (:func:`cmbflow.io.nifti.read_nifti_array`:
+    a full-size subject's two 66 MB channels take ~0.9 s of gzip on one core)."""
     if list(inputs) not in ([INPUTS[0]], list(INPUTS)):
         raise ValueError(f"model inputs {list(inputs)}: cmbflow detectors read [swi] or [swi, phase]")
     missing = [name for name in inputs if not files.get(name)]
