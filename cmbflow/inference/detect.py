@@ -53,10 +53,9 @@ class InferenceSettings(FromConfig):
 @dataclass
 class VolumeOutputs:
     """Network outputs over a whole model-ready volume (voxel index space of that grid). The
-    fused feature map is not among them: its 16 channels over the whole volume cost memory and
-    copies (blended, when windows were, as long as the network), and only the t-SNE figure reads
-    it, at a few dozen locations
-    (:func:`cmbflow.evaluation.embedding.features_at`)."""
+    fused feature map is not among them: its ``feature_dim`` channels over the whole volume cost
+    memory and copies (blended, when windows were, as long as the network), and only the t-SNE
+    figure reads it, at a few dozen locations (:func:`cmbflow.evaluation.embedding.features_at`)."""
 
     logits: torch.Tensor  # (K, D, H, W)
     deltas: torch.Tensor  # (K, 6, D, H, W)
