@@ -25,6 +25,7 @@ a vein of the generator's truth (``fp_025_vein``: ``desc-mimics_markers.tsv``), 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -58,6 +59,9 @@ def run_seed(run: Path, folder: Path, seed: int, configs: list[Path], variant: s
     for part, source in parts.items():
         if source.exists() and not (folder / "results" / part).exists():
             shutil.copytree(source, folder / "results" / part)  # copies keep the mtimes: nothing upstream reruns
+    if models_from is not None:  # newer than the run's inputs, or Snakemake would retrain them (a run made after the models)
+        for path in (folder / "results/models" / variant).rglob("*"):
+            os.utime(path)
     overlay = folder / "seed.yaml"
     overlay.write_text(yaml.safe_dump({"detector": {"training": {"seed": seed}}}))
     remade = "choose_operating_point" if models_from is not None else "train_detector"

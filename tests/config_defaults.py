@@ -14,3 +14,8 @@ def validated_config(**sections) -> dict:
               **copy.deepcopy(sections)}
     validate_config(config, SCHEMA_FILE, ["(test config)"])
     return config
+
+
+def default_strides() -> tuple[tuple[int, ...], ...]:
+    """The detector's per-level strides as the schema sets them (``detector.network.strides``)."""
+    return tuple(map(tuple, validated_config()["detector"]["network"]["strides"]))

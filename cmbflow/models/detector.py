@@ -45,12 +45,12 @@ class CMBDetector(nn.Module):
 
     ``channels``: encoder widths per level; ``strides``: per level (first is usually 1), one
     ``(si, sj, sk)`` each, e.g. ``(2, 2, 1)`` to pool in-plane only while slices are thick;
-    ``feature_dim``: channels of the fused map. The widths have no default here: the config
-    schema holds it (``detector.network``), and a trained model's card holds its own.
+    ``feature_dim``: channels of the fused map. Widths and strides have no default here: the
+    config schema holds them (``detector.network``), and a trained model's card holds its own.
     """
 
-    def __init__(self, *, channels, feature_dim: int, in_channels: int = 2,
-                 strides=((1, 1, 1), (2, 2, 1), (2, 2, 2), (2, 2, 2)), n_anchors: int = 3, fuse_levels: bool = True):
+    def __init__(self, *, channels, strides, feature_dim: int, in_channels: int = 2, n_anchors: int = 3,
+                 fuse_levels: bool = True):
         super().__init__()
         if len(channels) != len(strides) or len(channels) < FUSED_LEVELS + 1:
             raise ValueError(f"need one stride per level and at least {FUSED_LEVELS + 1} levels; got channels {channels}, strides {strides}")

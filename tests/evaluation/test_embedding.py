@@ -7,6 +7,10 @@ from cmbflow.io.coords import voxel_to_world, world_to_voxel
 from cmbflow.io.model_input import PhaseScaling, load_model_input
 from cmbflow.io.nifti import save_volume
 from cmbflow.models.detector import CMBDetector
+from tests.config_defaults import default_strides
+
+
+STRIDES = default_strides()
 
 
 def test_negatives_lie_in_the_brain_and_away_from_what_to_avoid():
@@ -23,7 +27,7 @@ def test_negatives_lie_in_the_brain_and_away_from_what_to_avoid():
 
 def test_features_at_read_the_fused_map_at_the_patch_centre():
     torch.manual_seed(0)
-    model = CMBDetector(channels=(4, 8, 8, 16), feature_dim=8).eval()
+    model = CMBDetector(strides=STRIDES, channels=(4, 8, 8, 16), feature_dim=8).eval()
     image = np.random.default_rng(1).normal(size=(2, 32, 32, 16)).astype(np.float32)
     vectors = features_at(model, image, np.array([[16, 16, 8], [10, 20, 6]]), (32, 32, 16))
     assert vectors.shape == (2, 8)
@@ -40,7 +44,7 @@ def test_embedding_is_two_dimensional_and_seeded():
 
 
 def test_no_location_gives_an_empty_matrix_of_the_feature_width():
-    model = CMBDetector(channels=(4, 8, 8, 16), feature_dim=8)
+    model = CMBDetector(strides=STRIDES, channels=(4, 8, 8, 16), feature_dim=8)
     assert features_at(model, np.zeros((2, 32, 32, 16), np.float32), np.zeros((0, 3)), (32, 32, 16)).shape == (0, 8)
 
 
@@ -48,7 +52,7 @@ def test_every_group_is_read_at_its_own_position_row_by_row(tmp_path):
     """TP, FP (candidates), FN (a missed CMB) and TN (drawn voxels): row n of the vectors is the
     fused map at row n's position, whatever the group."""
     torch.manual_seed(0)
-    model = CMBDetector(channels=(4, 8, 8, 16), feature_dim=8).eval()
+    model = CMBDetector(strides=STRIDES, channels=(4, 8, 8, 16), feature_dim=8).eval()
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
     affine[:3, 3] = [-16.0, -16.0, -8.0]
     image = np.random.default_rng(2).normal(size=(2, 32, 32, 16)).astype(np.float32)

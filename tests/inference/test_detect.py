@@ -15,6 +15,10 @@ from cmbflow.models.detector import CMBDetector
 from cmbflow.models.postprocess import box_coder
 from cmbflow.preprocessing.grid import cropped_grid
 from cmbflow.preprocessing.resample import resample_to_grid
+from tests.config_defaults import default_strides
+
+STRIDES = default_strides()
+
 
 LAS_SPACING = (0.9, 0.9, 2.5)
 LESION = (30, 17, 9)  # voxel of the LAS-stored original image
@@ -80,7 +84,7 @@ def test_candidates_outside_the_brain_are_dropped():
 
 def test_sliding_window_covers_any_volume_shape_and_matches_one_pass():
     torch.manual_seed(0)
-    model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
+    model = CMBDetector(strides=STRIDES, channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
     image = np.random.default_rng(0).normal(size=(2, 37, 30, 10)).astype(np.float32)
     windows = predict_volume(model, image, InferenceSettings.defaults(roi_size=(16, 16, -1), overlap=0.5), torch.device("cpu"))
     assert windows.logits.shape == (2, 37, 30, 10) and windows.deltas.shape == (2, 6, 37, 30, 10)
@@ -96,7 +100,7 @@ def test_a_flipped_pass_is_averaged_back_in_the_original_orientation(axis):
     """tta_flips: the mean of the pass over the volume and the pass over its mirror image, the
     latter flipped back, with its box centre code along the flipped axis negated (the others kept)."""
     torch.manual_seed(0)
-    model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
+    model = CMBDetector(strides=STRIDES, channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
     torch.nn.init.normal_(model.regression.weight)  # non-zero box codes (initialised to zero)
     image = np.random.default_rng(1).normal(size=(2, 24, 20, 8)).astype(np.float32)
 
@@ -125,7 +129,7 @@ def test_the_network_runs_on_the_searched_box_only_and_candidates_keep_whole_gri
     assert search_box(np.zeros((5, 6, 7), bool), (1.0, 1.0, 2.0), 4.0) == (slice(0, 5), slice(0, 6), slice(0, 7))
     assert search_box(np.ones((5, 6, 7), bool), (1.0, 1.0, 2.0), 4.0) == (slice(0, 5), slice(0, 6), slice(0, 7))
     torch.manual_seed(0)
-    model = CMBDetector(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
+    model = CMBDetector(strides=STRIDES, channels=(4, 8, 8, 16), n_anchors=2, feature_dim=4).eval()
     image = np.random.default_rng(0).normal(size=(2, *brain.shape)).astype(np.float32)
     table, outputs, used = find_candidates(model, image, brain, (3.0, 5.0), (1.0, 1.0, 2.0), settings, torch.device("cpu"))
     assert used == box and outputs.logits.shape == (2, 16, 18, 8)
@@ -147,7 +151,7 @@ def test_a_grid_at_another_spacing_than_the_model_is_refused_with_the_fix():
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16/AMX): cpu_bfloat16 is a no-op here")
 def test_cpu_bfloat16_inference_is_reproducible_and_ranks_like_float32():
     torch.manual_seed(0)
-    model = CMBDetector(channels=(8, 16, 32, 64), n_anchors=2, feature_dim=8).eval()
+    model = CMBDetector(strides=STRIDES, channels=(8, 16, 32, 64), n_anchors=2, feature_dim=8).eval()
     image = np.random.default_rng(1).normal(size=(2, 48, 40, 16)).astype(np.float32)
     half = [predict_volume(model, image, InferenceSettings.defaults(cpu_bfloat16=True), torch.device("cpu")) for _ in range(2)]
     full = predict_volume(model, image, InferenceSettings.defaults(cpu_bfloat16=False), torch.device("cpu"))
@@ -170,7 +174,7 @@ def test_inference_reads_the_phase_as_the_model_card_says(tmp_path):
     phase = rng.normal(0, 0.01, shape).astype(np.float32)
     phase[16, 16, 8] = 0.08
     torch.manual_seed(0)
-    model = CMBDetector(channels=(4, 4, 8, 8), n_anchors=1, feature_dim=4).eval()
+    model = CMBDetector(strides=STRIDES, channels=(4, 4, 8, 8), n_anchors=1, feature_dim=4).eval()
     with torch.no_grad():  # untrained scores sit at the 1 % prior; spread them so inputs show
         model.objectness.bias.zero_()
         model.objectness.weight.mul_(5.0)

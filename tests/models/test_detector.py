@@ -3,8 +3,12 @@ import torch
 
 from cmbflow.models.detector import CMBDetector, folded_for_inference
 from cmbflow.models.prototypes import Prototypes, concentration_loss
+from tests.config_defaults import default_strides
 
-SMALL = dict(channels=(4, 8, 8, 16), n_anchors=2, feature_dim=6)
+STRIDES = default_strides()
+
+
+SMALL = dict(channels=(4, 8, 8, 16), strides=STRIDES, n_anchors=2, feature_dim=6)
 
 
 @pytest.mark.parametrize("fuse", [False, True])

@@ -7,6 +7,10 @@ from cmbflow.models.postprocess import box_coder
 from cmbflow.models.prototypes import CLASSES, Prototypes
 from cmbflow.training.losses import detection_loss, sample_locations
 from cmbflow.training.targets import IGNORED, NEGATIVE, POSITIVE, assign_targets
+from tests.config_defaults import default_strides
+
+STRIDES = default_strides()
+
 
 SPACING = (1.0, 1.0, 2.0)
 SHAPE = (16, 16, 8)
@@ -83,7 +87,7 @@ def test_hard_samples_are_the_highest_scoring_negatives():
 @pytest.mark.parametrize("weight_con", [0.0, 0.1])
 def test_a_few_steps_on_one_patch_lower_the_loss(weight_con):
     torch.manual_seed(0)
-    model = CMBDetector(channels=(4, 8, 8, 16), feature_dim=8, fuse_levels=True)
+    model = CMBDetector(strides=STRIDES, channels=(4, 8, 8, 16), feature_dim=8, fuse_levels=True)
     prototypes = Prototypes(8)
     image = torch.randn(1, 2, *SHAPE) * 0.1
     image[0, 0, 4:7, 5:8, 2:4] = -2.0  # a dark blob
