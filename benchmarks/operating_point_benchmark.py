@@ -25,7 +25,8 @@ import yaml
 
 from cmbflow import paths
 from cmbflow.evaluation.froc import choose_operating_point
-from cmbflow.evaluation.operating_point import adapt_threshold, background_score, matched_candidates
+from cmbflow.evaluation.operating_point import matched_candidates
+from cmbflow.evaluation.site_adaptation import adapt_threshold, background_score
 from cmbflow.inference.detect import InferenceSettings
 from cmbflow.io.model_input import PhaseScaling, model_inputs
 from cmbflow.models.weights import build_detector

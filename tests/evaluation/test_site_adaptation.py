@@ -1,13 +1,15 @@
-"""The operating point's label-free adaptation to a site (cmbflow.evaluation.operating_point)."""
+"""The operating point's label-free adaptation to a site (cmbflow.evaluation.site_adaptation)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.special import expit, logit
 
-from cmbflow.evaluation.operating_point import adapt_threshold, background_score, write_adapted_operating_point
+from cmbflow.evaluation.site_adaptation import adapt_threshold, background_score, write_adapted_operating_point
 from cmbflow.io.nifti import save_volume
 
 INFERENCE = {"score_threshold": 0.02, "nms_iou": 0.1, "max_candidates": 200, "brain_margin_mm": 10.0, "tta_flips": []}
@@ -77,3 +79,12 @@ def test_a_point_without_a_background_score_is_used_as_it_is_and_says_so(tmp_pat
     record = write_adapted_operating_point(point, table, masks, OPTIONS, INFERENCE, "far_site", tmp_path / "out.json")
     assert record["threshold"] == 0.45 and "not adapted to far_site" in record["source"]
     assert "rerun the choose_operating_point rule" in caplog.text
+
+
+def test_adapting_the_operating_point_loads_no_network_library():
+    """The job that runs once per variant and external site reads candidate tables and brain
+    masks only: it imports neither torch nor MONAI nor ANTs (each would add seconds to every such job)."""
+    code = ("import sys, cmbflow.evaluation.site_adaptation, cmbflow.logs; "
+            "print(sorted(m for m in ('torch', 'monai', 'ants') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", loaded
