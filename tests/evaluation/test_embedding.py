@@ -9,7 +9,6 @@ from cmbflow.io.nifti import save_volume
 from cmbflow.models.detector import CMBDetector
 from tests.config_defaults import default_strides
 
-
 STRIDES = default_strides()
 
 

@@ -6,8 +6,6 @@ from cmbflow.models.prototypes import Prototypes, concentration_loss
 from tests.config_defaults import default_strides
 
 STRIDES = default_strides()
-
-
 SMALL = dict(channels=(4, 8, 8, 16), strides=STRIDES, n_anchors=2, feature_dim=6)
 
 
